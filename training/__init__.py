@@ -1,0 +1,1 @@
+"""Offline side of reco: purchase data contract, synthetic store, models, evaluation, registry, CLI."""

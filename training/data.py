@@ -1,0 +1,401 @@
+"""Load and validate purchase and catalog files (DESIGN.md, "Data contract").
+
+Files are read with pyarrow (CSV or Parquet) and checked in one vectorized DuckDB pass. Every
+row is either accepted or rejected with its row number and a reason: rows read = rows accepted
++ rows rejected, always. A file that cannot be used at all raises `InvalidPurchases` /
+`InvalidCatalog` with one sentence.
+
+Row numbers count data rows from 1 in file order, so in a CSV file row N is line N + 1 (the
+header is line 1).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+
+from training import columns as col
+from training.duck import connect
+from training.errors import InvalidCatalog, InvalidPurchases, RecoError
+
+PURCHASE_SCHEMA = pa.schema(
+    [
+        (col.USER_ID, pa.string()),
+        (col.ITEM_ID, pa.string()),
+        (col.TIMESTAMP, pa.timestamp("us", tz="UTC")),
+        (col.QUANTITY, pa.int32()),
+        (col.PRICE, pa.float64()),
+        (col.ORDER_ID, pa.string()),
+    ]
+)
+CATALOG_SCHEMA = pa.schema(
+    [
+        (col.ITEM_ID, pa.string()),
+        (col.NAME, pa.string()),
+        (col.CATEGORY, pa.string()),
+        (col.BRAND, pa.string()),
+        (col.PRICE, pa.float64()),
+        (col.IN_STOCK, pa.bool_()),
+    ]
+)
+REJECTED_SCHEMA = pa.schema([("row", pa.int64()), ("code", pa.string()), ("reason", pa.string())])
+
+_ROW = "__row"
+# Epoch seconds from 1970 up to 2100; larger numbers are most often epoch milliseconds.
+_EPOCH_MAX = 4102444800
+_QUANTITY_MAX = 1_000_000
+_CSV_NULLS = [""]
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """What validation found in one file: counts, and every rejected row with its reason."""
+
+    kind: str
+    source: str
+    rows_read: int
+    rows_accepted: int
+    rejected: pa.Table  # REJECTED_SCHEMA, sorted by row
+
+    @property
+    def rows_rejected(self) -> int:
+        return self.rejected.num_rows
+
+    @property
+    def ok(self) -> bool:
+        return self.rows_rejected == 0
+
+    def reason_counts(self) -> dict[str, int]:
+        """Rejected rows per kind of problem, most frequent first."""
+        if not self.rows_rejected:
+            return {}
+        counts = pc.value_counts(self.rejected.column("code")).to_pylist()
+        return dict(sorted(((c["values"], c["counts"]) for c in counts), key=lambda kv: (-kv[1], kv[0])))
+
+    def to_dict(self, *, max_rows: int | None = None) -> dict[str, Any]:
+        """JSON-ready report; `max_rows` caps the listed rows (the counts always cover all)."""
+        rows = self.rejected if max_rows is None else self.rejected.slice(0, max_rows)
+        return {
+            "kind": self.kind,
+            "source": self.source,
+            "rows_read": self.rows_read,
+            "rows_accepted": self.rows_accepted,
+            "rows_rejected": self.rows_rejected,
+            "reasons": self.reason_counts(),
+            "rejected": rows.select(["row", "reason"]).to_pylist(),
+        }
+
+    def write_json(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    def format_text(self, *, max_rows: int = 20) -> str:
+        """A report for a terminal: counts, reasons, and the first `max_rows` rejected rows."""
+        lines = [
+            f"{self.kind} {self.source}: {self.rows_read:,} rows read, "
+            f"{self.rows_accepted:,} accepted, {self.rows_rejected:,} rejected"
+        ]
+        for code, count in self.reason_counts().items():
+            lines.append(f"  {count:>10,}  {code}")
+        if self.rows_rejected:
+            lines.append("rejected rows:")
+            for entry in self.rejected.slice(0, max_rows).to_pylist():
+                lines.append(f"  row {entry['row']}: {entry['reason']}")
+            if self.rows_rejected > max_rows:
+                lines.append(f"  … and {self.rows_rejected - max_rows:,} more (use --report FILE for all)")
+        return "\n".join(lines)
+
+
+def load_purchases(path: str | Path) -> tuple[pa.Table, ValidationReport]:
+    """Read a purchase file and return (accepted rows in PURCHASE_SCHEMA, report)."""
+    raw, malformed = _read_raw(Path(path), error=InvalidPurchases, what="purchase file")
+    _require(raw, col.PURCHASE_REQUIRED, path, InvalidPurchases)
+    types = {name: raw.schema.field(name).type for name in raw.column_names}
+    select = {
+        col.USER_ID: _id_expr(col.USER_ID, types, InvalidPurchases),
+        col.ITEM_ID: _id_expr(col.ITEM_ID, types, InvalidPurchases),
+        "ts_num": _number_expr(col.TIMESTAMP, types, InvalidPurchases, allow_time=True),
+        "ts_raw": _text_expr(col.TIMESTAMP, types),
+        "ts": _timestamp_expr(col.TIMESTAMP, types),
+        "q_num": _number_expr(col.QUANTITY, types, InvalidPurchases) if col.QUANTITY in types else "NULL",
+        "q_raw": _text_expr(col.QUANTITY, types) if col.QUANTITY in types else "NULL",
+        "p_num": _number_expr(col.PRICE, types, InvalidPurchases) if col.PRICE in types else "NULL",
+        "p_raw": _text_expr(col.PRICE, types) if col.PRICE in types else "NULL",
+        col.ORDER_ID: _id_expr(col.ORDER_ID, types, InvalidPurchases) if col.ORDER_ID in types else "NULL",
+    }
+    checks = [
+        *_id_checks(col.USER_ID),
+        *_id_checks(col.ITEM_ID),
+        ("ts_raw IS NULL", "missing timestamp", "'missing timestamp'"),
+        (
+            f"ts IS NULL AND ts_num >= 1e11 AND ts_num < {_EPOCH_MAX}e3",
+            "timestamp in epoch milliseconds",
+            "'timestamp ' || ts_raw || ' looks like epoch milliseconds; epoch seconds are expected'",
+        ),
+        ("ts IS NULL", "unparseable timestamp", "'unparseable timestamp ' || " + _quoted("ts_raw")),
+        ("q_raw IS NOT NULL AND q_num IS NULL", "quantity not a number", "'quantity ' || "
+         + _quoted("q_raw") + " || ' is not a number'"),
+        (f"q_num IS NOT NULL AND (q_num < 1 OR q_num <> trunc(q_num) OR q_num > {_QUANTITY_MAX})",
+         "quantity not a whole number >= 1", "'quantity must be a whole number >= 1 (got ' || q_raw || ')'"),
+        ("p_raw IS NOT NULL AND p_num IS NULL", "price not a number", "'price ' || " + _quoted("p_raw")
+         + " || ' is not a number'"),
+        ("p_num IS NOT NULL AND (isnan(p_num) OR isinf(p_num))", "price not finite", "'price is not a finite number'"),
+        ("p_num < 0", "negative price", "'negative price ' || p_raw"),
+    ]
+    output = {
+        col.USER_ID: col.USER_ID,
+        col.ITEM_ID: col.ITEM_ID,
+        col.TIMESTAMP: "ts",
+        col.QUANTITY: "CAST(coalesce(q_num, 1) AS INTEGER)",
+        col.PRICE: "p_num",
+        col.ORDER_ID: col.ORDER_ID,
+    }
+    accepted, rejected = _validate(raw, select, checks, output)
+    return _finish("purchases", path, accepted.cast(PURCHASE_SCHEMA), rejected, malformed)
+
+
+def load_catalog(path: str | Path) -> tuple[pa.Table, ValidationReport]:
+    """Read a catalog file and return (accepted items: CATALOG_SCHEMA + extra columns, report)."""
+    raw, malformed = _read_raw(Path(path), error=InvalidCatalog, what="catalog file")
+    _require(raw, col.CATALOG_REQUIRED, path, InvalidCatalog)
+    types = {name: raw.schema.field(name).type for name in raw.column_names}
+    extras = [n for n in raw.column_names if n not in col.CATALOG_COLUMNS and n != _ROW]
+    select: dict[str, str] = {
+        col.ITEM_ID: _id_expr(col.ITEM_ID, types, InvalidCatalog),
+        "first_row": f'min({_ROW}) OVER (PARTITION BY {_id_expr(col.ITEM_ID, types, InvalidCatalog)})',
+        "p_num": _number_expr(col.PRICE, types, InvalidCatalog) if col.PRICE in types else "NULL",
+        "p_raw": _text_expr(col.PRICE, types) if col.PRICE in types else "NULL",
+        "stock_raw": _text_expr(col.IN_STOCK, types) if col.IN_STOCK in types else "NULL",
+        "stock": _bool_expr(col.IN_STOCK, types) if col.IN_STOCK in types else "TRUE",
+        **{name: _optional_text(name, types) for name in (col.NAME, col.CATEGORY, col.BRAND)},
+        **{name: _q(name) for name in extras},
+    }
+    checks = [
+        *_id_checks(col.ITEM_ID),
+        (f"first_row < {_ROW}", "duplicate item_id", "'duplicate item_id (first at row ' || first_row || ')'"),
+        ("p_raw IS NOT NULL AND p_num IS NULL", "price not a number", "'price ' || " + _quoted("p_raw")
+         + " || ' is not a number'"),
+        ("p_num < 0 OR isnan(p_num) OR isinf(p_num)", "invalid price", "'invalid price ' || p_raw"),
+        ("stock IS NULL", "in_stock not a boolean", "'in_stock ' || " + _quoted("stock_raw")
+         + " || ' is not true/false'"),
+    ]
+    output = {
+        col.ITEM_ID: col.ITEM_ID,
+        col.NAME: f"coalesce({col.NAME}, {col.ITEM_ID})",
+        col.CATEGORY: f"coalesce({col.CATEGORY}, 'Other')",
+        col.BRAND: col.BRAND,
+        col.PRICE: "p_num",
+        col.IN_STOCK: "stock",
+        **{name: _q(name) for name in extras},
+    }
+    accepted, rejected = _validate(raw, select, checks, output)
+    accepted = accepted.cast(pa.schema([*CATALOG_SCHEMA, *[accepted.schema.field(n) for n in extras]]))
+    return _finish("catalog", path, accepted, rejected, malformed)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def _read_raw(path: Path, *, error: type[RecoError], what: str) -> tuple[pa.Table, pa.Table]:
+    """The file as an Arrow table with a 1-based `__row` column, and its malformed CSV lines."""
+    if not path.exists():
+        raise error(f"The {what} {path} does not exist.")
+    name = path.name.lower()
+    try:
+        if name.endswith((".parquet", ".pq")) or path.is_dir():
+            table = pq.read_table(path)
+            malformed = REJECTED_SCHEMA.empty_table()
+        elif name.endswith((".csv", ".csv.gz", ".txt")):
+            table, malformed = _read_csv(path)
+        else:
+            raise error(f"The {what} {path} is neither CSV (.csv, .csv.gz) nor Parquet (.parquet).")
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise error(f"The {what} {path} cannot be read as {'Parquet' if 'parquet' in name else 'CSV'}: {reason}.") from None
+    rows = _row_numbers(table.num_rows, malformed.column("row").to_numpy())
+    return table.append_column(_ROW, pa.array(rows, pa.int64())), malformed
+
+
+def _read_csv(path: Path) -> tuple[pa.Table, pa.Table]:
+    """Read a CSV file with the contract's columns as text; malformed lines become rejections."""
+    header = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 16)).schema.names
+    convert = pcsv.ConvertOptions(
+        column_types={name: pa.string() for name in header},
+        null_values=_CSV_NULLS,
+        strings_can_be_null=True,
+    )
+    malformed: list[tuple[int | None, str]] = []
+
+    def skip(row: Any) -> str:
+        malformed.append((row.number, f"malformed CSV line: {row.actual_columns} fields, expected {row.expected_columns}"))
+        return "skip"
+
+    parse = pcsv.ParseOptions(invalid_row_handler=skip)
+    table = pcsv.read_csv(path, convert_options=convert, parse_options=parse)
+    if malformed and any(number is None for number, _ in malformed):
+        # The parallel reader does not know line numbers; read again on one thread to report them.
+        malformed.clear()
+        table = pcsv.read_csv(
+            path, read_options=pcsv.ReadOptions(use_threads=False), convert_options=convert, parse_options=parse
+        )
+    rows = [(number - 1 if number is not None else 0, "malformed CSV line", reason) for number, reason in malformed]
+    return table, pa.Table.from_pylist(
+        [dict(zip(REJECTED_SCHEMA.names, r, strict=True)) for r in rows], schema=REJECTED_SCHEMA
+    )
+
+
+def _row_numbers(n_parsed: int, malformed_rows: np.ndarray) -> np.ndarray:
+    """1-based row numbers of the parsed rows, skipping the numbers of malformed lines."""
+    every = np.arange(1, n_parsed + len(malformed_rows) + 1, dtype=np.int64)
+    return np.setdiff1d(every, malformed_rows, assume_unique=True) if len(malformed_rows) else every
+
+
+def _require(table: pa.Table, required: tuple[str, ...], path: str | Path, error: type[RecoError]) -> None:
+    missing = [name for name in required if name not in table.column_names]
+    if missing:
+        found = ", ".join(n for n in table.column_names if n != _ROW) or "none"
+        raise error(
+            f"{path} has no column {', '.join(repr(m) for m in missing)} "
+            f"(required: {', '.join(required)}; found: {found})."
+        )
+
+
+# --- SQL pieces ------------------------------------------------------------------------------
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _quoted(expr: str) -> str:
+    """SQL for a value shown in a reason: quoted and cut to 40 characters."""
+    return f"'''' || left({expr}, 40) || ''''"
+
+
+def _is_text(typ: pa.DataType) -> bool:
+    return pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_string_view(typ) or (
+        pa.types.is_dictionary(typ) and _is_text(typ.value_type)
+    )
+
+
+def _wrong_type(name: str, typ: pa.DataType, expected: str, error: type[RecoError]) -> RecoError:
+    return error(f"Column {name!r} has type {typ}, expected {expected}.")
+
+
+def _id_expr(name: str, types: dict[str, pa.DataType], error: type[RecoError]) -> str:
+    typ, q = types[name], _q(name)
+    if _is_text(typ):
+        return f"NULLIF(trim(CAST({q} AS VARCHAR)), '')"
+    if pa.types.is_integer(typ):
+        return f"CAST({q} AS VARCHAR)"
+    if pa.types.is_floating(typ):  # ids written by a tool that turned them into floats
+        return (f"CASE WHEN isnan({q}) THEN NULL WHEN {q} = trunc({q}) AND abs({q}) < 1e18 "
+                f"THEN CAST(CAST({q} AS BIGINT) AS VARCHAR) ELSE CAST({q} AS VARCHAR) END")
+    raise _wrong_type(name, typ, "text or integer ids", error)
+
+
+def _id_checks(name: str) -> list[tuple[str, str, str]]:
+    return [
+        (f"{name} IS NULL", f"missing {name}", f"'missing {name}'"),
+        (f"length({name}) > {col.ID_MAX_LENGTH}", f"{name} too long",
+         f"'{name} longer than {col.ID_MAX_LENGTH} characters'"),
+    ]
+
+
+def _text_expr(name: str, types: dict[str, pa.DataType]) -> str:
+    """The raw value as text (for reasons and for telling 'missing' from 'bad')."""
+    q = _q(name)
+    return f"NULLIF(trim(CAST({q} AS VARCHAR)), '')" if _is_text(types[name]) else f"CAST({q} AS VARCHAR)"
+
+
+def _optional_text(name: str, types: dict[str, pa.DataType]) -> str:
+    return f"NULLIF(trim(CAST({_q(name)} AS VARCHAR)), '')" if name in types else "CAST(NULL AS VARCHAR)"
+
+
+def _number_expr(name: str, types: dict[str, pa.DataType], error: type[RecoError], *, allow_time: bool = False) -> str:
+    typ, q = types[name], _q(name)
+    if _is_text(typ):
+        return f"TRY_CAST(trim(CAST({q} AS VARCHAR)) AS DOUBLE)"
+    if pa.types.is_integer(typ) or pa.types.is_floating(typ) or pa.types.is_decimal(typ):
+        return f"CAST({q} AS DOUBLE)"
+    if allow_time and (pa.types.is_timestamp(typ) or pa.types.is_date(typ)):
+        return "NULL"
+    expected = "ISO-8601 text, epoch seconds or a timestamp" if allow_time else "a number"
+    raise _wrong_type(name, typ, expected, error)
+
+
+def _timestamp_expr(name: str, types: dict[str, pa.DataType]) -> str:
+    """TIMESTAMPTZ in UTC, or NULL when unparseable. Naive times are taken as UTC."""
+    typ, q = types[name], _q(name)
+    if pa.types.is_timestamp(typ) or pa.types.is_date(typ):
+        return f"CAST({q} AS TIMESTAMPTZ)"
+    epoch = f"CASE WHEN {{n}} >= 0 AND {{n}} < {_EPOCH_MAX} THEN to_timestamp({{n}}) END"
+    if _is_text(typ):
+        text = f"trim(CAST({q} AS VARCHAR))"
+        number = f"TRY_CAST({text} AS DOUBLE)"
+        return (f"CASE WHEN {number} IS NOT NULL THEN {epoch.format(n=number)} "
+                f"ELSE TRY_CAST({text} AS TIMESTAMPTZ) END")
+    return epoch.format(n=f"CAST({q} AS DOUBLE)")
+
+
+def _bool_expr(name: str, types: dict[str, pa.DataType]) -> str:
+    typ, q = types[name], _q(name)
+    if pa.types.is_boolean(typ):
+        return f"coalesce({q}, TRUE)"
+    if pa.types.is_integer(typ):
+        return f"coalesce({q} <> 0, TRUE)"
+    text = f"lower(trim(CAST({q} AS VARCHAR)))"
+    return (f"CASE WHEN {q} IS NULL OR {text} = '' THEN TRUE "
+            f"WHEN {text} IN ('true', 't', 'yes', 'y', '1') THEN TRUE "
+            f"WHEN {text} IN ('false', 'f', 'no', 'n', '0') THEN FALSE END")
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+def _validate(
+    raw: pa.Table, select: dict[str, str], checks: list[tuple[str, str, str]], output: dict[str, str]
+) -> tuple[pa.Table, pa.Table]:
+    """Run the checks in one SQL pass; the first failing check names a row's reason."""
+    code = "CASE " + " ".join(f"WHEN {cond} THEN '{c}'" for cond, c, _ in checks) + " END"
+    reason = "CASE " + " ".join(f"WHEN {cond} THEN {msg}" for cond, _, msg in checks) + " END"
+    parsed = ", ".join(f"{expr} AS {_q(alias)}" for alias, expr in select.items())
+    outputs = ", ".join(f"{expr} AS {_q(alias)}" for alias, expr in output.items())
+    sql = (
+        f"WITH parsed AS (SELECT {_ROW}, {parsed} FROM raw), "
+        f"checked AS (SELECT *, {code} AS code, {reason} AS reason FROM parsed) "
+        f"SELECT {_ROW} AS row, code, reason, {outputs} FROM checked"
+    )
+    con = connect()
+    try:
+        con.register("raw", raw)
+        result = con.sql(sql).to_arrow_table()
+    finally:
+        con.close()
+    bad = pc.is_valid(result.column("reason"))
+    rejected = result.filter(bad).select(["row", "code", "reason"])
+    accepted = result.filter(pc.invert(bad)).drop_columns(["row", "code", "reason"])
+    return accepted, rejected
+
+
+def _finish(kind: str, path: str | Path, accepted: pa.Table, rejected: pa.Table, malformed: pa.Table) -> tuple[
+    pa.Table, ValidationReport
+]:
+    rejected = pa.concat_tables([malformed, rejected.cast(REJECTED_SCHEMA)])
+    rejected = rejected.take(pc.sort_indices(rejected, [("row", "ascending")]))
+    report = ValidationReport(
+        kind=kind,
+        source=str(path),
+        rows_read=accepted.num_rows + rejected.num_rows,
+        rows_accepted=accepted.num_rows,
+        rejected=rejected,
+    )
+    return accepted, report
