@@ -11,6 +11,8 @@ header is line 1).
 
 from __future__ import annotations
 
+import csv
+import gzip
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,12 +143,21 @@ def load_purchases(path: str | Path) -> tuple[pa.Table, ValidationReport]:
             "'timestamp ' || ts_raw || ' looks like epoch milliseconds; epoch seconds are expected'",
         ),
         ("ts IS NULL", "unparseable timestamp", "'unparseable timestamp ' || " + _quoted("ts_raw")),
-        ("q_raw IS NOT NULL AND q_num IS NULL", "quantity not a number", "'quantity ' || "
-         + _quoted("q_raw") + " || ' is not a number'"),
-        (f"q_num IS NOT NULL AND (q_num < 1 OR q_num <> trunc(q_num) OR q_num > {_QUANTITY_MAX})",
-         "quantity not a whole number >= 1", "'quantity must be a whole number >= 1 (got ' || q_raw || ')'"),
-        ("p_raw IS NOT NULL AND p_num IS NULL", "price not a number", "'price ' || " + _quoted("p_raw")
-         + " || ' is not a number'"),
+        (
+            "q_raw IS NOT NULL AND q_num IS NULL",
+            "quantity not a number",
+            "'quantity ' || " + _quoted("q_raw") + " || ' is not a number'",
+        ),
+        (
+            f"q_num IS NOT NULL AND (q_num < 1 OR q_num <> trunc(q_num) OR q_num > {_QUANTITY_MAX})",
+            "quantity not a whole number >= 1",
+            "'quantity must be a whole number >= 1 (got ' || q_raw || ')'",
+        ),
+        (
+            "p_raw IS NOT NULL AND p_num IS NULL",
+            "price not a number",
+            "'price ' || " + _quoted("p_raw") + " || ' is not a number'",
+        ),
         ("p_num IS NOT NULL AND (isnan(p_num) OR isinf(p_num))", "price not finite", "'price is not a finite number'"),
         ("p_num < 0", "negative price", "'negative price ' || p_raw"),
     ]
@@ -170,7 +181,7 @@ def load_catalog(path: str | Path) -> tuple[pa.Table, ValidationReport]:
     extras = [n for n in raw.column_names if n not in col.CATALOG_COLUMNS and n != _ROW]
     select: dict[str, str] = {
         col.ITEM_ID: _id_expr(col.ITEM_ID, types, InvalidCatalog),
-        "first_row": f'min({_ROW}) OVER (PARTITION BY {_id_expr(col.ITEM_ID, types, InvalidCatalog)})',
+        "first_row": f"min({_ROW}) OVER (PARTITION BY {_id_expr(col.ITEM_ID, types, InvalidCatalog)})",
         "p_num": _number_expr(col.PRICE, types, InvalidCatalog) if col.PRICE in types else "NULL",
         "p_raw": _text_expr(col.PRICE, types) if col.PRICE in types else "NULL",
         "stock_raw": _text_expr(col.IN_STOCK, types) if col.IN_STOCK in types else "NULL",
@@ -181,11 +192,17 @@ def load_catalog(path: str | Path) -> tuple[pa.Table, ValidationReport]:
     checks = [
         *_id_checks(col.ITEM_ID),
         (f"first_row < {_ROW}", "duplicate item_id", "'duplicate item_id (first at row ' || first_row || ')'"),
-        ("p_raw IS NOT NULL AND p_num IS NULL", "price not a number", "'price ' || " + _quoted("p_raw")
-         + " || ' is not a number'"),
+        (
+            "p_raw IS NOT NULL AND p_num IS NULL",
+            "price not a number",
+            "'price ' || " + _quoted("p_raw") + " || ' is not a number'",
+        ),
         ("p_num < 0 OR isnan(p_num) OR isinf(p_num)", "invalid price", "'invalid price ' || p_raw"),
-        ("stock IS NULL", "in_stock not a boolean", "'in_stock ' || " + _quoted("stock_raw")
-         + " || ' is not true/false'"),
+        (
+            "stock IS NULL",
+            "in_stock not a boolean",
+            "'in_stock ' || " + _quoted("stock_raw") + " || ' is not true/false'",
+        ),
     ]
     output = {
         col.ITEM_ID: col.ITEM_ID,
@@ -219,14 +236,20 @@ def _read_raw(path: Path, *, error: type[RecoError], what: str) -> tuple[pa.Tabl
             raise error(f"The {what} {path} is neither CSV (.csv, .csv.gz) nor Parquet (.parquet).")
     except (pa.ArrowException, OSError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise error(f"The {what} {path} cannot be read as {'Parquet' if 'parquet' in name else 'CSV'}: {reason}.") from None
+        kind = "Parquet" if "parquet" in name else "CSV"
+        raise error(f"The {what} {path} cannot be read as {kind}: {reason}.") from None
     rows = _row_numbers(table.num_rows, malformed.column("row").to_numpy())
     return table.append_column(_ROW, pa.array(rows, pa.int64())), malformed
 
 
 def _read_csv(path: Path) -> tuple[pa.Table, pa.Table]:
     """Read a CSV file with the contract's columns as text; malformed lines become rejections."""
-    header = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=1 << 16)).schema.names
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="") as stream:
+        first_line = stream.readline()
+    if not first_line.strip():
+        raise ValueError("the file is empty")
+    header = next(csv.reader([first_line]))
     convert = pcsv.ConvertOptions(
         column_types={name: pa.string() for name in header},
         null_values=_CSV_NULLS,
@@ -235,7 +258,8 @@ def _read_csv(path: Path) -> tuple[pa.Table, pa.Table]:
     malformed: list[tuple[int | None, str]] = []
 
     def skip(row: Any) -> str:
-        malformed.append((row.number, f"malformed CSV line: {row.actual_columns} fields, expected {row.expected_columns}"))
+        reason = f"malformed CSV line: {row.actual_columns} fields, expected {row.expected_columns}"
+        malformed.append((row.number, reason))
         return "skip"
 
     parse = pcsv.ParseOptions(invalid_row_handler=skip)
@@ -281,8 +305,11 @@ def _quoted(expr: str) -> str:
 
 
 def _is_text(typ: pa.DataType) -> bool:
-    return pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_string_view(typ) or (
-        pa.types.is_dictionary(typ) and _is_text(typ.value_type)
+    return (
+        pa.types.is_string(typ)
+        or pa.types.is_large_string(typ)
+        or pa.types.is_string_view(typ)
+        or (pa.types.is_dictionary(typ) and _is_text(typ.value_type))
     )
 
 
@@ -297,16 +324,21 @@ def _id_expr(name: str, types: dict[str, pa.DataType], error: type[RecoError]) -
     if pa.types.is_integer(typ):
         return f"CAST({q} AS VARCHAR)"
     if pa.types.is_floating(typ):  # ids written by a tool that turned them into floats
-        return (f"CASE WHEN isnan({q}) THEN NULL WHEN {q} = trunc({q}) AND abs({q}) < 1e18 "
-                f"THEN CAST(CAST({q} AS BIGINT) AS VARCHAR) ELSE CAST({q} AS VARCHAR) END")
+        return (
+            f"CASE WHEN isnan({q}) THEN NULL WHEN {q} = trunc({q}) AND abs({q}) < 1e18 "
+            f"THEN CAST(CAST({q} AS BIGINT) AS VARCHAR) ELSE CAST({q} AS VARCHAR) END"
+        )
     raise _wrong_type(name, typ, "text or integer ids", error)
 
 
 def _id_checks(name: str) -> list[tuple[str, str, str]]:
     return [
         (f"{name} IS NULL", f"missing {name}", f"'missing {name}'"),
-        (f"length({name}) > {col.ID_MAX_LENGTH}", f"{name} too long",
-         f"'{name} longer than {col.ID_MAX_LENGTH} characters'"),
+        (
+            f"length({name}) > {col.ID_MAX_LENGTH}",
+            f"{name} too long",
+            f"'{name} longer than {col.ID_MAX_LENGTH} characters'",
+        ),
     ]
 
 
@@ -341,8 +373,7 @@ def _timestamp_expr(name: str, types: dict[str, pa.DataType]) -> str:
     if _is_text(typ):
         text = f"trim(CAST({q} AS VARCHAR))"
         number = f"TRY_CAST({text} AS DOUBLE)"
-        return (f"CASE WHEN {number} IS NOT NULL THEN {epoch.format(n=number)} "
-                f"ELSE TRY_CAST({text} AS TIMESTAMPTZ) END")
+        return f"CASE WHEN {number} IS NOT NULL THEN {epoch.format(n=number)} ELSE TRY_CAST({text} AS TIMESTAMPTZ) END"
     return epoch.format(n=f"CAST({q} AS DOUBLE)")
 
 
@@ -353,9 +384,11 @@ def _bool_expr(name: str, types: dict[str, pa.DataType]) -> str:
     if pa.types.is_integer(typ):
         return f"coalesce({q} <> 0, TRUE)"
     text = f"lower(trim(CAST({q} AS VARCHAR)))"
-    return (f"CASE WHEN {q} IS NULL OR {text} = '' THEN TRUE "
-            f"WHEN {text} IN ('true', 't', 'yes', 'y', '1') THEN TRUE "
-            f"WHEN {text} IN ('false', 'f', 'no', 'n', '0') THEN FALSE END")
+    return (
+        f"CASE WHEN {q} IS NULL OR {text} = '' THEN TRUE "
+        f"WHEN {text} IN ('true', 't', 'yes', 'y', '1') THEN TRUE "
+        f"WHEN {text} IN ('false', 'f', 'no', 'n', '0') THEN FALSE END"
+    )
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -386,9 +419,9 @@ def _validate(
     return accepted, rejected
 
 
-def _finish(kind: str, path: str | Path, accepted: pa.Table, rejected: pa.Table, malformed: pa.Table) -> tuple[
-    pa.Table, ValidationReport
-]:
+def _finish(
+    kind: str, path: str | Path, accepted: pa.Table, rejected: pa.Table, malformed: pa.Table
+) -> tuple[pa.Table, ValidationReport]:
     rejected = pa.concat_tables([malformed, rejected.cast(REJECTED_SCHEMA)])
     rejected = rejected.take(pc.sort_indices(rejected, [("row", "ascending")]))
     report = ValidationReport(

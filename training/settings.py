@@ -42,9 +42,7 @@ class Settings(BaseSettings):
         default="reco", validation_alias=AliasChoices("RECO_REGISTERED_NAME", "registered_name")
     )
     api_keys_json: str = Field(default="{}", validation_alias=AliasChoices("RECO_API_KEYS", "api_keys_json"))
-    auth: Literal["enabled", "disabled"] = Field(
-        default="enabled", validation_alias=AliasChoices("RECO_AUTH", "auth")
-    )
+    auth: Literal["enabled", "disabled"] = Field(default="enabled", validation_alias=AliasChoices("RECO_AUTH", "auth"))
 
     @field_validator("home")
     @classmethod

@@ -21,6 +21,7 @@ last full calendar year always exists for recaps.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from dataclasses import dataclass
@@ -62,7 +63,9 @@ CATEGORIES: tuple[Category, ...] = (
     Category("Bakery", "Bread", ("Sourdough", "Wholemeal Loaf", "Baguette", "Rye Bread", "Bagels"), 2.2, 0.9, 1.5),
     Category("Bakery", "Pastries", ("Croissants", "Cinnamon Buns", "Muffins", "Pain au Chocolat"), 2.6, 0.3, 1.0),
     Category("Produce", "Fruit", ("Bananas", "Apples", "Blueberries", "Oranges", "Grapes", "Avocados"), 2.4, 0.85, 2.0),
-    Category("Produce", "Vegetables", ("Carrots", "Spinach", "Tomatoes", "Onions", "Peppers", "Broccoli"), 1.7, 0.85, 2.5),
+    Category(
+        "Produce", "Vegetables", ("Carrots", "Spinach", "Tomatoes", "Onions", "Peppers", "Broccoli"), 1.7, 0.85, 2.5
+    ),
     Category("Produce", "Herbs", ("Basil", "Coriander", "Parsley", "Mint"), 1.1, 0.3, 0.6),
     Category("Meat & Fish", "Meat", ("Chicken Breast", "Beef Mince", "Pork Sausages", "Bacon"), 5.8, 0.55, 2.0),
     Category("Meat & Fish", "Fish", ("Salmon Fillets", "Cod Fillets", "Prawns", "Tuna Steaks"), 6.9, 0.35, 1.2),
@@ -85,7 +88,9 @@ CATEGORIES: tuple[Category, ...] = (
     Category("Snacks", "Chocolate", ("Milk Chocolate", "Dark Chocolate", "Chocolate Bar"), 2.1, 0.4, 1.2),
     Category("Snacks", "Crisps", ("Sea Salt Crisps", "Tortilla Chips", "Popcorn"), 1.8, 0.4, 1.0),
     Category("Snacks", "Biscuits", ("Digestives", "Shortbread", "Oat Biscuits", "Cookies"), 1.7, 0.45, 1.0),
-    Category("Frozen", "Frozen Meals", ("Frozen Pizza", "Frozen Lasagne", "Fish Fingers", "Frozen Peas"), 3.3, 0.4, 1.2),
+    Category(
+        "Frozen", "Frozen Meals", ("Frozen Pizza", "Frozen Lasagne", "Fish Fingers", "Frozen Peas"), 3.3, 0.4, 1.2
+    ),
     Category("Frozen", "Ice Cream", ("Vanilla Ice Cream", "Chocolate Ice Cream", "Sorbet"), 3.9, 0.2, 0.6),
     Category("Household", "Cleaning", ("Washing-Up Liquid", "Surface Cleaner", "Bin Bags"), 3.1, 0.35, 1.0),
     Category("Household", "Paper Goods", ("Toilet Roll 9-pack", "Kitchen Roll", "Tissues"), 4.2, 0.55, 0.5),
@@ -99,8 +104,20 @@ CATEGORIES: tuple[Category, ...] = (
 )
 
 BRANDS = (
-    "Greenvale", "Nordhof", "Sunny Acres", "Old Mill", "Blue Harbour", "Hillcrest", "Maison Claire",
-    "Red Barn", "Willow & Co", "Highland", "Casa Bella", "Urban Pantry", "Little Oak", "Golden Fields",
+    "Greenvale",
+    "Nordhof",
+    "Sunny Acres",
+    "Old Mill",
+    "Blue Harbour",
+    "Hillcrest",
+    "Maison Claire",
+    "Red Barn",
+    "Willow & Co",
+    "Highland",
+    "Casa Bella",
+    "Urban Pantry",
+    "Little Oak",
+    "Golden Fields",
 )
 STORE_BRAND = "Basics"
 VARIANTS = ("", "Organic ", "Classic ", "Light ", "Family ", "Premium ", "Everyday ", "Fairtrade ")
@@ -108,7 +125,11 @@ SIZES = ("Small", "Medium", "Large", "Value Pack")
 
 RECIPES = (
     ("pancakes", "Pancakes", ("Flour", "Eggs", "Milk", "Butter", "Sugar & Syrup")),
-    ("spaghetti-bolognese", "Spaghetti Bolognese", ("Pasta", "Meat", "Canned Tomatoes", "Vegetables", "Cheese", "Herbs")),
+    (
+        "spaghetti-bolognese",
+        "Spaghetti Bolognese",
+        ("Pasta", "Meat", "Canned Tomatoes", "Vegetables", "Cheese", "Herbs"),
+    ),
     ("full-breakfast", "Weekend Breakfast", ("Bread", "Butter", "Eggs", "Coffee", "Juice")),
     ("fish-supper", "Fish Supper", ("Fish", "Vegetables", "Oils & Vinegar", "Herbs", "Wine")),
     ("risotto", "Mushroom Risotto", ("Rice", "Cheese", "Butter", "Vegetables", "Wine")),
@@ -186,8 +207,13 @@ def generate_store(
             first = k * CHUNK_USERS
             n = min(CHUNK_USERS, users - first)
             chunk = _purchases_for_chunk(
-                np.random.default_rng(seeds[k + 1]), n, catalog, segments, np.datetime64(start.date(), "D"),
-                op_time, orders,
+                np.random.default_rng(seeds[k + 1]),
+                n,
+                catalog,
+                segments,
+                np.datetime64(start.date(), "D"),
+                op_time,
+                orders,
             )
             table = _chunk_table(chunk, start, user_names[first : first + n], item_names)
             writer.write_table(table, row_group_size=1 << 20)
@@ -276,7 +302,7 @@ def _flat_cdf(weights: np.ndarray, groups: np.ndarray | None = None) -> np.ndarr
     n_rows, n_items = weights.shape
     bounds = np.array([0, n_items]) if groups is None else groups
     cdf = np.empty_like(weights)
-    for g, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+    for g, (lo, hi) in enumerate(itertools.pairwise(bounds)):
         block = np.cumsum(weights[:, lo:hi], axis=1)
         cdf[:, lo:hi] = g + block / np.maximum(block[:, -1:], 1e-300)
         cdf[:, hi - 1] = g + 1 - 1e-12
@@ -284,8 +310,9 @@ def _flat_cdf(weights: np.ndarray, groups: np.ndarray | None = None) -> np.ndarr
     return (cdf + offsets).ravel()
 
 
-def _sample(cdf: np.ndarray, n_items: int, n_groups: int, row: np.ndarray, group: np.ndarray | int,
-            rng: np.random.Generator) -> np.ndarray:
+def _sample(
+    cdf: np.ndarray, n_items: int, n_groups: int, row: np.ndarray, group: np.ndarray | int, rng: np.random.Generator
+) -> np.ndarray:
     """One item per draw from row `row`'s distribution (within `group` when the CDF is grouped)."""
     target = row * n_groups + group + rng.random(len(row)) * (1 - 1e-9)
     return np.searchsorted(cdf, target, side="right") - row * n_items
@@ -380,8 +407,9 @@ def _purchases_for_chunk(
     # Staples: K items each customer re-buys every m-th order.
     n_staples = np.minimum(1 + rng.poisson(3.0, n_users), 10)
     staple_user, _ = _within(n_staples)
-    staple_seg = np.where(rng.random(len(staple_user)) < mix[staple_user] / 2, secondary[staple_user],
-                          primary[staple_user])
+    staple_seg = np.where(
+        rng.random(len(staple_user)) < mix[staple_user] / 2, secondary[staple_user], primary[staple_user]
+    )
     staple_item = _sample(catalog.staple_cdf, n_items, 1, staple_seg, 0, rng)
     period = rng.choice([1, 2, 3, 4], len(staple_user), p=[0.35, 0.3, 0.2, 0.15])
     staple_phase = rng.integers(0, 4, len(staple_user)) % period
@@ -412,8 +440,9 @@ def _purchases_for_chunk(
     # Seasonal gifts in the run-up to Christmas.
     g_orders = np.flatnonzero(_is_christmas_run_up(start_date, seconds) & (rng.random(n_ord) < 0.45))
     seasonal = category_index[SEASONAL_CATEGORY]
-    g_item = _sample(catalog.category_cdf, n_items, n_groups, order_segment[g_orders],
-                     np.full(len(g_orders), seasonal), rng)
+    g_item = _sample(
+        catalog.category_cdf, n_items, n_groups, order_segment[g_orders], np.full(len(g_orders), seasonal), rng
+    )
 
     order = np.concatenate([s_order, e_order, r_order, g_orders])
     item = np.concatenate([s_item, e_item, r_item, g_item])

@@ -1,0 +1,1 @@
+"""The FastAPI service: recommendations, recaps and events for the storefront."""

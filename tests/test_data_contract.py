@@ -1,0 +1,203 @@
+"""The purchase and catalog data contract (DESIGN.md): what is accepted, what is rejected and why."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from training.data import load_catalog, load_purchases
+from training.errors import InvalidCatalog, InvalidPurchases
+
+HEADER = "user_id,item_id,timestamp,quantity,price,order_id\n"
+GOOD_ROWS = [
+    ("u1", "i1", "2025-03-01T10:00:00Z", "2", "2.50", "o1"),
+    ("u1", "i2", "2025-03-01T12:00:00+02:00", "1", "1.00", "o1"),
+    ("u2", "i1", "1740823200", "", "", ""),  # epoch seconds; quantity defaults to 1; no price, no order
+    ("7", "42", "2025-03-02", "3", "0", "o2"),  # integer-looking ids stay strings; a free item is fine
+]
+
+
+def write_csv(path: Path, rows: list[tuple[str, ...]], header: str = HEADER) -> Path:
+    path.write_text(header + "".join(",".join(r) + "\n" for r in rows))
+    return path
+
+
+def run_reco(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "training.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_valid_csv_and_parquet_load_identically(tmp_path: Path) -> None:
+    csv_table, csv_report = load_purchases(write_csv(tmp_path / "p.csv", GOOD_ROWS))
+    parquet = tmp_path / "p.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "user_id": ["u1", "u1", "u2", "7"],
+                "item_id": ["i1", "i2", "i1", "42"],
+                "timestamp": pa.array(
+                    [
+                        datetime(2025, 3, 1, 10, tzinfo=UTC),
+                        datetime(2025, 3, 1, 10, tzinfo=UTC),
+                        datetime(2025, 3, 1, 10, tzinfo=UTC),
+                        datetime(2025, 3, 2, tzinfo=UTC),
+                    ],
+                    pa.timestamp("ms", tz="UTC"),
+                ),
+                "quantity": pa.array([2, 1, None, 3], pa.int64()),
+                "price": [2.5, 1.0, None, 0.0],
+                "order_id": ["o1", "o1", None, "o2"],
+            }
+        ),
+        parquet,
+    )
+    parquet_table, parquet_report = load_purchases(parquet)
+    assert csv_report.ok and parquet_report.ok
+    assert csv_table.equals(parquet_table)
+    first = csv_table.slice(0, 3).to_pylist()
+    assert first[1]["timestamp"] == datetime(2025, 3, 1, 10, tzinfo=UTC)  # +02:00 converted to UTC
+    assert first[2]["quantity"] == 1 and first[2]["price"] is None and first[2]["order_id"] is None
+    assert csv_table.column("user_id").to_pylist()[3] == "7"
+
+
+def test_integer_ids_in_parquet_are_kept_as_strings(tmp_path: Path) -> None:
+    path = tmp_path / "ints.parquet"
+    pq.write_table(pa.table({"user_id": [1, 2], "item_id": [10.0, 11.0], "timestamp": [1740823200, 1740823201]}), path)
+    table, report = load_purchases(path)
+    assert report.ok
+    assert table.column("user_id").to_pylist() == ["1", "2"]
+    assert table.column("item_id").to_pylist() == ["10", "11"]
+
+
+@pytest.mark.parametrize(
+    ("row", "code", "reason_part"),
+    [
+        (("", "i1", "2025-03-01", "1", "1", "o"), "missing user_id", "missing user_id"),
+        (("u1", " ", "2025-03-01", "1", "1", "o"), "missing item_id", "missing item_id"),
+        (("u1", "i1", "", "1", "1", "o"), "missing timestamp", "missing timestamp"),
+        (("u1", "i1", "yesterday", "1", "1", "o"), "unparseable timestamp", "'yesterday'"),
+        (("u1", "i1", "2025-02-30", "1", "1", "o"), "unparseable timestamp", "2025-02-30"),
+        (("u1", "i1", "1740823200000", "1", "1", "o"), "timestamp in epoch milliseconds", "milliseconds"),
+        (("u1", "i1", "2025-03-01", "0", "1", "o"), "quantity not a whole number >= 1", "got 0"),
+        (("u1", "i1", "2025-03-01", "-2", "1", "o"), "quantity not a whole number >= 1", "got -2"),
+        (("u1", "i1", "2025-03-01", "1.5", "1", "o"), "quantity not a whole number >= 1", "got 1.5"),
+        (("u1", "i1", "2025-03-01", "two", "1", "o"), "quantity not a number", "'two'"),
+        (("u1", "i1", "2025-03-01", "1", "-0.01", "o"), "negative price", "-0.01"),
+        (("u1", "i1", "2025-03-01", "1", "cheap", "o"), "price not a number", "'cheap'"),
+        (("u" * 129, "i1", "2025-03-01", "1", "1", "o"), "user_id too long", "longer than 128"),
+    ],
+)
+def test_each_kind_of_bad_row_is_rejected_with_its_reason(
+    tmp_path: Path, row: tuple[str, ...], code: str, reason_part: str
+) -> None:
+    table, report = load_purchases(write_csv(tmp_path / "p.csv", [GOOD_ROWS[0], row, GOOD_ROWS[1]]))
+    assert report.rows_read == 3 and report.rows_accepted == 2 and report.rows_rejected == 1
+    rejected = report.rejected.to_pylist()[0]
+    assert rejected["row"] == 2 and rejected["code"] == code and reason_part in rejected["reason"]
+    assert table.num_rows == 2
+
+
+def test_counts_are_conserved_and_row_numbers_point_at_the_file(tmp_path: Path) -> None:
+    rows = [GOOD_ROWS[0], ("", "i", "2025-01-01", "1", "1", "o"), GOOD_ROWS[1], ("u", "i", "nope", "1", "1", "o")]
+    text = (
+        HEADER
+        + "".join(",".join(r) + "\n" for r in rows)
+        + "u9,i9,2025-01-01,1,1,o9,EXTRA\n"
+        + "u3,i3,2025-01-05,1,1,o3\n"
+    )
+    path = tmp_path / "p.csv"
+    path.write_text(text)
+    table, report = load_purchases(path)
+    assert report.rows_read == 6 == report.rows_accepted + report.rows_rejected
+    assert [(r["row"], r["code"]) for r in report.rejected.to_pylist()] == [
+        (2, "missing user_id"),
+        (4, "unparseable timestamp"),
+        (5, "malformed CSV line"),
+    ]
+    assert table.column("user_id").to_pylist() == ["u1", "u1", "u3"]
+    assert report.reason_counts() == {"malformed CSV line": 1, "missing user_id": 1, "unparseable timestamp": 1}
+    assert report.to_dict()["rows_rejected"] == 3
+
+
+def test_missing_column_is_one_clear_sentence(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "p.csv", [("u1", "i1")], header="user_id,item_id\n")
+    with pytest.raises(InvalidPurchases, match=r"has no column 'timestamp' \(required: user_id, item_id, timestamp"):
+        load_purchases(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("p.parquet", b"this is not parquet at all", "cannot be read as Parquet"),
+        ("p.csv", b"", "cannot be read as CSV"),
+        ("p.xlsx", b"PK", "neither CSV"),
+    ],
+)
+def test_unreadable_files_are_one_clear_sentence(tmp_path: Path, name: str, content: bytes, message: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(InvalidPurchases, match=message) as info:
+        load_purchases(path)
+    assert str(info.value).endswith(".") and "\n" not in str(info.value)
+
+
+def test_missing_file_and_wrong_column_type(tmp_path: Path) -> None:
+    with pytest.raises(InvalidPurchases, match="does not exist"):
+        load_purchases(tmp_path / "nowhere.csv")
+    path = tmp_path / "typed.parquet"
+    pq.write_table(
+        pa.table({"user_id": ["u"], "item_id": ["i"], "timestamp": [1740823200], "quantity": [[1, 2]]}), path
+    )
+    with pytest.raises(InvalidPurchases, match=r"Column .quantity. has type list<.*>, expected a number"):
+        load_purchases(path)
+
+
+def test_catalog_defaults_duplicates_and_bad_values(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.csv"
+    path.write_text(
+        "item_id,name,category,brand,price,in_stock,colour\n"
+        "i1,Oat Milk,Milk,Nordhof,1.2,true,white\n"
+        "i2,,,,,,\n"
+        "i1,Oat Milk again,Milk,Nordhof,1.2,yes,white\n"
+        "i3,Bread,Bakery,Old Mill,-1,no,brown\n"
+        "i4,Eggs,Eggs,Red Barn,2.9,maybe,\n"
+        "i5,Tea,Tea,Highland,2.8,0,green\n"
+    )
+    table, report = load_catalog(path)
+    assert report.rows_read == 6 and report.rows_accepted == 3
+    assert [(r["row"], r["code"]) for r in report.rejected.to_pylist()] == [
+        (3, "duplicate item_id"),
+        (4, "invalid price"),
+        (5, "in_stock not a boolean"),
+    ]
+    rows = {r["item_id"]: r for r in table.to_pylist()}
+    assert rows["i2"]["name"] == "i2" and rows["i2"]["category"] == "Other" and rows["i2"]["in_stock"] is True
+    assert rows["i5"]["in_stock"] is False and rows["i1"]["colour"] == "white"
+
+
+def test_catalog_without_item_id_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.csv"
+    path.write_text("sku,name\n1,Milk\n")
+    with pytest.raises(InvalidCatalog, match="has no column 'item_id'"):
+        load_catalog(path)
+
+
+def test_cli_validate_exits_1_on_rejected_rows_and_2_on_unusable_file(tmp_path: Path) -> None:
+    bad = write_csv(tmp_path / "bad.csv", [GOOD_ROWS[0], ("", "i2", "2025-03-01", "1", "1", "o1")])
+    result = run_reco("data", "validate", str(bad), "--report", str(tmp_path / "report.json"))
+    assert result.returncode == 1, result.stderr
+    assert "2 rows read, 1 accepted, 1 rejected" in result.stdout and "row 2: missing user_id" in result.stdout
+    assert (tmp_path / "report.json").exists() and "Traceback" not in result.stdout + result.stderr
+
+    good = write_csv(tmp_path / "good.csv", GOOD_ROWS)
+    assert run_reco("data", "validate", str(good)).returncode == 0
+
+    missing = write_csv(tmp_path / "cols.csv", [("u1",)], header="user_id\n")
+    result = run_reco("data", "validate", str(missing))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "has no column 'item_id'" in result.stderr
