@@ -140,7 +140,7 @@ def load_purchases(path: str | Path) -> tuple[pa.Table, ValidationReport]:
         (
             f"ts IS NULL AND ts_num >= 1e11 AND ts_num < {_EPOCH_MAX}e3",
             "timestamp in epoch milliseconds",
-            "'timestamp ' || ts_raw || ' looks like epoch milliseconds; epoch seconds are expected'",
+            "'timestamp ' || CAST(ts_raw AS VARCHAR) || ' looks like epoch milliseconds; epoch seconds are expected'",
         ),
         ("ts IS NULL", "unparseable timestamp", "'unparseable timestamp ' || " + _quoted("ts_raw")),
         (
@@ -151,7 +151,7 @@ def load_purchases(path: str | Path) -> tuple[pa.Table, ValidationReport]:
         (
             f"q_num IS NOT NULL AND (q_num < 1 OR q_num <> trunc(q_num) OR q_num > {_QUANTITY_MAX})",
             "quantity not a whole number >= 1",
-            "'quantity must be a whole number >= 1 (got ' || q_raw || ')'",
+            "'quantity must be a whole number >= 1 (got ' || CAST(q_raw AS VARCHAR) || ')'",
         ),
         (
             "p_raw IS NOT NULL AND p_num IS NULL",
@@ -159,17 +159,16 @@ def load_purchases(path: str | Path) -> tuple[pa.Table, ValidationReport]:
             "'price ' || " + _quoted("p_raw") + " || ' is not a number'",
         ),
         ("p_num IS NOT NULL AND (isnan(p_num) OR isinf(p_num))", "price not finite", "'price is not a finite number'"),
-        ("p_num < 0", "negative price", "'negative price ' || p_raw"),
+        ("p_num < 0", "negative price", "'negative price ' || CAST(p_raw AS VARCHAR)"),
     ]
-    output = {
-        col.USER_ID: col.USER_ID,
-        col.ITEM_ID: col.ITEM_ID,
+    numeric = {
         col.TIMESTAMP: "ts",
         col.QUANTITY: "CAST(coalesce(q_num, 1) AS INTEGER)",
         col.PRICE: "p_num",
-        col.ORDER_ID: col.ORDER_ID,
     }
-    accepted, rejected = _validate(raw, select, checks, output)
+    text = [col.USER_ID, col.ITEM_ID, col.ORDER_ID]
+    accepted, rejected = _validate(raw, select, checks, numeric=numeric, text=text)
+    accepted = accepted.select(PURCHASE_SCHEMA.names)
     return _finish("purchases", path, accepted.cast(PURCHASE_SCHEMA), rejected, malformed)
 
 
@@ -197,23 +196,23 @@ def load_catalog(path: str | Path) -> tuple[pa.Table, ValidationReport]:
             "price not a number",
             "'price ' || " + _quoted("p_raw") + " || ' is not a number'",
         ),
-        ("p_num < 0 OR isnan(p_num) OR isinf(p_num)", "invalid price", "'invalid price ' || p_raw"),
+        ("p_num < 0 OR isnan(p_num) OR isinf(p_num)", "invalid price", "'invalid price ' || CAST(p_raw AS VARCHAR)"),
         (
             "stock IS NULL",
             "in_stock not a boolean",
             "'in_stock ' || " + _quoted("stock_raw") + " || ' is not true/false'",
         ),
     ]
-    output = {
-        col.ITEM_ID: col.ITEM_ID,
-        col.NAME: f"coalesce({col.NAME}, {col.ITEM_ID})",
-        col.CATEGORY: f"coalesce({col.CATEGORY}, 'Other')",
-        col.BRAND: col.BRAND,
-        col.PRICE: "p_num",
-        col.IN_STOCK: "stock",
-        **{name: _q(name) for name in extras},
-    }
-    accepted, rejected = _validate(raw, select, checks, output)
+    numeric = {col.PRICE: "p_num", col.IN_STOCK: "stock"}
+    text = [col.ITEM_ID, col.NAME, col.CATEGORY, col.BRAND]
+    accepted, rejected = _validate(raw, select, checks, numeric=numeric, text=text, passthrough=extras)
+    accepted = accepted.set_column(
+        accepted.schema.get_field_index(col.NAME), col.NAME, pc.coalesce(accepted[col.NAME], accepted[col.ITEM_ID])
+    )
+    accepted = accepted.set_column(
+        accepted.schema.get_field_index(col.CATEGORY), col.CATEGORY, pc.coalesce(accepted[col.CATEGORY], "Other")
+    )
+    accepted = accepted.select([*CATALOG_SCHEMA.names, *extras])
     accepted = accepted.cast(pa.schema([*CATALOG_SCHEMA, *[accepted.schema.field(n) for n in extras]]))
     return _finish("catalog", path, accepted, rejected, malformed)
 
@@ -301,7 +300,7 @@ def _q(name: str) -> str:
 
 def _quoted(expr: str) -> str:
     """SQL for a value shown in a reason: quoted and cut to 40 characters."""
-    return f"'''' || left({expr}, 40) || ''''"
+    return f"'''' || left(CAST({expr} AS VARCHAR), 40) || ''''"
 
 
 def _is_text(typ: pa.DataType) -> bool:
@@ -343,9 +342,10 @@ def _id_checks(name: str) -> list[tuple[str, str, str]]:
 
 
 def _text_expr(name: str, types: dict[str, pa.DataType]) -> str:
-    """The raw value as text (for reasons and for telling 'missing' from 'bad')."""
+    """The raw value, for telling 'missing' from 'bad' (text is trimmed; other types stay as they
+    are, and are only turned into text inside the reasons of rejected rows)."""
     q = _q(name)
-    return f"NULLIF(trim(CAST({q} AS VARCHAR)), '')" if _is_text(types[name]) else f"CAST({q} AS VARCHAR)"
+    return f"NULLIF(trim(CAST({q} AS VARCHAR)), '')" if _is_text(types[name]) else q
 
 
 def _optional_text(name: str, types: dict[str, pa.DataType]) -> str:
@@ -395,13 +395,21 @@ def _bool_expr(name: str, types: dict[str, pa.DataType]) -> str:
 
 
 def _validate(
-    raw: pa.Table, select: dict[str, str], checks: list[tuple[str, str, str]], output: dict[str, str]
+    raw: pa.Table,
+    select: dict[str, str],
+    checks: list[tuple[str, str, str]],
+    *,
+    numeric: dict[str, str],
+    text: list[str],
+    passthrough: list[str] | None = None,
 ) -> tuple[pa.Table, pa.Table]:
-    """Run the checks in one SQL pass; the first failing check names a row's reason."""
+    """Run the checks in one SQL pass (the first failing check names a row's reason) and return
+    (accepted rows, rejected rows). Parsed values (times, numbers) come from SQL; text columns are
+    cleaned with Arrow, which avoids copying every string through DuckDB and back."""
     code = "CASE " + " ".join(f"WHEN {cond} THEN '{c}'" for cond, c, _ in checks) + " END"
     reason = "CASE " + " ".join(f"WHEN {cond} THEN {msg}" for cond, _, msg in checks) + " END"
     parsed = ", ".join(f"{expr} AS {_q(alias)}" for alias, expr in select.items())
-    outputs = ", ".join(f"{expr} AS {_q(alias)}" for alias, expr in output.items())
+    outputs = ", ".join(f"{expr} AS {_q(alias)}" for alias, expr in numeric.items())
     sql = (
         f"WITH parsed AS (SELECT {_ROW}, {parsed} FROM raw), "
         f"checked AS (SELECT *, {code} AS code, {reason} AS reason FROM parsed) "
@@ -413,10 +421,33 @@ def _validate(
         result = con.sql(sql).to_arrow_table()
     finally:
         con.close()
+    if not result.column("row").equals(raw.column(_ROW)):  # window functions may reorder rows
+        result = result.take(pc.sort_indices(result, [("row", "ascending")]))
     bad = pc.is_valid(result.column("reason"))
+    good = pc.invert(bad)
     rejected = result.filter(bad).select(["row", "code", "reason"])
-    accepted = result.filter(pc.invert(bad)).drop_columns(["row", "code", "reason"])
+    accepted = result.filter(good).drop_columns(["row", "code", "reason"])
+    for name in text:
+        values = _clean_text(raw.column(name)) if name in raw.column_names else pa.nulls(raw.num_rows, pa.string())
+        accepted = accepted.append_column(name, values.filter(good))
+    for name in passthrough or []:
+        accepted = accepted.append_column(name, raw.column(name).filter(good))
     return accepted, rejected
+
+
+def _clean_text(values: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Text as the SQL checks saw it: trimmed, empty → null; integer (or integral float) ids as digits."""
+    typ = values.type
+    if pa.types.is_dictionary(typ):
+        values, typ = values.cast(typ.value_type), typ.value_type
+    if pa.types.is_floating(typ):
+        integral = pc.equal(values, pc.trunc(values))
+        if pc.all(pc.or_kleene(integral, pc.is_null(values))).as_py():
+            values = values.cast(pa.int64())
+    if not _is_text(values.type):
+        return values.cast(pa.string())
+    trimmed = pc.utf8_trim_whitespace(values.cast(pa.string()))
+    return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
 
 
 def _finish(
