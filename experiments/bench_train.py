@@ -1,0 +1,116 @@
+"""Training overhead: end-to-end `reco train` against a raw `implicit` ALS fit of the same matrix.
+
+    .venv/bin/reco data generate --out /tmp/big --users 180000 --items 10000 --years 2 --seed 11   # ≈ 10M lines
+    .venv/bin/python experiments/bench_train.py --purchases /tmp/big/purchases.parquet [--catalog ...]
+
+Each side runs in its own process so that peak memory (max RSS) is measured cleanly:
+  raw   — read the Parquet file, build the customer × item basket-count CSR, BM25-weight it and fit
+          implicit's ALS with the trainer's defaults (64 factors, 15 iterations, BLAS at 1 thread);
+  reco  — `reco train --purchases FILE` in a temporary RECO_HOME (load, validate, split, tune, fit,
+          evaluate beside the baselines, champion gate, refit, MLflow run + registered model).
+Prints one JSON object; the goal (issue 3) is reco_total ≤ 1.5 × raw_fit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def raw_fit(purchases: Path) -> dict[str, float]:
+    """Read → matrix → BM25 → ALS fit, timed separately (runs in a child process)."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    import scipy.sparse as sp
+    from implicit.cpu.als import AlternatingLeastSquares
+    from implicit.nearest_neighbours import bm25_weight
+    from threadpoolctl import threadpool_limits
+
+    t0 = time.perf_counter()
+    table = pq.read_table(purchases, columns=["user_id", "item_id", "order_id"])
+    users = table.column("user_id").dictionary_encode().combine_chunks()
+    items = table.column("item_id").dictionary_encode().combine_chunks()
+    u = users.indices.to_numpy().astype(np.int64)
+    i = items.indices.to_numpy().astype(np.int64)
+    shape = (len(users.dictionary), len(items.dictionary))
+    t1 = time.perf_counter()
+    matrix = sp.csr_matrix((np.ones(len(u), dtype=np.float32), (u, i)), shape=shape)
+    matrix.sum_duplicates()
+    weighted = bm25_weight(matrix, K1=100, B=0.8).tocsr().astype(np.float32)
+    t2 = time.perf_counter()
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(factors=64, regularization=0.05, iterations=15, random_state=42)
+        model.fit(weighted, show_progress=False)
+    t3 = time.perf_counter()
+    return {
+        "raw_read_seconds": t1 - t0,
+        "raw_matrix_seconds": t2 - t1,
+        "raw_fit_seconds": t3 - t2,
+        "raw_total_seconds": t3 - t0,
+        "lines": float(len(u)),
+        "pairs": float(matrix.nnz),
+    }
+
+
+TIME = ["/usr/bin/time", "-f", "MAXRSS_KB=%M"]
+
+
+def _peak_mb(stderr: str) -> float:
+    """Max RSS that /usr/bin/time reported for the child."""
+    lines = [line for line in stderr.splitlines() if line.startswith("MAXRSS_KB=")]
+    return int(lines[-1].split("=")[1]) / 1024 if lines else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--purchases", type=Path, required=True)
+    parser.add_argument("--catalog", type=Path)
+    parser.add_argument("--raw-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--skip-reco", action="store_true")
+    args = parser.parse_args()
+    if args.raw_only:
+        print(json.dumps(raw_fit(args.purchases)))
+        return
+
+    result: dict[str, float | str] = {}
+    proc = subprocess.run(
+        [*TIME, sys.executable, __file__, "--raw-only", "--purchases", str(args.purchases)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+    result["raw_peak_rss_mb"] = _peak_mb(proc.stderr)
+    if not args.skip_reco:
+        with tempfile.TemporaryDirectory() as home:
+            env = {**os.environ, "RECO_HOME": home}
+            env.pop("MLFLOW_TRACKING_URI", None)
+            cmd = [*TIME, str(ROOT / ".venv/bin/reco"), "train", "--purchases", str(args.purchases)]
+            if args.catalog:
+                cmd += ["--catalog", str(args.catalog)]
+            start = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+            result["reco_total_seconds"] = time.perf_counter() - start
+            if proc.returncode != 0:
+                sys.stderr.write(proc.stderr[-4000:])
+                raise SystemExit(proc.returncode)
+            result["reco_peak_rss_mb"] = _peak_mb(proc.stderr)
+            keep = ("  ", "loaded", "test", "gate", "logged", "timings")
+            result["reco_log"] = "\n".join(line for line in proc.stderr.splitlines() if line.startswith(keep))
+            summary = json.loads(proc.stdout.strip().splitlines()[-1])
+            result["reco_home_ndcg_at_10"] = summary["metrics"].get("home/ndcg_at_10", float("nan"))
+        result["ratio_reco_to_raw_fit"] = float(result["reco_total_seconds"]) / float(result["raw_fit_seconds"])
+        result["ratio_reco_to_raw_total"] = float(result["reco_total_seconds"]) / float(result["raw_total_seconds"])
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Purchase lines → integer ids and sparse customer × item matrices.
+
+`Interactions` owns the id ↔ index mapping (one object, used by every model) and keeps the
+purchase lines as numpy columns (user index, item index, day, basket index), so that splits,
+histories and matrices are cheap vectorized slices of the same arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import scipy.sparse as sp
+
+from training import columns as col
+
+SECONDS_PER_DAY = 86_400.0
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """Purchase lines as index arrays plus the id maps (row order: as read)."""
+
+    user_ids: np.ndarray  # str, index → user_id
+    item_ids: np.ndarray  # str, index → item_id
+    user: np.ndarray  # int32 per line
+    item: np.ndarray  # int32 per line
+    day: np.ndarray  # float64 per line: days since the epoch (UTC)
+    basket: np.ndarray  # int64 per line: basket index (order_id, else customer + calendar day)
+    quantity: np.ndarray  # float32 per line
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def n_lines(self) -> int:
+        return len(self.user)
+
+    def subset(self, mask: np.ndarray) -> Interactions:
+        """The same id space restricted to the lines where `mask` is true."""
+        return Interactions(
+            user_ids=self.user_ids,
+            item_ids=self.item_ids,
+            user=self.user[mask],
+            item=self.item[mask],
+            day=self.day[mask],
+            basket=self.basket[mask],
+            quantity=self.quantity[mask],
+        )
+
+    def user_index(self) -> dict[str, int]:
+        """user_id → row index."""
+        return {u: i for i, u in enumerate(self.user_ids.tolist())}
+
+    def item_index(self) -> dict[str, int]:
+        """item_id → column index."""
+        return {u: i for i, u in enumerate(self.item_ids.tolist())}
+
+
+def _codes(array: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """Dictionary-encode a string column: (sorted distinct values, int32 code per row)."""
+    encoded = pc.dictionary_encode(array).combine_chunks()
+    values = np.asarray(encoded.dictionary.to_numpy(zero_copy_only=False)).astype(str)
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    order = np.argsort(values, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return values[order], rank[codes].astype(np.int32)
+
+
+def build_interactions(*, purchases: pa.Table, catalog_item_ids: np.ndarray | None = None) -> Interactions:
+    """Encode validated purchase lines (training.data schema); catalog items join the item id space."""
+    user_ids, user = _codes(purchases.column(col.USER_ID))
+    item_ids, item = _codes(purchases.column(col.ITEM_ID))
+    if catalog_item_ids is not None and len(catalog_item_ids):
+        extra = np.setdiff1d(np.asarray(catalog_item_ids, dtype=str), item_ids)
+        if len(extra):
+            all_items = np.concatenate([item_ids, extra])
+            order = np.argsort(all_items, kind="stable")
+            new_pos = np.empty_like(order)
+            new_pos[order] = np.arange(len(order))
+            item = new_pos[item].astype(np.int32)
+            item_ids = all_items[order]
+    ts = purchases.column(col.TIMESTAMP).cast(pa.int64()).to_numpy().astype(np.float64)
+    day = ts / 1e6 / SECONDS_PER_DAY
+    if col.QUANTITY in purchases.column_names:
+        quantity = purchases.column(col.QUANTITY).fill_null(1).to_numpy().astype(np.float32)
+    else:
+        quantity = np.ones(len(user), dtype=np.float32)
+    basket = _basket_index(purchases=purchases, user=user, day=day)
+    return Interactions(user_ids, item_ids, user, item, day, basket, quantity)
+
+
+def _basket_index(*, purchases: pa.Table, user: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """One index per basket: the order_id when present, else the customer's calendar day."""
+    fallback = user.astype(np.int64) * 1_000_000 + np.floor(day).astype(np.int64)
+    if col.ORDER_ID not in purchases.column_names:
+        return np.unique(fallback, return_inverse=True)[1].astype(np.int64)
+    orders = purchases.column(col.ORDER_ID)
+    valid = pc.is_valid(orders).to_numpy(zero_copy_only=False)
+    if not valid.any():
+        return np.unique(fallback, return_inverse=True)[1].astype(np.int64)
+    # Order ids are namespaced per customer: two customers reusing an id are two baskets.
+    _, order_code = _codes(orders.fill_null(""))
+    day_code = np.unique(fallback, return_inverse=True)[1].reshape(-1).astype(np.int64)
+    key = np.where(valid, order_code.astype(np.int64), int(order_code.max()) + 1 + day_code)
+    combined = user.astype(np.int64) * (int(key.max()) + 1) + key
+    return np.unique(combined, return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
+def user_item_matrix(*, interactions: Interactions, values: str = "baskets") -> sp.csr_matrix:
+    """Customer × item CSR: number of baskets containing the item ("baskets") or units bought ("quantity")."""
+    shape = (interactions.n_users, interactions.n_items)
+    if values == "quantity":
+        data = interactions.quantity
+        m = sp.csr_matrix((data, (interactions.user, interactions.item)), shape=shape, dtype=np.float32)
+    else:
+        # A basket listing an item on two lines still counts once.
+        pair_key = interactions.basket * interactions.n_items + interactions.item
+        pairs = np.unique(pair_key, return_index=True)[1]
+        m = sp.csr_matrix(
+            (np.ones(len(pairs), dtype=np.float32), (interactions.user[pairs], interactions.item[pairs])),
+            shape=shape,
+            dtype=np.float32,
+        )
+    m.sum_duplicates()
+    m.sort_indices()
+    return m

@@ -1,0 +1,300 @@
+"""The models: signals (history, popularity, collaborative) fitted from purchase lines, and the blends.
+
+Collaborative models come from `implicit` (ALS, BPR, item-item kNN with cosine or BM25) and EASE
+(closed form, numpy). Fitting returns plain arrays (`ranking.Collaborative`); the ranking core
+scores them with numpy so that a blend sees every item's score.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from training.errors import RecoError
+from training.matrix import Interactions
+from training.ranking import Blend, Collaborative, History, decay
+
+BASELINES = ("popularity", "frequency")
+COLLABORATIVE = ("als", "bpr", "knn-cosine", "knn-bm25", "ease")
+MODELS = ("hybrid", *BASELINES, *COLLABORATIVE)
+DEFAULT_MODEL = "hybrid"
+EASE_MAX_ITEMS = 20_000
+# Candidates the hybrid chooses its discovery part from, in order of preference on ties.
+HYBRID_CANDIDATES = ("als", "knn-bm25", "ease")
+# The model search fits every candidate; above this many (customer, item) pairs it keeps ALS only
+# so that `reco train` stays within 1.5× a raw implicit fit (logged as `candidates`).
+SEARCH_MAX_PAIRS = 2_000_000
+EASE_SEARCH_MAX_ITEMS = 8_000
+
+DEFAULTS: dict[str, Any] = {
+    "factors": 64,
+    "regularization": 0.05,
+    "iterations": 15,
+    "alpha": 1.0,
+    "learning_rate": 0.01,
+    "bpr_iterations": 100,
+    "neighbours": 100,
+    "ease_lambda": 250.0,
+    "seed": 42,
+}
+
+
+class UnknownModel(RecoError):
+    """--model names no model this trainer knows."""
+
+
+@dataclass(frozen=True)
+class FittedCollaborative:
+    """A collaborative scorer plus the implicit model object (kept for folding in customers)."""
+
+    name: str
+    scorer: Collaborative
+    model: Any = None
+    seconds: float = 0.0
+
+
+def check_model(name: str) -> str:
+    """Validate a model name (one sentence when unknown)."""
+    if name not in MODELS:
+        raise UnknownModel(f"Unknown model {name!r}: use one of {', '.join(MODELS)}.")
+    return name
+
+
+def param(params: Mapping[str, Any], key: str) -> Any:
+    """A parameter from --param KEY=VALUE, cast to the default's type."""
+    default = DEFAULTS[key]
+    value = params.get(key, default)
+    return type(default)(value)
+
+
+@dataclass(frozen=True)
+class BasketEvents:
+    """One event per (basket, item) grouped by (customer, item) pair: the part of a history that
+    does not depend on the half-life, so tuning the half-life only re-weights."""
+
+    n_users: int
+    n_items: int
+    keys: np.ndarray  # int64 sorted distinct customer * n_items + item
+    pair: np.ndarray  # int64 per event: index into keys
+    day: np.ndarray  # float64 per event
+    baskets: np.ndarray  # float32 per pair
+    first_day: np.ndarray
+    last_day: np.ndarray
+
+
+def basket_events(interactions: Interactions) -> BasketEvents:
+    """Collapse purchase lines to one event per (basket, item) and group them by (customer, item)."""
+    n_items = interactions.n_items
+    # A basket listing an item on several lines counts once, at its earliest line.
+    basket_item = interactions.basket * n_items + interactions.item
+    order = np.lexsort((interactions.day, basket_item))
+    first = np.r_[True, basket_item[order][1:] != basket_item[order][:-1]] if len(order) else np.zeros(0, bool)
+    line = order[first]
+    day = interactions.day[line]
+    pair_key = interactions.user[line].astype(np.int64) * n_items + interactions.item[line]
+    keys, inverse = np.unique(pair_key, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    first_day = np.full(len(keys), np.inf)
+    np.minimum.at(first_day, inverse, day)
+    last_day = np.full(len(keys), -np.inf)
+    np.maximum.at(last_day, inverse, day)
+    return BasketEvents(
+        n_users=interactions.n_users,
+        n_items=n_items,
+        keys=keys,
+        pair=inverse,
+        day=day,
+        baskets=np.bincount(inverse, minlength=len(keys)).astype(np.float32),
+        first_day=first_day,
+        last_day=last_day,
+    )
+
+
+def build_history(
+    *, interactions: Interactions, reference_day: float, half_life: float, events: BasketEvents | None = None
+) -> History:
+    """Per (customer, item): baskets, first and last purchase day and the decayed basket count."""
+    ev = events if events is not None else basket_events(interactions)
+    weights = decay(age_days=reference_day - ev.day, half_life=half_life)
+    users = ev.keys // ev.n_items
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(users, minlength=ev.n_users))]).astype(np.int64)
+    return History(
+        indptr=indptr,
+        indices=(ev.keys % ev.n_items).astype(np.int32),
+        baskets=ev.baskets,
+        first_day=ev.first_day,
+        last_day=ev.last_day,
+        decayed=np.bincount(ev.pair, weights=weights, minlength=len(ev.keys)).astype(np.float32),
+        reference_day=float(reference_day),
+        half_life=float(half_life),
+    )
+
+
+def history_matrix(history: History, *, n_items: int) -> sp.csr_matrix:
+    """Customer × item CSR of basket counts (what the collaborative models are fitted on)."""
+    return sp.csr_matrix((history.baskets, history.indices, history.indptr), shape=(history.n_users, n_items))
+
+
+def popularity_events(interactions: Interactions) -> tuple[np.ndarray, np.ndarray]:
+    """(item, day) of each customer's first purchase of an item on a calendar day (half-life independent)."""
+    day = np.floor(interactions.day).astype(np.int64)
+    key = (interactions.user.astype(np.int64) * interactions.n_items + interactions.item) * 100_000 + day
+    first = np.unique(key, return_index=True)[1]
+    return interactions.item[first], interactions.day[first]
+
+
+def popularity(
+    *,
+    interactions: Interactions,
+    reference_day: float,
+    half_life: float,
+    events: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Recency-weighted number of customers buying each item (a customer counts once per day)."""
+    item, day = events if events is not None else popularity_events(interactions)
+    weights = decay(age_days=reference_day - day, half_life=half_life)
+    return np.bincount(item, weights=weights, minlength=interactions.n_items).astype(np.float32)
+
+
+def _blas_single_thread() -> Any:
+    """BLAS limited to one thread around implicit (it parallelizes itself; implicit warns otherwise)."""
+    # Import implicit (and the BLAS it loads) first: threadpoolctl limits only libraries already loaded.
+    import implicit.cpu.als
+    import implicit.nearest_neighbours  # noqa: F401
+    import scipy.linalg  # noqa: F401
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1, "blas")
+
+
+def _confidence(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """BM25-weighted basket counts: damp heavy buyers and ubiquitous items (implicit's recipe for ALS)."""
+    from implicit.nearest_neighbours import bm25_weight
+
+    return bm25_weight(matrix, K1=100, B=0.8).tocsr().astype(np.float32)
+
+
+def fit_collaborative(*, name: str, matrix: sp.csr_matrix, params: Mapping[str, Any]) -> FittedCollaborative:
+    """Fit one collaborative model on a customer × item basket-count matrix."""
+    import time
+
+    start = time.perf_counter()
+    seed = param(params, "seed")
+    with _blas_single_thread():
+        if name == "als":
+            from implicit.cpu.als import AlternatingLeastSquares
+
+            als = AlternatingLeastSquares(
+                factors=param(params, "factors"),
+                regularization=param(params, "regularization"),
+                alpha=param(params, "alpha"),
+                iterations=param(params, "iterations"),
+                random_state=seed,
+            )
+            als.fit(_confidence(matrix), show_progress=False)
+            scorer = Collaborative("factors", user_factors=als.user_factors, item_factors=als.item_factors)
+            fitted = FittedCollaborative(name, scorer, als)
+        elif name == "bpr":
+            from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+            bpr = BayesianPersonalizedRanking(
+                factors=param(params, "factors"),
+                learning_rate=param(params, "learning_rate"),
+                regularization=param(params, "regularization"),
+                iterations=param(params, "bpr_iterations"),
+                random_state=seed,
+            )
+            bpr.fit((matrix > 0).astype(np.float32).tocsr(), show_progress=False)
+            scorer = Collaborative("factors", user_factors=bpr.user_factors, item_factors=bpr.item_factors)
+            fitted = FittedCollaborative(name, scorer, bpr)
+        elif name in ("knn-cosine", "knn-bm25"):
+            from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
+            from implicit.utils import ParameterWarning
+
+            knn_class = BM25Recommender if name == "knn-bm25" else CosineRecommender
+            knn = knn_class(K=param(params, "neighbours"))
+            with warnings.catch_warnings():
+                # BM25Recommender converts its own COO weights and then warns about it.
+                warnings.simplefilter("ignore", ParameterWarning)
+                knn.fit((matrix > 0).astype(np.float32).tocsr(), show_progress=False)
+            sim = knn.similarity.tocsr().astype(np.float32)
+            sim.setdiag(0)
+            sim.eliminate_zeros()
+            fitted = FittedCollaborative(name, Collaborative("item_similarity", similarity=sim), knn)
+        elif name == "ease":
+            fitted = FittedCollaborative(
+                name, Collaborative("item_dense", item_dense=fit_ease(matrix=matrix, params=params))
+            )
+        else:
+            raise UnknownModel(f"{name!r} is not a collaborative model: use one of {', '.join(COLLABORATIVE)}.")
+    return FittedCollaborative(fitted.name, fitted.scorer, fitted.model, time.perf_counter() - start)
+
+
+def fit_ease(*, matrix: sp.csr_matrix, params: Mapping[str, Any]) -> np.ndarray:
+    """EASE (Steck 2019): B = I − P·diag(1/diag(P)), P = (XᵀX + λI)⁻¹, zero diagonal."""
+    n_items = matrix.shape[1]
+    if n_items > EASE_MAX_ITEMS:
+        raise RecoError(f"EASE inverts an items × items matrix: {n_items:,} items is above {EASE_MAX_ITEMS:,}.")
+    x = (matrix > 0).astype(np.float64)
+    gram = np.asarray((x.T @ x).todense(), dtype=np.float64)
+    gram[np.diag_indices(n_items)] += param(params, "ease_lambda")
+    p = np.linalg.inv(gram)
+    b = -p / np.diag(p)[None, :]
+    b[np.diag_indices(n_items)] = 0.0
+    return b.astype(np.float32)
+
+
+def fold_in(
+    *, fitted: FittedCollaborative, matrix: sp.csr_matrix, users: np.ndarray | None = None
+) -> FittedCollaborative:
+    """Recompute customer factors from a newer history with the item side fixed (ALS `recalculate_user`),
+    for all customers or only `users` (the others keep the factors of the fit).
+
+    Item-based scorers read the history at scoring time and need nothing; BPR has no closed-form
+    user step, so its customers keep the factors of the fit."""
+    if fitted.name != "als":
+        return fitted
+    rows = np.arange(matrix.shape[0]) if users is None else np.unique(np.asarray(users, dtype=np.int64))
+    with _blas_single_thread():
+        recalculated = fitted.model.recalculate_user(rows, _confidence(matrix)[rows])
+    assert fitted.scorer.user_factors is not None
+    if users is None:
+        factors = recalculated
+    else:
+        factors = np.array(fitted.scorer.user_factors, copy=True)
+        factors[rows] = recalculated
+    return FittedCollaborative(
+        fitted.name,
+        Collaborative("factors", user_factors=factors, item_factors=fitted.scorer.item_factors),
+        fitted.model,
+    )
+
+
+def baseline_blend(name: str) -> Blend:
+    """Fixed blends: popularity, personal frequency (own purchases first, popular after), a pure collaborative model."""
+    if name == "popularity":
+        return Blend(popularity=1.0)
+    if name == "frequency":
+        return Blend(repurchase=1.0, popularity=1e-3)
+    return Blend(collaborative=1.0, popularity=1e-3)
+
+
+# The hybrid's blend is tuned on validation by coordinate search over these axes (≈ 25 evaluations
+# instead of a full grid): repurchase weight, then the "due" boost, then the popularity prior,
+# then the repurchase weight again. The discovery weight is fixed at 1 (only ratios matter).
+REPURCHASE_WEIGHTS = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+DUE_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
+POPULARITY_WEIGHTS = (1e-3, 0.05, 0.2, 0.5)
+HYBRID_START = Blend(repurchase=1.0, collaborative=1.0, popularity=1e-3)
+# Catalogue-style data (nobody buys the same film twice): home = discovery only.
+DISCOVERY_ONLY = Blend(collaborative=1.0, popularity=1e-3, home_excludes_bought=True)
+
+
+HALF_LIVES = (30.0, 90.0, 365.0, math.inf)
+POPULARITY_HALF_LIVES = (14.0, 60.0, 365.0)

@@ -1,0 +1,58 @@
+"""MLflow pyfunc wrapper, logged as *code* (models-from-code), so loading it never unpickles anything.
+
+`mlflow models serve -m models:/reco@champion --env-manager local` answers
+`{"dataframe_records": [{"user_id": "C1", "k": 5, "context": "home"}]}` with one row per
+recommended item: user_id, rank, item_id, score. This file is only read by MLflow; the rest of the
+code base does not import it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+
+from training import columns as col
+
+
+class RecoPyfunc(PythonModel):
+    """Recommendations from the model bundle logged beside this file."""
+
+    def load_context(self, context: Any) -> None:
+        """Load the bundle (npz + json) once."""
+        from training.bundle import load_bundle_dir
+
+        self.bundle = load_bundle_dir(Path(context.artifacts["bundle"]))
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        """One output row per (customer, rank); unknown customers get the fallback list."""
+        params = params or {}
+        frame = pd.DataFrame(model_input)
+        # Optional columns arrive as NaN/None when a record leaves them out.
+        k_default = int(params.get("k") or 10)
+        context_default = str(params.get("context") or "home")
+        k = frame["k"] if "k" in frame else pd.Series([None] * len(frame), index=frame.index)
+        context = frame["context"] if "context" in frame else pd.Series([None] * len(frame), index=frame.index)
+        requests = pd.DataFrame(
+            {
+                col.USER_ID: frame[col.USER_ID].astype(str),
+                "k": [int(v) if pd.notna(v) else k_default for v in k],
+                "context": [str(v) if pd.notna(v) and str(v) else context_default for v in context],
+            }
+        )
+        rows: list[dict[str, Any]] = []
+        ranked_by_row: dict[int, list[tuple[str, float]]] = {}
+        # One vectorized call per (k, context) group.
+        for (k_value, context_name), group in requests.groupby(["k", "context"], sort=False):
+            ranked = self.bundle.recommend_batch(group[col.USER_ID].tolist(), k=int(k_value), context=str(context_name))
+            ranked_by_row.update(zip(group.index.tolist(), ranked, strict=True))
+        for index, user_id in requests[col.USER_ID].items():
+            for rank, (item_id, score) in enumerate(ranked_by_row[index], start=1):
+                rows.append({col.USER_ID: user_id, "rank": rank, col.ITEM_ID: item_id, "score": score})
+        return pd.DataFrame(rows, columns=[col.USER_ID, "rank", col.ITEM_ID, "score"])
+
+
+mlflow.models.set_model(RecoPyfunc())

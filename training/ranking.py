@@ -1,0 +1,391 @@
+"""The one ranking core: a model bundle plus a customer's history → a ranked, filtered list.
+
+Offline evaluation and the service call the same `ModelBundle.score_rows` / `recommend_batch`, so
+offline metrics measure exactly what production serves.
+
+Every model is the same blend of three per-item signals, each scaled to at most 1 per customer:
+
+    score = repurchase_weight · repurchase + collaborative_weight · collaborative + popularity_weight · popular
+
+* repurchase: the customer's own recency-weighted basket count for the item, boosted when the
+  item is "due" (time since the last purchase ≈ the customer's usual interval for it);
+* collaborative: ALS/BPR factors, item-item kNN similarities or EASE weights;
+* popular: recency-weighted popularity, also the fallback for customers the model does not know.
+
+Popularity, personal frequency, the pure collaborative models and the default hybrid differ only
+in their weights (see training.models). Contexts: `buy-again` keeps items the customer bought,
+`discover` keeps items never bought, `home` keeps both (unless the blend says home excludes
+bought items, as on catalogue-style data where nobody buys the same film twice).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+CONTEXTS = ("home", "buy-again", "discover")
+_BATCH = 256
+_DUE_WIDTH = 0.6  # log-scale width of the "due" bump around the customer's usual interval
+
+
+class UnknownContext(ValueError):
+    """The context is not one of home, buy-again, discover."""
+
+
+@dataclass(frozen=True)
+class History:
+    """Customer × item purchase history in CSR form with parallel per-pair arrays."""
+
+    indptr: np.ndarray  # int64, n_users + 1
+    indices: np.ndarray  # int32 item index per pair
+    baskets: np.ndarray  # float32: baskets containing the item
+    first_day: np.ndarray  # float64: first purchase, days since epoch
+    last_day: np.ndarray  # float64: last purchase
+    decayed: np.ndarray  # float32: Σ 0.5^((reference_day − day) / half_life) over the baskets
+    reference_day: float
+    half_life: float
+
+    @property
+    def n_users(self) -> int:
+        return len(self.indptr) - 1
+
+    def positions(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row number within `rows`, position in the pair arrays) for every pair of those rows."""
+        starts = self.indptr[rows]
+        lengths = self.indptr[rows + 1] - starts
+        total = int(lengths.sum())
+        row_of = np.repeat(np.arange(len(rows)), lengths)
+        offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+        return row_of, offsets + np.arange(total)
+
+    def bought_rows(self, rows: np.ndarray, n_items: int) -> sp.csr_matrix:
+        """Binary customer × item matrix of the given rows (for item-based collaborative scores)."""
+        row_of, pos = self.positions(rows)
+        return sp.csr_matrix(
+            (np.ones(len(pos), dtype=np.float32), (row_of, self.indices[pos])), shape=(len(rows), n_items)
+        )
+
+
+@dataclass(frozen=True)
+class Collaborative:
+    """A collaborative scorer: factors (ALS, BPR), a sparse item similarity (kNN) or a dense item matrix (EASE)."""
+
+    kind: str  # "factors" | "item_similarity" | "item_dense"
+    user_factors: np.ndarray | None = None
+    item_factors: np.ndarray | None = None
+    similarity: sp.csr_matrix | None = None
+    item_dense: np.ndarray | None = None
+
+    def user_scores(self, *, users: np.ndarray, bought: sp.csr_matrix) -> np.ndarray:
+        """Dense scores (len(users) × items); `users` are row indices, −1 for rows without factors."""
+        if self.kind == "factors":
+            assert self.user_factors is not None and self.item_factors is not None
+            known = (users >= 0) & (users < len(self.user_factors))
+            factors = np.zeros((len(users), self.item_factors.shape[1]), dtype=np.float32)
+            factors[known] = self.user_factors[users[known]]
+            return factors @ self.item_factors.T
+        if self.kind == "item_similarity":
+            assert self.similarity is not None
+            return np.asarray((bought @ self.similarity).todense(), dtype=np.float32)
+        assert self.item_dense is not None
+        return np.asarray(bought @ self.item_dense, dtype=np.float32)
+
+    def item_neighbours(self, item: int) -> np.ndarray:
+        """Similarity of every item to `item` (the item itself included)."""
+        if self.kind == "factors":
+            assert self.item_factors is not None
+            norms = np.linalg.norm(self.item_factors, axis=1) + 1e-9
+            return (self.item_factors @ self.item_factors[item]) / (norms * norms[item])
+        if self.kind == "item_similarity":
+            assert self.similarity is not None
+            return np.asarray(self.similarity[item].todense(), dtype=np.float32).reshape(-1)
+        assert self.item_dense is not None
+        return np.asarray(self.item_dense[item] + self.item_dense[:, item], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Blend:
+    """The weights that make a model out of the three signals (see module docstring)."""
+
+    repurchase: float = 0.0
+    collaborative: float = 0.0
+    popularity: float = 1.0
+    due: float = 0.0
+    home_excludes_bought: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for config.json and MLflow params."""
+        return {
+            "repurchase": self.repurchase,
+            "collaborative": self.collaborative,
+            "popularity": self.popularity,
+            "due": self.due,
+            "home_excludes_bought": self.home_excludes_bought,
+        }
+
+
+@dataclass
+class ModelBundle:
+    """A trained model: id maps, histories, signals and blend. Load with training.bundle / training.registry."""
+
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    history: History
+    popularity: np.ndarray  # float32 per item, recency-weighted
+    in_stock: np.ndarray  # bool per item
+    item_category: np.ndarray  # int32 per item, −1 unknown
+    categories: np.ndarray  # str per category code
+    blend: Blend
+    collaborative: Collaborative | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    version: str = ""
+    _user_index: dict[str, int] | None = field(default=None, repr=False)
+    _item_index: dict[str, int] | None = field(default=None, repr=False)
+
+    # --- id maps ------------------------------------------------------------------------------
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def user_index(self) -> dict[str, int]:
+        """user_id → row (built on first use)."""
+        if self._user_index is None:
+            self._user_index = {u: i for i, u in enumerate(self.user_ids.tolist())}
+        return self._user_index
+
+    @property
+    def item_index(self) -> dict[str, int]:
+        """item_id → column (built on first use)."""
+        if self._item_index is None:
+            self._item_index = {u: i for i, u in enumerate(self.item_ids.tolist())}
+        return self._item_index
+
+    def knows_user(self, user_id: str) -> bool:
+        """True when the customer has a purchase history in the model."""
+        row = self.user_index.get(str(user_id))
+        return row is not None and self.history.indptr[row + 1] > self.history.indptr[row]
+
+    def knows_item(self, item_id: str) -> bool:
+        """True when the item is in the model's catalog."""
+        return str(item_id) in self.item_index
+
+    def with_blend(self, blend: Blend) -> ModelBundle:
+        """The same arrays with other weights (used when tuning on the validation split)."""
+        return replace(self, blend=blend)
+
+    # --- scoring ------------------------------------------------------------------------------
+
+    def popular_scores(self) -> np.ndarray:
+        """Popularity scaled to [0, 1]."""
+        top = float(self.popularity.max()) if len(self.popularity) else 0.0
+        return self.popularity / top if top > 0 else np.zeros_like(self.popularity)
+
+    def repurchase_scores(self, *, rows: np.ndarray, now: np.ndarray, due: float) -> tuple[np.ndarray, np.ndarray]:
+        """Dense repurchase scores (rows × items, max 1 per row) and the bought mask."""
+        h = self.history
+        row_of, pos = h.positions(rows)
+        values = h.decayed[pos].astype(np.float64)
+        if due:
+            n = h.baskets[pos]
+            interval = (h.last_day[pos] - h.first_day[pos]) / np.maximum(n - 1, 1)
+            since = np.maximum(now[row_of] - h.last_day[pos], 1e-3)
+            ratio = np.log(since / np.maximum(interval, 1e-3))
+            boost = np.where((n >= 2) & (interval > 0.5), np.exp(-0.5 * (ratio / _DUE_WIDTH) ** 2), 0.0)
+            values = values * (1.0 + due * boost)
+        dense = np.zeros((len(rows), self.n_items), dtype=np.float32)
+        dense[row_of, h.indices[pos]] = values
+        bought = np.zeros((len(rows), self.n_items), dtype=bool)
+        bought[row_of, h.indices[pos]] = True
+        top = dense.max(axis=1, keepdims=True)
+        np.divide(dense, top, out=dense, where=top > 0)
+        return dense, bought
+
+    def signals(self, *, rows: np.ndarray, now: np.ndarray | None = None, dues: Sequence[float] = ()) -> Signals:
+        """The per-item signals of history rows (−1 = unknown customer), before blending."""
+        rows = np.asarray(rows, dtype=np.int64)
+        known = rows >= 0
+        safe = np.where(known, rows, 0)
+        when = np.full(len(rows), self.history.reference_day) if now is None else np.asarray(now, dtype=np.float64)
+        repurchase: dict[float, np.ndarray] = {}
+        bought = np.zeros((len(rows), self.n_items), dtype=bool)
+        for due in dict.fromkeys(dues or (self.blend.due,)):
+            rep, bought = self.repurchase_scores(rows=safe, now=when, due=due)
+            rep[~known] = 0.0
+            repurchase[due] = rep
+        bought[~known] = False
+        cf = None
+        if self.collaborative is not None:
+            cf = self.collaborative.user_scores(
+                users=np.where(known, safe, -1), bought=self.history.bought_rows(safe, self.n_items)
+            )
+            cf[~known] = 0.0
+            top = np.abs(cf).max(axis=1, keepdims=True)
+            np.divide(cf, top, out=cf, where=top > 0)
+        return Signals(
+            known=known, bought=bought, repurchase=repurchase, collaborative=cf, popular=self.popular_scores()
+        )
+
+    def score_rows(self, *, rows: np.ndarray, context: str, now: np.ndarray | None = None) -> np.ndarray:
+        """Blended scores for history rows (−1 = unknown customer), −inf where the context excludes an item."""
+        check_context(context)
+        return blend_scores(self.signals(rows=rows, now=now), blend=self.blend, context=context)
+
+    # --- the API the service and batch jobs use -----------------------------------------------
+
+    def recommend_batch(
+        self,
+        user_ids: Sequence[str],
+        *,
+        k: int,
+        context: str = "home",
+        exclude_items: Sequence[str] = (),
+        category: str | None = None,
+        now: datetime | None = None,
+    ) -> list[list[tuple[str, float]]]:
+        """Top-k (item_id, score) per customer; unknown customers get the popular fallback, never an error."""
+        check_context(context)
+        k = max(int(k), 0)
+        allowed = self._allowed_items(exclude_items=exclude_items, category=category)
+        when = None if now is None else now.timestamp() / 86_400.0
+        out: list[list[tuple[str, float]]] = []
+        users = [str(u) for u in user_ids]
+        for start in range(0, len(users), _BATCH):
+            chunk = users[start : start + _BATCH]
+            rows = np.array([self._history_row(u) for u in chunk], dtype=np.int64)
+            scores = self.score_rows(rows=rows, context=context, now=None if when is None else np.full(len(rows), when))
+            scores[:, ~allowed] = -np.inf
+            for ids, vals in zip(*top_k(scores, k=k), strict=True):
+                out.append([(self.item_ids[i], float(v)) for i, v in zip(ids, vals, strict=True) if np.isfinite(v)])
+        return out
+
+    def similar_items(self, item_id: str, *, k: int, exclude_items: Sequence[str] = ()) -> list[tuple[str, float]]:
+        """Items most like `item_id`; unknown items (or models without one) fall back to popular in its category."""
+        allowed = self._allowed_items(exclude_items=(*exclude_items, item_id), category=None)
+        item = self.item_index.get(str(item_id))
+        if item is not None and self.collaborative is not None:
+            scores = self.collaborative.item_neighbours(item).astype(np.float32)
+            scores[~allowed] = -np.inf
+            scores[scores <= 0] = -np.inf
+        else:
+            scores = np.full(self.n_items, -np.inf, dtype=np.float32)
+        ids, vals = top_k(scores[None, :], k=k)
+        found = [(self.item_ids[i], float(v)) for i, v in zip(ids[0], vals[0], strict=True) if np.isfinite(v)]
+        if len(found) >= k:
+            return found
+        # Fill up from the fallback chain: popular in the item's category, then popular.
+        seen = {i for i, _ in found}
+        pop = self.popular_scores()
+        chain = []
+        if item is not None and self.item_category[item] >= 0:
+            chain.append(allowed & (self.item_category == self.item_category[item]))
+        chain.append(allowed)
+        for mask in chain:
+            ids, vals = top_k(np.where(mask, pop, -np.inf)[None, :], k=k)
+            for i, v in zip(ids[0], vals[0], strict=True):
+                if np.isfinite(v) and self.item_ids[i] not in seen and len(found) < k:
+                    found.append((self.item_ids[i], 0.0))
+                    seen.add(self.item_ids[i])
+        return found
+
+    def _history_row(self, user_id: str) -> int:
+        row = self.user_index.get(user_id)
+        return -1 if row is None else row
+
+    def _allowed_items(self, *, exclude_items: Sequence[str], category: str | None) -> np.ndarray:
+        allowed = self.in_stock.copy()
+        for item_id in exclude_items:
+            i = self.item_index.get(str(item_id))
+            if i is not None:
+                allowed[i] = False
+        if category is not None:
+            codes = np.flatnonzero(self.categories == category)
+            in_category = allowed & np.isin(self.item_category, codes)
+            # Fallback chain: an unknown or sold-out category serves the unfiltered list.
+            if in_category.any():
+                allowed = in_category
+        return allowed
+
+
+@dataclass(frozen=True)
+class Signals:
+    """Dense per-item signals for a batch of customers (rows × items), each at most 1 per row."""
+
+    known: np.ndarray  # bool per row: the customer has a history
+    bought: np.ndarray  # bool rows × items
+    repurchase: dict[float, np.ndarray]  # due weight → scores
+    collaborative: np.ndarray | None
+    popular: np.ndarray  # per item
+
+
+def check_context(context: str) -> str:
+    """Validate a context name (UnknownContext, one sentence, otherwise)."""
+    if context not in CONTEXTS:
+        raise UnknownContext(f"Unknown context {context!r}: use one of {', '.join(CONTEXTS)}.")
+    return context
+
+
+def blend_scores(signals: Signals, *, blend: Blend, context: str) -> np.ndarray:
+    """Blend the signals; −inf where the context excludes an item; unknown customers get popularity."""
+    shape = signals.bought.shape
+    # In-place arithmetic and `copyto(where=)`: this runs for every customer batch and blend while tuning.
+    if blend.repurchase:
+        scores = np.multiply(signals.repurchase[blend.due], np.float32(blend.repurchase), dtype=np.float32)
+    else:
+        scores = np.zeros(shape, dtype=np.float32)
+    if signals.collaborative is not None and blend.collaborative:
+        if blend.collaborative == 1.0:
+            scores += signals.collaborative
+        else:
+            scores += np.float32(blend.collaborative) * signals.collaborative
+    if blend.popularity:
+        scores += (np.float32(blend.popularity) * signals.popular.astype(np.float32))[None, :]
+    known = signals.known
+    # Customers unknown to the model get the popularity fallback, whatever the blend.
+    if not known.all():
+        scores[~known] = signals.popular[None, :]
+    if context == "buy-again":
+        excluded = ~signals.bought if known.all() else ~signals.bought & known[:, None]
+        np.copyto(scores, np.float32(-np.inf), where=excluded)
+    elif context == "discover" or (context == "home" and blend.home_excludes_bought):
+        np.copyto(scores, np.float32(-np.inf), where=signals.bought)
+    return scores
+
+
+def top_k(scores: np.ndarray, *, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and values of the k best scores per row, best first; rows with fewer than k finite scores
+    are padded with −inf values (drop them). Ties break towards the lower item index."""
+    rows, n = scores.shape
+    k = min(k, n)
+    ids = np.zeros((rows, max(k, 0)), dtype=np.int64)
+    vals = np.full((rows, max(k, 0)), -np.inf, dtype=np.float32)
+    if k <= 0 or rows == 0:
+        return ids, vals
+    # Threshold at each row's k-th best value (np.partition is about twice as fast as argpartition),
+    # then sort only the few entries at or above it.
+    threshold = np.partition(scores, n - k, axis=1)[:, n - k]
+    threshold = np.where(np.isfinite(threshold), threshold, np.finfo(np.float32).max)[:, None]
+    row, col = np.nonzero((scores >= threshold) | ((threshold == np.finfo(np.float32).max) & np.isfinite(scores)))
+    value = scores[row, col]
+    order = np.lexsort((col, -value, row))
+    row, col, value = row[order], col[order], value[order]
+    starts = np.searchsorted(row, np.arange(rows))
+    rank = np.arange(len(row)) - starts[row]
+    keep = rank < k
+    ids[row[keep], rank[keep]] = col[keep]
+    vals[row[keep], rank[keep]] = value[keep]
+    return ids, vals
+
+
+def decay(*, age_days: np.ndarray, half_life: float) -> np.ndarray:
+    """0.5^(age / half_life); an infinite half-life weighs every purchase 1."""
+    if not math.isfinite(half_life):
+        return np.ones_like(age_days, dtype=np.float64)
+    return np.power(0.5, np.maximum(age_days, 0.0) / half_life)

@@ -1,0 +1,683 @@
+"""`reco train` orchestration: load → split → fit and tune on validation → evaluate on test beside the
+baselines → champion gate (the champion's configuration refit on the same split) → refit on all
+data → MLflow run, pyfunc model, registered version, alias.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from training import columns as col
+from training import models as m
+from training.errors import RecoError
+from training.evaluation import (
+    KS,
+    PRIMARY_METRIC,
+    TABLE_METRICS,
+    Candidate,
+    Holdout,
+    Split,
+    chronological_split,
+    comparison_table,
+    evaluate,
+)
+from training.matrix import Interactions, build_interactions
+from training.ranking import Blend, Collaborative, History, ModelBundle
+
+PROMOTE_CHOICES = ("auto", "always", "never")
+REFIT_CHOICES = ("auto", "full", "fold-in", "none")
+DEFAULT_EVAL_USERS = 10_000
+TUNE_USERS = 3_000
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Per-item catalog facts aligned with the interactions' item index."""
+
+    in_stock: np.ndarray
+    item_category: np.ndarray
+    categories: np.ndarray
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything derived from the input files that every fit shares."""
+
+    interactions: Interactions
+    split: Split
+    catalog: Catalog
+    validation: Holdout
+    tuning: Holdout  # the validation customers the hybrid's weights are tuned on (a subsample)
+    test: Holdout
+    item_share: np.ndarray  # share of training customers who bought each item (novelty)
+
+
+@dataclass
+class Fitted:
+    """One configuration fitted on the training split, tuned on validation and scored on test."""
+
+    model: str
+    params: dict[str, Any]
+    blend: Blend
+    half_life: float
+    popularity_half_life: float
+    collaborative_name: str | None
+    collaborative: m.FittedCollaborative | None
+    test_bundle: ModelBundle
+    validation_scores: dict[str, float] = field(default_factory=dict)
+    choice: dict[str, Any] = field(default_factory=dict)
+    fit_seconds: float = 0.0
+
+    @property
+    def label(self) -> str:
+        """Model name with its chosen discovery part, e.g. hybrid(als)."""
+        return f"{self.model}({self.collaborative_name})" if self.model == "hybrid" else self.model
+
+
+def parse_params(pairs: Sequence[str]) -> dict[str, str]:
+    """KEY=VALUE strings → dict (one sentence for a malformed pair or an unknown key)."""
+    params: dict[str, str] = {}
+    known = {*m.DEFAULTS, "candidates", "refit", "eval_users", "half_life", "popularity_half_life"}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise RecoError(f"--param {pair!r} is not KEY=VALUE.")
+        if key not in known:
+            raise RecoError(f"Unknown --param {key!r}: use one of {', '.join(sorted(known))}.")
+        params[key] = value
+    return params
+
+
+def prepare(*, purchases: pa.Table, catalog: pa.Table | None, eval_users: int) -> Prepared:
+    """Encode, split and align the catalog; the holdouts are sampled once so every fit uses the same customers."""
+    catalog_ids = None if catalog is None else np.asarray(catalog.column(col.ITEM_ID).to_pylist(), dtype=str)
+    interactions = build_interactions(purchases=purchases, catalog_item_ids=catalog_ids)
+    split = chronological_split(interactions)
+    if len(split.test_holdout.users) == 0:
+        raise RecoError("No customer has two baskets: there is nothing to evaluate on (need order_id or several days).")
+    train_users = interactions.user[split.train]
+    pairs = np.unique(train_users.astype(np.int64) * interactions.n_items + interactions.item[split.train])
+    n_customers = max(len(np.unique(train_users)), 1)
+    item_share = np.bincount(pairs % interactions.n_items, minlength=interactions.n_items) / n_customers
+    return Prepared(
+        interactions=interactions,
+        split=split,
+        catalog=_align_catalog(catalog=catalog, item_ids=interactions.item_ids),
+        validation=split.validation_holdout.sample(max_users=eval_users, seed=1),
+        tuning=split.validation_holdout.sample(max_users=min(eval_users, TUNE_USERS), seed=1),
+        test=split.test_holdout.sample(max_users=eval_users, seed=2),
+        item_share=item_share.astype(np.float64),
+    )
+
+
+def _align_catalog(*, catalog: pa.Table | None, item_ids: np.ndarray) -> Catalog:
+    """In-stock flags and category codes per item index (items missing from the catalog: in stock, no category)."""
+    n = len(item_ids)
+    in_stock = np.ones(n, dtype=bool)
+    item_category = np.full(n, -1, dtype=np.int32)
+    categories = np.array([], dtype=str)
+    if catalog is not None and catalog.num_rows:
+        index = {item: i for i, item in enumerate(item_ids.tolist())}
+        rows = np.array([index.get(i, -1) for i in catalog.column(col.ITEM_ID).to_pylist()])
+        ok = rows >= 0
+        if col.IN_STOCK in catalog.column_names:
+            stock = np.array([v is not False for v in catalog.column(col.IN_STOCK).to_pylist()])
+            in_stock[rows[ok]] = stock[ok]
+        if col.CATEGORY in catalog.column_names:
+            names = np.array([v or "" for v in catalog.column(col.CATEGORY).to_pylist()], dtype=str)
+            categories, codes = np.unique(names, return_inverse=True)
+            item_category[rows[ok]] = codes[ok]
+    return Catalog(in_stock=in_stock, item_category=item_category, categories=categories)
+
+
+def make_bundle(
+    *,
+    interactions: Interactions,
+    half_life: float,
+    popularity_half_life: float,
+    blend: Blend,
+    collaborative: Collaborative | None,
+    catalog: Catalog,
+    config: Mapping[str, Any] | None = None,
+    events: m.BasketEvents | None = None,
+    history: History | None = None,
+    popularity_events: tuple[np.ndarray, np.ndarray] | None = None,
+) -> ModelBundle:
+    """A bundle whose history and popularity come from the given lines (pass `events` or `history` to reuse them)."""
+    reference = float(interactions.day.max()) if interactions.n_lines else 0.0
+    if history is None:
+        history = m.build_history(
+            interactions=interactions, reference_day=reference, half_life=half_life, events=events
+        )
+    return ModelBundle(
+        user_ids=interactions.user_ids,
+        item_ids=interactions.item_ids,
+        history=history,
+        popularity=m.popularity(
+            interactions=interactions, reference_day=reference, half_life=popularity_half_life, events=popularity_events
+        ),
+        in_stock=catalog.in_stock,
+        item_category=catalog.item_category,
+        categories=catalog.categories,
+        blend=blend,
+        collaborative=collaborative,
+        config=dict(config or {}),
+    )
+
+
+def _score(results: dict[str, dict[str, float]], name: str, metric: str = PRIMARY_METRIC) -> float:
+    return results.get(name, {}).get(metric, float("nan"))
+
+
+def _best(scores: Mapping[Any, float]) -> Any:
+    """Key with the highest score (first on ties, NaN never wins)."""
+    best_key, best = None, -math.inf
+    for key, value in scores.items():
+        if not math.isnan(value) and value > best:
+            best_key, best = key, value
+    return best_key if best_key is not None else next(iter(scores))
+
+
+def candidates_for(*, model: str, params: Mapping[str, Any], interactions: Interactions, pairs: int) -> list[str]:
+    """Collaborative models to fit: the model itself, or the hybrid's search space (bounded by data size)."""
+    if model in m.BASELINES:
+        return []
+    if model != "hybrid":
+        return [model]
+    if "candidates" in params:
+        chosen = [c.strip() for c in str(params["candidates"]).split(",") if c.strip()]
+        for c in chosen:
+            m.check_model(c)
+            if c not in m.COLLABORATIVE:
+                raise RecoError(f"Candidate {c!r} is not a collaborative model.")
+        return chosen
+    if pairs > m.SEARCH_MAX_PAIRS:
+        return ["als"]
+    return [c for c in m.HYBRID_CANDIDATES if c != "ease" or interactions.n_items <= m.EASE_SEARCH_MAX_ITEMS]
+
+
+def tune_blend(*, bundle: ModelBundle, holdout: Holdout) -> tuple[Blend, float]:
+    """Coordinate search of the hybrid's weights on validation; returns (best blend, its score)."""
+
+    def run(blends: list[Blend]) -> dict[Blend, float]:
+        cands = [Candidate(str(i), bundle, b, ("home",)) for i, b in enumerate(blends)]
+        res = evaluate(candidates=cands, holdout=holdout, ks=(10,), detail=False)
+        return {b: _score(res, str(i)) for i, b in enumerate(blends)}
+
+    tried = run([m.DISCOVERY_ONLY, *(replace(m.HYBRID_START, repurchase=w) for w in m.REPURCHASE_WEIGHTS)])
+    best = _best(tried)
+    for axis, values in (
+        ("due", m.DUE_WEIGHTS),
+        ("popularity", m.POPULARITY_WEIGHTS),
+        ("repurchase", m.REPURCHASE_WEIGHTS),
+    ):
+        if best.home_excludes_bought:
+            break
+        new = [b for b in (replace(best, **{axis: v}) for v in values) if b not in tried]
+        tried.update(run(new))
+        best = _best(tried)
+    return best, tried[best]
+
+
+def fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepared, log: Log) -> Fitted:
+    """Fit on the training split, tune on validation, and build the test-time bundle (history up to the test basket)."""
+    start = time.perf_counter()
+    inter = prepared.interactions
+    split = prepared.split
+    train = inter.subset(split.train)
+    before_test = inter.subset(split.train | split.validation)
+    val = prepared.tuning
+
+    events = {id(train): m.basket_events(train)}
+    popular_events = {id(train): m.popularity_events(train)}
+
+    def bundle(lines: Interactions, hl: float, phl: float, blend: Blend, cf: Collaborative | None) -> ModelBundle:
+        return make_bundle(
+            interactions=lines,
+            half_life=hl,
+            popularity_half_life=phl,
+            blend=blend,
+            collaborative=cf,
+            catalog=prepared.catalog,
+            events=events.get(id(lines)),
+            popularity_events=popular_events.get(id(lines)),
+        )
+
+    choice: dict[str, Any] = {}
+    # 1. Recency of the customer's own purchases and of popularity, on validation.
+    if "half_life" in params:
+        half_life = float(params["half_life"])
+    else:
+        scores = {}
+        for hl in m.HALF_LIVES:
+            b = bundle(train, hl, 60.0, m.baseline_blend("frequency"), None)
+            res = evaluate(candidates=[Candidate("f", b, b.blend, ("home",))], holdout=val, ks=(10,), detail=False)
+            scores[hl] = _score(res, "f")
+        half_life = _best(scores)
+        choice["half_life_scores"] = {str(k): v for k, v in scores.items()}
+    if "popularity_half_life" in params:
+        pop_half_life = float(params["popularity_half_life"])
+    else:
+        base = bundle(train, half_life, 60.0, m.baseline_blend("popularity"), None)
+        scores = {}
+        for phl in m.POPULARITY_HALF_LIVES:
+            b = bundle(train, half_life, phl, m.baseline_blend("popularity"), None) if phl != 60.0 else base
+            res = evaluate(candidates=[Candidate("p", b, b.blend, ("home",))], holdout=val, ks=(10,), detail=False)
+            scores[phl] = _score(res, "p")
+        pop_half_life = _best(scores)
+        choice["popularity_half_life_scores"] = {str(k): v for k, v in scores.items()}
+    log(f"  recency: own purchases half-life {half_life} d, popularity half-life {pop_half_life} d")
+
+    # 2. Collaborative candidates fitted on the training split; blends tuned on validation.
+    train_history = m.build_history(
+        interactions=train, reference_day=float(train.day.max()), half_life=half_life, events=events[id(train)]
+    )
+    matrix = m.history_matrix(train_history, n_items=inter.n_items)
+    names = candidates_for(model=model, params=params, interactions=inter, pairs=matrix.nnz)
+    fits: dict[str, m.FittedCollaborative] = {}
+    for name in names:
+        fits[name] = m.fit_collaborative(name=name, matrix=matrix, params=params)
+        log(f"  fitted {name} on the training split in {fits[name].seconds:.1f} s")
+    if model in m.BASELINES:
+        blend, chosen = m.baseline_blend(model), None
+    elif model != "hybrid":
+        blend, chosen = m.baseline_blend(model), model
+    else:
+        per_candidate: dict[str, tuple[Blend, float]] = {}
+        tune = prepared.tuning
+        for name, fitted_cf in fits.items():
+            b = bundle(train, half_life, pop_half_life, m.HYBRID_START, fitted_cf.scorer)
+            per_candidate[name] = tune_blend(bundle=b, holdout=tune)
+            log(
+                f"  validation {PRIMARY_METRIC} hybrid({name}) = {per_candidate[name][1]:.4f}"
+                f" with {per_candidate[name][0]}"
+            )
+        chosen = _best({name: score for name, (_, score) in per_candidate.items()})
+        blend = per_candidate[chosen][0]
+        choice["candidates"] = {
+            name: {"validation_score": s, "blend": b.to_dict()} for name, (b, s) in per_candidate.items()
+        }
+        choice["chosen"] = chosen
+    # 3. The test-time bundle: history up to each customer's test basket; ALS customers folded in.
+    cf_fit = fits.get(chosen) if chosen else None
+    test_history = m.build_history(
+        interactions=before_test, reference_day=float(before_test.day.max()), half_life=half_life
+    )
+    test_cf = None
+    if cf_fit is not None:
+        # Only the customers evaluated need their factors folded in (the final refit does all of them).
+        test_matrix = m.history_matrix(test_history, n_items=inter.n_items)
+        test_cf = m.fold_in(fitted=cf_fit, matrix=test_matrix, users=prepared.test.users).scorer
+    test_bundle = make_bundle(
+        interactions=before_test,
+        half_life=half_life,
+        popularity_half_life=pop_half_life,
+        blend=blend,
+        collaborative=test_cf,
+        catalog=prepared.catalog,
+        history=test_history,
+    )
+    fitted = Fitted(
+        model=model,
+        params=dict(params),
+        blend=blend,
+        half_life=half_life,
+        popularity_half_life=pop_half_life,
+        collaborative_name=chosen,
+        collaborative=cf_fit,
+        test_bundle=test_bundle,
+        choice=choice,
+        fit_seconds=time.perf_counter() - start,
+    )
+    fitted.choice["all_fits"] = {name: f for name, f in fits.items()}  # kept for the baseline table
+    return fitted
+
+
+def evaluate_on_test(*, fitted: Fitted, prepared: Prepared) -> dict[str, dict[str, float]]:
+    """The model and the baselines (and every fitted collaborative candidate) on the same test customers."""
+    tb = fitted.test_bundle
+    candidates = [Candidate(fitted.label, tb, fitted.blend)]
+    candidates += [
+        Candidate(name, tb, m.baseline_blend(name), contexts)
+        for name, contexts in (("popularity", ("home", "discover")), ("frequency", ("home", "buy-again")))
+        if name != fitted.label
+    ]
+    before_matrix = m.history_matrix(tb.history, n_items=tb.n_items)
+    for name, cf in fitted.choice.get("all_fits", {}).items():
+        if fitted.model != "hybrid" and name == fitted.collaborative_name:
+            continue
+        if name == fitted.collaborative_name:
+            scorer = tb.collaborative
+        else:
+            scorer = m.fold_in(fitted=cf, matrix=before_matrix, users=prepared.test.users).scorer
+        candidates.append(
+            Candidate(name, replace(tb, collaborative=scorer), m.baseline_blend(name), ("home", "discover"))
+        )
+    return evaluate(candidates=candidates, holdout=prepared.test, ks=KS, item_share=prepared.item_share)
+
+
+def refit_all(*, fitted: Fitted, prepared: Prepared, refit: str, log: Log) -> tuple[ModelBundle, str]:
+    """The bundle to register: refit on all lines (what production needs); returns (bundle, refit mode used)."""
+    inter = prepared.interactions
+    cf_fit = fitted.collaborative
+    mode = refit
+    if mode == "auto":
+        # ALS customers folded in on all data keep `reco train` within budget on large data; the
+        # item side then misses only each customer's last two baskets.
+        big = inter.n_lines > 2 * m.SEARCH_MAX_PAIRS
+        mode = "fold-in" if big and fitted.collaborative_name == "als" else "full"
+    if mode == "none":
+        return fitted.test_bundle, mode
+    history = m.build_history(interactions=inter, reference_day=float(inter.day.max()), half_life=fitted.half_life)
+    scorer = None
+    if cf_fit is not None and fitted.collaborative_name is not None:
+        matrix = m.history_matrix(history, n_items=inter.n_items)
+        if mode == "full":
+            cf_fit = m.fit_collaborative(name=fitted.collaborative_name, matrix=matrix, params=fitted.params)
+            log(f"  refit {fitted.collaborative_name} on all data in {cf_fit.seconds:.1f} s")
+            scorer = cf_fit.scorer
+        else:
+            scorer = m.fold_in(fitted=cf_fit, matrix=matrix).scorer
+    bundle = make_bundle(
+        interactions=inter,
+        half_life=fitted.half_life,
+        popularity_half_life=fitted.popularity_half_life,
+        blend=fitted.blend,
+        collaborative=scorer,
+        catalog=prepared.catalog,
+        history=history,
+    )
+    return bundle, mode
+
+
+@dataclass
+class TrainResult:
+    """What `reco train` prints as its last line (plus the tables for humans)."""
+
+    run_id: str
+    model_uri: str
+    version: str | None
+    metrics: dict[str, float]
+    promoted: bool
+    decision: dict[str, Any]
+    table: str
+
+    def summary(self) -> dict[str, Any]:
+        """The contract's JSON summary."""
+        return {
+            "run_id": self.run_id,
+            "model_uri": self.model_uri,
+            "version": self.version,
+            "metrics": self.metrics,
+            "promoted": self.promoted,
+        }
+
+
+HEADLINE = (
+    "home/ndcg_at_10",
+    "home/recall_at_10",
+    "home/precision_at_10",
+    "home/map_at_10",
+    "home/hit_rate_at_10",
+    "home/ndcg_at_20",
+    "buy-again/ndcg_at_10",
+    "discover/ndcg_at_10",
+    "discover/recall_at_20",
+)
+
+
+def train(
+    *,
+    purchases_path: Path,
+    catalog_path: Path | None,
+    model: str = m.DEFAULT_MODEL,
+    params: Mapping[str, str] | None = None,
+    registered_name: str | None = None,
+    promote: str = "auto",
+    settings: Any = None,
+    log: Log = print,
+) -> TrainResult:
+    """The whole `reco train`: see the module docstring."""
+    from training import registry
+    from training.data import load_catalog, load_purchases
+    from training.settings import load_settings
+
+    total_start = time.perf_counter()
+    settings = settings or load_settings()
+    m.check_model(model)
+    params = dict(params or {})
+    if promote not in PROMOTE_CHOICES:
+        raise RecoError(f"--promote must be one of {', '.join(PROMOTE_CHOICES)}.")
+    refit = str(params.get("refit", "auto"))
+    if refit not in REFIT_CHOICES:
+        raise RecoError(f"refit must be one of {', '.join(REFIT_CHOICES)}.")
+    name = registered_name or settings.registered_name
+    timings: dict[str, float] = {}
+
+    t = time.perf_counter()
+    purchases, purchase_report = load_purchases(purchases_path)
+    catalog, catalog_report = (None, None) if catalog_path is None else load_catalog(catalog_path)
+    prepared = prepare(
+        purchases=purchases, catalog=catalog, eval_users=int(params.get("eval_users", DEFAULT_EVAL_USERS))
+    )
+    timings["load_seconds"] = time.perf_counter() - t
+    log(
+        f"loaded {purchases.num_rows:,} lines: {prepared.interactions.n_users:,} customers, "
+        f"{prepared.interactions.n_items:,} items; split {prepared.split.summary()}"
+    )
+
+    t = time.perf_counter()
+    fitted = fit_configuration(model=model, params=params, prepared=prepared, log=log)
+    timings["fit_seconds"] = time.perf_counter() - t
+    t = time.perf_counter()
+    results = evaluate_on_test(fitted=fitted, prepared=prepared)
+    timings["evaluate_seconds"] = time.perf_counter() - t
+    model_metrics = results[fitted.label]
+    score = model_metrics.get(PRIMARY_METRIC, float("nan"))
+    log(
+        f"test {PRIMARY_METRIC}: {fitted.label} {score:.4f}, popularity {_score(results, 'popularity'):.4f}, "
+        f"frequency {_score(results, 'frequency'):.4f}"
+    )
+
+    # Champion gate: the champion's configuration refit on this very split, scored on the same customers.
+    t = time.perf_counter()
+    current = registry.champion(settings=settings, name=name)
+    decision: dict[str, Any] = {"primary_metric": PRIMARY_METRIC, "new_score": score, "mode": promote}
+    if current is None:
+        decision.update(champion_version=None, champion_score=None, reason="no champion yet")
+        promoted = promote != "never"
+    else:
+        decision["champion_version"] = current["version"]
+        same = current["model"] == model and current["params"] == params
+        if same:
+            champion_score = score
+        elif current["model"] in m.MODELS:
+            champion_fit = fit_configuration(
+                model=current["model"], params=current["params"], prepared=prepared, log=log
+            )
+            champion_res = evaluate(
+                candidates=[Candidate("champion", champion_fit.test_bundle, champion_fit.blend, ("home",))],
+                holdout=prepared.test,
+                ks=(10,),
+                detail=False,
+            )
+            champion_score = _score(champion_res, "champion")
+        else:
+            champion_score = -math.inf
+        decision["champion_score"] = champion_score
+        better = score > champion_score + 1e-9
+        decision["reason"] = (
+            "same configuration as the champion"
+            if same
+            else ("beats the champion" if better else "does not beat the champion")
+        )
+        promoted = promote == "always" or (promote == "auto" and better)
+    if promote == "always":
+        decision["reason"] = f"--promote always ({decision['reason']})"
+    elif promote == "never":
+        decision["reason"] = f"--promote never ({decision['reason']})"
+    timings["gate_seconds"] = time.perf_counter() - t
+    log(f"gate: {decision['reason']} (new {score:.4f} vs champion {decision.get('champion_score')})")
+
+    t = time.perf_counter()
+    final, refit_used = refit_all(fitted=fitted, prepared=prepared, refit=refit, log=log)
+    timings["refit_seconds"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    result = _log_run(
+        settings=settings,
+        name=name,
+        fitted=fitted,
+        final=final,
+        refit_used=refit_used,
+        results=results,
+        decision=decision,
+        promoted=promoted,
+        purchases_path=purchases_path,
+        catalog_path=catalog_path,
+        reports=[purchase_report, *([catalog_report] if catalog_report else [])],
+        prepared=prepared,
+        timings=timings,
+        total_start=total_start,
+    )
+    timings["log_seconds"] = time.perf_counter() - t
+    log(f"timings: {json.dumps({k: round(v, 1) for k, v in timings.items()})}")
+    log(f"logged in {timings['log_seconds']:.1f} s; total {time.perf_counter() - total_start:.1f} s")
+    return result
+
+
+def _log_run(
+    *,
+    settings: Any,
+    name: str,
+    fitted: Fitted,
+    final: ModelBundle,
+    refit_used: str,
+    results: dict[str, dict[str, float]],
+    decision: dict[str, Any],
+    promoted: bool,
+    purchases_path: Path,
+    catalog_path: Path | None,
+    reports: list[Any],
+    prepared: Prepared,
+    timings: dict[str, float],
+    total_start: float,
+) -> TrainResult:
+    """One MLflow run: params, metrics, datasets, reports, the pyfunc model, registration and alias."""
+    import mlflow
+
+    from training import registry
+    from training.bundle import save_bundle
+
+    registry.client(settings=settings)
+    registry.use_experiment(settings=settings, name="reco")
+    table = comparison_table(results, metrics=TABLE_METRICS)
+    with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
+        run_id = run.info.run_id
+        mlflow.set_tags({"reco.model": fitted.model, "reco.params": json.dumps(fitted.params, sort_keys=True)})
+        mlflow.log_params(
+            {
+                "model": fitted.model,
+                "chosen_collaborative": fitted.collaborative_name or "",
+                "half_life_days": fitted.half_life,
+                "popularity_half_life_days": fitted.popularity_half_life,
+                "refit": refit_used,
+                "promote": decision["mode"],
+                **{f"blend_{k}": v for k, v in fitted.blend.to_dict().items()},
+                **{f"param_{k}": v for k, v in fitted.params.items()},
+                **prepared.split.summary(),
+                "eval_customers": len(prepared.test.users),
+            }
+        )
+        for path, context in ((purchases_path, "training"), (catalog_path, "catalog")):
+            if path is not None:
+                mlflow.log_input(_dataset(path), context=context)
+        metrics = {k: v for k, v in results[fitted.label].items() if math.isfinite(v)}
+        mlflow.log_metrics(metrics)
+        for other, values in results.items():
+            if other != fitted.label:
+                mlflow.log_metrics({f"baseline/{other}/{k}": v for k, v in values.items() if math.isfinite(v)})
+        for key, value in fitted.choice.items():
+            if key == "candidates":
+                mlflow.log_metrics(
+                    {f"validation/hybrid_{c}/{PRIMARY_METRIC}": v["validation_score"] for c, v in value.items()}
+                )
+        mlflow.log_metrics({f"timing/{k}": v for k, v in timings.items()})
+        out = Path(tmp)
+        for report in reports:
+            report.write_json(out / f"validation_{report.kind}.json")
+            mlflow.log_artifact(str(out / f"validation_{report.kind}.json"), artifact_path="data_validation")
+        choice = {k: v for k, v in fitted.choice.items() if k != "all_fits"}
+        evaluation = {"primary_metric": PRIMARY_METRIC, "results": results, "choice": choice, "decision": decision}
+        (out / "evaluation.json").write_text(json.dumps(evaluation, indent=2, default=str) + "\n")
+        (out / "evaluation.md").write_text(
+            f"# Evaluation on each customer's last basket ({len(prepared.test.users):,} customers)\n\n{table}\n\n"
+            f"Chosen: {fitted.label}, blend {fitted.blend.to_dict()}\n\nGate: {json.dumps(decision, default=str)}\n"
+        )
+        mlflow.log_artifact(str(out / "evaluation.json"), artifact_path="evaluation")
+        mlflow.log_artifact(str(out / "evaluation.md"), artifact_path="evaluation")
+        final.config.update(
+            model=fitted.model,
+            label=fitted.label,
+            params=fitted.params,
+            run_id=run_id,
+            registered_name=name,
+            metrics={k: results[fitted.label].get(k) for k in HEADLINE},
+        )
+        bundle_dir = save_bundle(final, path=out / "bundle")
+        info = registry.log_pyfunc(
+            bundle_dir=bundle_dir, registered_name=name, example_users=final.user_ids[:2].tolist()
+        )
+        version = str(info.registered_model_version) if info.registered_model_version is not None else None
+        client = registry.client(settings=settings)
+        if version is not None:
+            client.set_model_version_tag(name, version, "reco.model", fitted.model)
+            client.set_model_version_tag(name, version, "reco.params", json.dumps(fitted.params, sort_keys=True))
+            client.set_model_version_tag(name, version, "reco.score", f"{decision['new_score']:.6f}")
+            if promoted:
+                registry.promote(settings=settings, name=name, version=version, reason=decision["reason"])
+            else:
+                registry.set_alias(settings=settings, name=name, alias=registry.CHALLENGER, version=version)
+        mlflow.set_tags({"gate.decision": "champion" if promoted else "challenger", "gate.reason": decision["reason"]})
+        mlflow.log_metrics(
+            {
+                "gate/new_score": float(decision["new_score"]),
+                **(
+                    {"gate/champion_score": float(decision["champion_score"])}
+                    if decision.get("champion_score") is not None and math.isfinite(decision["champion_score"])
+                    else {}
+                ),
+            }
+        )
+        mlflow.log_metric("timing/total_seconds", time.perf_counter() - total_start)
+    headline = {k: round(v, 6) for k, v in results[fitted.label].items() if k in HEADLINE}
+    headline.update({f"popularity/{k}": round(v, 6) for k, v in results["popularity"].items() if k in HEADLINE})
+    headline.update({f"frequency/{k}": round(v, 6) for k, v in results["frequency"].items() if k in HEADLINE})
+    model_uri = f"models:/{name}/{version}" if version else info.model_uri
+    return TrainResult(run_id, model_uri, version, headline, promoted, decision, table)
+
+
+def _dataset(path: Path) -> Any:
+    """An MLflow dataset record for a file: its source and a content digest (streamed, not loaded)."""
+    import hashlib
+
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    source = LocalArtifactDatasetSource(str(path.resolve()))
+    return MetaDataset(source=source, name=path.name, digest=digest.hexdigest()[:16])  # type: ignore[abstract]
