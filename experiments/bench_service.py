@@ -1,0 +1,353 @@
+"""Benchmark: the recommendation service under load, against the bare stack and `mlflow models serve`.
+
+Steps (everything under a temp RECO_HOME, features in Redis DB 11, flushed at the end):
+generate a store → `reco train` → `reco features build` + `materialize` (Redis) → `reco serve` →
+`wrk` at 16 connections for a fixed time on
+  1. GET /v1/users/{random known customer}/recommendations?k=10 (with the API key),
+  2. GET /health/live of the same server (the bare FastAPI/uvicorn reference),
+  3. POST /invocations of `mlflow models serve` on the same registered model (random customers),
+and prints rps, p50, p99 for each plus the ratios (the load generator shares the 2 cores).
+
+    .venv/bin/python experiments/bench_service.py [--users 100000] [--items 50000] [--duration 20]
+        [--workers 2] [--home DIR (reuse a trained home)] [--skip-mlflow]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RECO = ROOT / ".venv" / "bin" / "reco"
+MLFLOW = ROOT / ".venv" / "bin" / "mlflow"
+KEY = "bench-key"
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
+
+
+def run(cmd: list[str], env: dict[str, str]) -> str:
+    started = time.perf_counter()
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.exit(f"{' '.join(cmd[:3])} failed:\n{out.stderr[-2000:]}")
+    print(
+        f"  {' '.join(Path(c).name if '/' in c else c for c in cmd[:3])}: {time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
+    return out.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    sys.exit(f"{url} did not become ready")
+
+
+def lua_get(users: list[str], path: str, key: str) -> str:
+    ids = ",".join(json.dumps(u) for u in users)
+    return f"""
+local users = {{{ids}}}
+math.randomseed(7)
+request = function()
+  local u = users[math.random(#users)]
+  return wrk.format("GET", string.format("{path}", u), {{["X-API-Key"] = "{key}"}})
+end
+"""
+
+
+def lua_mlflow(users: list[str]) -> str:
+    ids = ",".join(json.dumps(u) for u in users)
+    return f"""
+local users = {{{ids}}}
+math.randomseed(7)
+request = function()
+  local u = users[math.random(#users)]
+  local body = '{{"dataframe_records": [{{"user_id": "' .. u .. '", "k": 10, "context": "home"}}]}}'
+  return wrk.format("POST", "/invocations", {{["Content-Type"] = "application/json"}}, body)
+end
+"""
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def wrk(url: str, *, script: Path | None, duration: int, connections: int = 16, threads: int = 2) -> dict[str, float]:
+    label = url if script is None else f"{url} ({script.stem})"
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s"]
+    if script is not None:
+        cmd += ["-s", str(script)]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+
+    def latency(pct: str) -> float:
+        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    print(
+        f"    wrk {label} {duration}s: {rps:.0f} rps p50 {latency('50'):.2f} ms p99 {latency('99'):.2f} ms", flush=True
+    )
+    return {
+        "rps": rps,
+        "p50_ms": latency("50"),
+        "p99_ms": latency("99"),
+        "non_2xx": float(errors.group(1)) if errors else 0.0,
+        "socket_errors": socket_errors.group(1) if socket_errors else "",  # type: ignore[dict-item]
+    }
+
+
+@contextlib.contextmanager
+def serve(home: Path, env: dict[str, str], workers: int, **extra: str) -> Iterator[str]:
+    """`reco serve` on a free port with extra environment; yields the base URL once ready."""
+    port = free_port()
+    with open(home / "serve.log", "a") as log:
+        server = subprocess.Popen(
+            [str(RECO), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)],
+            env={**env, **extra},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/health/ready")
+        yield base
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+
+
+def answer_counts(base: str) -> str:
+    """Answers and degraded answers so far (all workers), from /metrics."""
+    with urllib.request.urlopen(f"{base}/metrics") as r:
+        text = r.read().decode()
+    total = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("reco_answers_total{") and 'endpoint="recommendations"' in line
+    )
+    degraded = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("reco_degraded_total{") and 'endpoint="recommendations"' in line
+    )
+    return f"{total:.0f} answers, {degraded:.0f} degraded"
+
+
+def sample_answer(base: str, user: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    request = urllib.request.Request(f"{base}/v1/users/{user}/recommendations?k=10", headers={"X-API-Key": KEY})
+    with urllib.request.urlopen(request) as r:
+        answer = json.loads(r.read())
+    with urllib.request.urlopen(f"{base}/health/ready") as r:
+        ready = json.loads(r.read())
+    return answer, ready
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--items", type=int, default=50_000)
+    parser.add_argument("--duration", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--home", type=Path, default=None, help="reuse (or create) this RECO_HOME")
+    parser.add_argument("--skip-mlflow", action="store_true")
+    parser.add_argument("--model", default=None, help="reco train --model (default: the trainer's default)")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (apt-get install -y wrk)")
+
+    home = args.home or Path(tempfile.mkdtemp(prefix="reco-bench-service-"))
+    home.mkdir(parents=True, exist_ok=True)
+    env = dict(
+        os.environ,
+        RECO_HOME=str(home),
+        MLFLOW_TRACKING_URI=f"sqlite:///{home}/mlflow.db",
+        REDIS_URL=REDIS_URL,
+        RECO_API_KEYS=json.dumps({KEY: ["recommend"]}),
+        OPENBLAS_NUM_THREADS="1",
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES="1",
+        # `mlflow models serve` execs `uvicorn` by name: the venv's bin must be on PATH.
+        PATH=f"{RECO.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
+    store = home / "store"
+    print(f"RECO_HOME={home}  store {args.users:,} customers x {args.items:,} items", flush=True)
+    if not (store / "purchases.parquet").exists():
+        run(
+            [
+                str(RECO),
+                "data",
+                "generate",
+                "--out",
+                str(store),
+                "--users",
+                str(args.users),
+                "--items",
+                str(args.items),
+                "--years",
+                "2",
+                "--seed",
+                "3",
+            ],
+            env,
+        )
+    if not (home / "trained.json").exists():
+        extra = ["--model", args.model] if args.model else []
+        out = run(
+            [
+                str(RECO),
+                "train",
+                "--purchases",
+                str(store / "purchases.parquet"),
+                "--catalog",
+                str(store / "catalog.parquet"),
+                "--promote",
+                "always",
+                *extra,
+            ],
+            env,
+        )
+        (home / "trained.json").write_text(out.strip().splitlines()[-1])
+        run(
+            [
+                str(RECO),
+                "features",
+                "build",
+                "--purchases",
+                str(store / "purchases.parquet"),
+                "--catalog",
+                str(store / "catalog.parquet"),
+            ],
+            env,
+        )
+    run([str(RECO), "features", "materialize", "--full"], env)
+    trained = json.loads((home / "trained.json").read_text())
+    print(f"  model {trained['model_uri']}", flush=True)
+
+    import pyarrow.parquet as pq
+
+    users = sorted(set(pq.read_table(store / "purchases.parquet", columns=["user_id"]).column(0).to_pylist()))
+    sample = random.Random(1).sample(users, min(5_000, len(users)))
+    scripts = Path(tempfile.mkdtemp(prefix="reco-bench-lua-"))
+    (scripts / "recs.lua").write_text(lua_get(sample, "/v1/users/%s/recommendations?k=10", KEY))
+    (scripts / "mlflow.lua").write_text(lua_mlflow(sample))
+
+    results: dict[str, dict[str, float]] = {}
+    # Server A ranks every request with the core (no candidate cache): the honest worst case.
+    with serve(home, env, args.workers, RECO_CANDIDATES="0") as base:
+        wrk(f"{base}/health/live", script=None, duration=3)  # warm-up
+        wrk(base, script=scripts / "recs.lua", duration=3)
+        results["recommendations_uncached"] = wrk(base, script=scripts / "recs.lua", duration=args.duration)
+        print(f"    {answer_counts(base)}", flush=True)
+        results["health_live"] = wrk(f"{base}/health/live", script=None, duration=args.duration)
+        answer, ready = sample_answer(base, sample[0])
+    print(
+        f"  sample answer: source={answer['source']} degraded={answer['degraded']} items={len(answer['items'])}"
+        f" online_store={ready['features']['online_store']}",
+        flush=True,
+    )
+    # Server B: candidate cache filled lazily; every sampled customer is served once before measuring
+    # (steady state for returning customers; a full precompute would cover everyone).
+    with serve(home, env, args.workers, RECO_CANDIDATES="50", RECO_PRECOMPUTE_CANDIDATES="false") as base:
+        started = time.perf_counter()
+        for _ in range(args.workers):  # each worker fills its own cache: pass over the sample per worker
+            wrk(base, script=scripts / "recs.lua", duration=max(5, len(sample) // 150))
+        print(f"  cache warm-up: {time.perf_counter() - started:.0f} s", flush=True)
+        results["recommendations_cached"] = wrk(base, script=scripts / "recs.lua", duration=args.duration)
+        print(f"    {answer_counts(base)} (warm-up included)", flush=True)
+        results["health_live_b"] = wrk(f"{base}/health/live", script=None, duration=args.duration)
+
+    if not args.skip_mlflow:
+        mport = free_port()
+        with open(home / "mlflow-serve.log", "w") as log:
+            mlflow = subprocess.Popen(
+                [
+                    str(MLFLOW),
+                    "models",
+                    "serve",
+                    "-m",
+                    trained["model_uri"],
+                    "--env-manager",
+                    "local",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(mport),
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            wait_http(f"http://127.0.0.1:{mport}/ping")
+            wrk(f"http://127.0.0.1:{mport}", script=scripts / "mlflow.lua", duration=3)
+            results["mlflow_models_serve"] = wrk(
+                f"http://127.0.0.1:{mport}", script=scripts / "mlflow.lua", duration=args.duration
+            )
+        finally:
+            os.killpg(mlflow.pid, signal.SIGTERM)
+            mlflow.wait(timeout=60)
+
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    print(f"\n{'endpoint':<22}{'rps':>10}{'p50 ms':>10}{'p99 ms':>10}{'non-2xx':>10}")
+    for name, r in results.items():
+        print(
+            f"{name:<22}{r['rps']:>10.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['non_2xx']:>10.0f}"
+            f"  {r['socket_errors']}"
+        )
+    for name, bare_name in (("recommendations_uncached", "health_live"), ("recommendations_cached", "health_live_b")):
+        recs, bare = results[name], results[bare_name]
+        print(
+            f"\n{name} / {bare_name} throughput: {recs['rps'] / bare['rps']:.2f} (goal >= 0.5); "
+            f"p99 {recs['p99_ms']:.2f} ms (goal <= 10)"
+        )
+        if "mlflow_models_serve" in results:
+            print(
+                f"{name} / mlflow models serve throughput: "
+                f"{recs['rps'] / results['mlflow_models_serve']['rps']:.1f} (goal >= 3)"
+            )
+    summary = {
+        "users": args.users,
+        "items": args.items,
+        "workers": args.workers,
+        "duration_s": args.duration,
+        "connections": 16,
+        "results": results,
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

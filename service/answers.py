@@ -1,0 +1,61 @@
+"""Glue shared by the routes: gather a customer's live context, shape a ranked answer, count it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from service.features import CustomerFeatures
+from service.observability import ANSWER_SOURCE, DEGRADED, current_request_id
+from service.recommend import Ranked
+from service.schemas import Item, Recommendations
+from service.state import LoadedModel, Services
+
+
+@dataclass
+class CustomerContext:
+    """Online features of a customer plus what they bought too recently to be recommended again."""
+
+    features: CustomerFeatures | None
+    just_bought: set[str] = field(default_factory=set)
+    degraded_reasons: list[str] = field(default_factory=list)
+
+
+async def customer_context(services: Services, user_id: str) -> CustomerContext:
+    """Read recommend_v1 (bounded by the feature timeout) and the posted events of this customer."""
+    read = await services.features.customer(user_id)
+    since = services.settings.clock() - timedelta(hours=services.settings.just_bought_hours)
+    just_bought = read.features.bought_since(since) if read.features is not None else set()
+    try:
+        just_bought |= services.events.bought_since(user_id, since)
+        reasons = [read.degraded_reason] if read.degraded_reason else []
+    except Exception:  # the event log is a local file; a broken one must not fail the answer
+        reasons = [*([read.degraded_reason] if read.degraded_reason else []), "event-log-error"]
+    return CustomerContext(read.features, just_bought, reasons)
+
+
+def record(endpoint: str, source: str, reasons: list[str]) -> None:
+    """Count the answer by source and each degradation reason."""
+    ANSWER_SOURCE.labels(endpoint=endpoint, source=source).inc()
+    for reason in reasons:
+        DEGRADED.labels(endpoint=endpoint, reason=reason).inc()
+
+
+def model_reasons(model: LoadedModel | None) -> list[str]:
+    return [] if model is not None else ["model-not-loaded"]
+
+
+def recommendations_answer(
+    *, endpoint: str, ranked: Ranked, model: LoadedModel | None, extra_reasons: list[str]
+) -> Recommendations:
+    """The JSON answer of a ranking endpoint."""
+    reasons = list(dict.fromkeys([*extra_reasons, *ranked.degraded_reasons, *model_reasons(model)]))
+    record(endpoint, ranked.source, reasons)
+    return Recommendations(
+        items=[Item(item_id=i, score=round(s, 6), reason=r) for i, s, r in ranked.items],
+        model_version=model.version if model else None,
+        source=ranked.source,
+        degraded=bool(reasons),
+        degraded_reasons=reasons,
+        request_id=current_request_id(),
+    )

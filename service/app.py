@@ -1,0 +1,153 @@
+"""The FastAPI application: `create_app()` for tests, module-level `app` for uvicorn (`service.app:app`).
+
+Start-up (lifespan) loads, in this order and never at import: BLAS limited to one thread, the
+model from MLflow (RECO_MODEL_URI), the Feast store and its feature services, the item catalog,
+the recipes; then it starts the background alias poll and item refresh. A dependency that fails
+here leaves the service up and answering fallbacks (`/health/ready` says what is missing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+
+from service.config import ServiceSettings, load_service_settings
+from service.errors import install_error_handlers
+from service.events import EventStore
+from service.features import OnlineFeatures
+from service.observability import RequestContextMiddleware, configure_logging
+from service.routes import admin, baskets, events, recaps, recipes, recommendations
+from service.state import ModelHolder, Services
+
+log = logging.getLogger("reco.service")
+
+DESCRIPTION = """Personalized recommendations, shop-by-recipe carts, yearly recaps and purchase events.
+
+Every endpoint under /v1 and /admin needs an `X-API-Key` with the endpoint's scope
+(recommend, recaps, events, admin). Answers carry `source` (which link of the fallback chain
+model → item-to-item → popular-in-category → popular answered) and `degraded` (a dependency was
+skipped). Errors are JSON: `{"detail": ..., "request_id": ...}`."""
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    """Build the app; nothing is loaded until the lifespan runs."""
+    settings = settings or load_service_settings()
+    configure_logging()
+    if settings.auth == "enabled" and not settings.api_keys:
+        log.warning(
+            "RECO_API_KEYS is empty: every /v1 and /admin request will answer 401 "
+            "(set keys, or RECO_AUTH=disabled for a local demo)"
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await asyncio.to_thread(_start, settings)
+        app.state.services = services
+        tasks = []
+        if settings.reload_poll_seconds > 0:
+            tasks.append(asyncio.create_task(services.holder.poll_forever(settings.reload_poll_seconds)))
+        if settings.item_refresh_seconds > 0 and services.features.available:
+            tasks.append(asyncio.create_task(_refresh_items_forever(services, settings.item_refresh_seconds)))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            services.features.close()
+
+    app = FastAPI(
+        title="reco",
+        version="1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for module in (recommendations, baskets, recipes, recaps, events, admin):
+        app.include_router(module.router)
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+def _start(settings: ServiceSettings) -> Services:
+    """Blocking start-up work (runs in a thread so the loop stays free)."""
+    from threadpoolctl import threadpool_limits
+
+    # Ranking is one small matrix product per request: more BLAS threads only fight each other.
+    threadpool_limits(1)
+    holder = ModelHolder(settings)
+    try:
+        holder.reload()
+    except Exception as exc:
+        log.warning("no model loaded at start-up (serving fallbacks until one loads): %s", exc)
+    features = OnlineFeatures(settings)
+    features.open()
+    services = Services(
+        settings=settings,
+        holder=holder,
+        features=features,
+        events=EventStore(settings.events_db),
+        recipes=_load_recipes(settings),
+    )
+    _refresh_items(services)
+    return services
+
+
+def _refresh_items(services: Services, *, full: bool = True) -> None:
+    """Item attributes and availability from item_stats; availability goes into the served bundle."""
+    current = services.holder.current
+    if not services.features.available:
+        return
+    try:
+        item_ids = current.bundle.item_ids.tolist() if current is not None else _offline_item_ids(services.settings)
+        catalog = services.features.refresh_items(item_ids, full=full)
+    except Exception as exc:
+        log.warning("item_stats refresh failed, keeping the previous catalog: %s", str(exc).splitlines()[0][:200])
+        return
+    services.holder.set_availability(
+        {item_id: bool(info.in_stock) for item_id, info in catalog.items.items() if info.in_stock is not None}
+    )
+
+
+def _offline_item_ids(settings: ServiceSettings) -> list[str]:
+    """Without a model, the item ids of item_stats' offline source (to read their online values)."""
+    import pyarrow.parquet as pq
+
+    path = settings.feature_data_dir / "item_stats.parquet"
+    if not path.exists():
+        return []
+    return [str(i) for i in pq.read_table(path, columns=["item_id"]).column("item_id").to_pylist()]
+
+
+async def _refresh_items_forever(services: Services, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        await asyncio.to_thread(_refresh_items, services, full=False)
+
+
+def _load_recipes(settings: ServiceSettings) -> dict[str, dict[str, Any]]:
+    path = settings.recipes_file()
+    if path is None:
+        log.info("no recipes.json found (set RECO_RECIPES); the recipe endpoint answers 404")
+        return {}
+    try:
+        data = json.loads(path.read_text())
+        return {str(r["recipe_id"]): r for r in data.get("recipes", [])}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("cannot read recipes from %s: %s", path, exc)
+        return {}
+
+
+def __getattr__(name: str) -> Any:
+    # `uvicorn service.app:app` builds the app on first access, not when the module is imported.
+    if name == "app":
+        value = create_app()
+        globals()["app"] = value
+        return value
+    raise AttributeError(name)

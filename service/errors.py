@@ -1,0 +1,107 @@
+"""Errors named for what went wrong, and the one place that turns them (and everything else) into JSON.
+
+Every error answer is `{"detail": ..., "request_id": ...}`. Dependency outages are not errors here:
+they become fallback answers with `degraded: true` (see service.recommend).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.observability import current_request_id
+from training.errors import RecoError
+
+log = logging.getLogger("reco.service")
+
+
+class ServiceError(RecoError):
+    """Base class: `status` is the HTTP status, the message the `detail`."""
+
+    status = 500
+    headers: ClassVar[dict[str, str] | None] = None
+
+
+class MissingApiKey(ServiceError):
+    """No X-API-Key header."""
+
+    status = 401
+    headers: ClassVar[dict[str, str] | None] = {"WWW-Authenticate": "APIKey"}
+
+
+class UnknownApiKey(ServiceError):
+    """An X-API-Key that is not in RECO_API_KEYS."""
+
+    status = 401
+    headers: ClassVar[dict[str, str] | None] = {"WWW-Authenticate": "APIKey"}
+
+
+class MissingScope(ServiceError):
+    """The key is valid but does not grant the endpoint's scope."""
+
+    status = 403
+
+
+class NotFound(ServiceError):
+    """The requested thing does not exist (a recipe, a recap)."""
+
+    status = 404
+
+
+class InvalidInput(ServiceError):
+    """Input that passed the schema but cannot be served (e.g. an unknown context)."""
+
+    status = 422
+
+
+class ReloadFailed(ServiceError):
+    """The model URI did not resolve or load; the previous model keeps serving."""
+
+    status = 409
+
+
+class RecapsUnavailable(ServiceError):
+    """Recaps live only in the online store; when it is down there is nothing to fall back to."""
+
+    status = 503
+    headers: ClassVar[dict[str, str] | None] = {"Retry-After": "5"}
+
+
+def _body(detail: Any) -> dict[str, Any]:
+    return {"detail": detail, "request_id": current_request_id()}
+
+
+async def _service_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return JSONResponse(_body(str(exc)), status_code=exc.status, headers=exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
+    return JSONResponse(_body(detail), status_code=422)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return JSONResponse(_body(exc.detail), status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # A bug, not an outage: log it with the traceback (no customer data in the message) and answer JSON.
+    # The route template, never the raw path (it holds customer ids).
+    log.exception("unhandled error on %s %s", request.method, getattr(request.scope.get("route"), "path", "?"))
+    return JSONResponse(_body("Internal error; the request id identifies it in the logs."), status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error to a JSON answer with a clear `detail` and the request id."""
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,321 @@
+"""Online features for serving, read through Feast with short timeouts and a back-off.
+
+* Customer features (feature service `recommend_v1`: profile + recent items) are read per request
+  in a small dedicated thread pool, bounded by `RECO_FEATURE_TIMEOUT_MS`. A failed or slow read
+  answers `None` with a reason; the caller then serves from the model bundle alone with
+  `degraded: true`. After a failure the store is skipped for `RECO_FEATURE_BACKOFF_SECONDS`, so an
+  outage costs one timeout, not one per request.
+* Item attributes (name, category, brand, price, in_stock from `item_stats`) change slowly: they
+  are read for the whole catalog in the background and kept in memory (`ItemCatalog`), so ranking
+  never waits for them. Availability is pushed into the served bundle (ModelHolder.set_availability).
+* Recaps (`recap_v1`) are read per request like customer features.
+
+Feast is imported and the feature services are resolved once, in `open()` (lifespan), never per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from service.observability import FEATURE_SECONDS
+
+if TYPE_CHECKING:
+    from service.config import ServiceSettings
+
+log = logging.getLogger("reco.service.features")
+
+ITEM_CHUNK = 2_000
+TIMEOUTS_TO_BACKOFF = 3
+
+
+@dataclass(frozen=True)
+class CustomerFeatures:
+    """What the online store knows about one customer (None/empty when it knows nothing)."""
+
+    known: bool
+    recent_items: tuple[str, ...] = ()
+    recent_item_times: tuple[datetime, ...] = ()
+    buy_again_items: tuple[str, ...] = ()
+    top_categories: tuple[str, ...] = ()
+    rebuy_interval_days: float | None = None
+
+    def bought_since(self, since: datetime) -> set[str]:
+        """Items last bought at or after `since`."""
+        return {i for i, t in zip(self.recent_items, self.recent_item_times, strict=False) if t >= since}
+
+
+@dataclass(frozen=True)
+class CustomerRead:
+    """A customer-features read: the features, or why there are none (`degraded_reason`)."""
+
+    features: CustomerFeatures | None
+    degraded_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ItemInfo:
+    """Catalog attributes of one item from item_stats."""
+
+    name: str | None = None
+    category: str | None = None
+    brand: str | None = None
+    price: float | None = None
+    in_stock: bool | None = None
+    popularity_30d: int | None = None
+
+
+@dataclass
+class ItemCatalog:
+    """In-memory copy of item_stats for the model's items (refreshed in the background)."""
+
+    items: dict[str, ItemInfo] = field(default_factory=dict)
+    refreshed_at: datetime | None = None
+
+    def name(self, item_id: str) -> str:
+        info = self.items.get(item_id)
+        return info.name if info is not None and info.name else item_id
+
+    def get(self, item_id: str) -> ItemInfo:
+        return self.items.get(item_id) or ItemInfo()
+
+
+class OnlineStoreDown(Exception):
+    """The online store could not answer in time (or is being skipped after a failure)."""
+
+
+class OnlineFeatures:
+    """Feast reads for the service (see module docstring)."""
+
+    def __init__(self, settings: ServiceSettings) -> None:
+        self.settings = settings
+        self.store: Any = None
+        self.kind: str = "none"
+        self.error: str | None = None
+        self.catalog = ItemCatalog()
+        self._services: dict[str, Any] = {}
+        self._customer_views: list[tuple[Any, list[str]]] = []
+        self._provider: Any = None
+        self._skip_until = 0.0
+        self._timeouts = 0
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="feast-read")
+        self.timeout = settings.feature_timeout_ms / 1000.0
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open the Feast store and resolve the feature services (blocking; call from a thread)."""
+        if not self.settings.features:
+            self.error = "disabled by RECO_FEATURES"
+            return
+        try:
+            from training.features import open_store
+
+            store = open_store(self.settings, socket_timeout=max(self.timeout, 0.02))
+            self._services = {
+                name: store.get_feature_service(name) for name in ("recommend_v1", "items_v1", "recap_v1")
+            }
+            # Per-request customer reads go straight to the online store's `online_read` for the
+            # views of recommend_v1: the same data as get_online_features at a fraction of its
+            # per-call overhead (measured ~0.6 ms vs ~4 ms on SQLite).
+            self._customer_views = [
+                (store.get_feature_view(p.name), [f.name for f in p.features])
+                for p in self._services["recommend_v1"].feature_view_projections
+            ]
+            self._provider = store._get_provider()
+            self.store = store
+            kind = str(store.config.online_store.type).lower()
+            self.kind = next((k for k in ("redis", "sqlite") if k in kind), kind)
+            self.error = None
+        except Exception as exc:  # no registry yet, Feast missing, bad REDIS_URL: serve without features
+            self.store = None
+            self.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            log.warning("online features unavailable, serving from the model alone: %s", self.error)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def available(self) -> bool:
+        return self.store is not None
+
+    # --- per-request reads ----------------------------------------------------------------------
+
+    async def customer(self, user_id: str) -> CustomerRead:
+        """recommend_v1 for one customer, within the timeout; never raises."""
+        try:
+            if self.kind == "redis":
+                row = await self._read_customer_async(user_id)
+            else:
+                row = await self._read(self._read_customer_blocking, user_id, group="customer")
+        except OnlineStoreDown as exc:
+            return CustomerRead(None, str(exc))
+        return CustomerRead(_customer_features(row))
+
+    async def _read_customer_async(self, user_id: str) -> dict[str, Any]:
+        """Redis: both views with Feast's async online_read on the event loop (no thread hop)."""
+        if time.monotonic() < self._skip_until:
+            raise OnlineStoreDown("online-store-backoff")
+        started = time.perf_counter()
+        key = _entity_key(user_id)
+        reads = [
+            self._provider.online_read_async(
+                config=self.store.config, table=view, entity_keys=[key], requested_features=names
+            )
+            for view, names in self._customer_views
+        ]
+        try:
+            results = await asyncio.wait_for(asyncio.gather(*reads), timeout=self.timeout)
+        except TimeoutError:
+            self._fail("customer", "timeout", started)
+            raise OnlineStoreDown("online-store-timeout") from None
+        except Exception as exc:
+            self._fail("customer", "error", started)
+            log.debug("online read failed: %s", exc)
+            raise OnlineStoreDown("online-store-error") from None
+        FEATURE_SECONDS.labels(group="customer", outcome="ok").observe(time.perf_counter() - started)
+        self._timeouts = 0
+        return _decode([values for [(_, values)] in results])
+
+    async def recap(self, user_id: str, year: int) -> dict[str, Any] | None:
+        """The stored recap record, None when there is none; raises OnlineStoreDown."""
+        rows = await self._read(self._read_blocking, "recap_v1", [{"user_id": user_id, "year": year}], group="recap")
+        raw = rows[0].get("recap_json") if rows else None
+        return json.loads(raw) if raw else None
+
+    async def _read(self, fn: Callable[..., Any], *args: Any, group: str) -> Any:
+        if self.store is None:
+            raise OnlineStoreDown("online-store-unavailable")
+        if time.monotonic() < self._skip_until:
+            raise OnlineStoreDown("online-store-backoff")
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        future = loop.run_in_executor(self._pool, fn, *args)
+        try:
+            rows = await asyncio.wait_for(future, timeout=self.timeout)
+        except TimeoutError:
+            self._fail(group, "timeout", started)
+            raise OnlineStoreDown("online-store-timeout") from None
+        except Exception as exc:
+            self._fail(group, "error", started)
+            log.debug("online read failed: %s", exc)
+            raise OnlineStoreDown("online-store-error") from None
+        FEATURE_SECONDS.labels(group=group, outcome="ok").observe(time.perf_counter() - started)
+        self._timeouts = 0
+        return rows
+
+    def _fail(self, group: str, outcome: str, started: float) -> None:
+        FEATURE_SECONDS.labels(group=group, outcome=outcome).observe(time.perf_counter() - started)
+        self._timeouts = self._timeouts + 1 if outcome == "timeout" else 0
+        # An error (refused, reset) means the store is down: back off at once. One slow read under
+        # load is not an outage: back off after TIMEOUTS_TO_BACKOFF timeouts in a row.
+        if outcome == "timeout" and self._timeouts < TIMEOUTS_TO_BACKOFF:
+            return
+        if self.settings.feature_backoff_seconds > 0:
+            if time.monotonic() >= self._skip_until:
+                log.warning("online store %s; skipping it for %.0f s", outcome, self.settings.feature_backoff_seconds)
+            self._skip_until = time.monotonic() + self.settings.feature_backoff_seconds
+
+    def _read_customer_blocking(self, user_id: str) -> dict[str, Any]:
+        """recommend_v1's features of one customer as {feature: python value} (missing → absent)."""
+        key = _entity_key(user_id)
+        found = []
+        for view, names in self._customer_views:
+            [(_, values)] = self._provider.online_read(
+                config=self.store.config, table=view, entity_keys=[key], requested_features=names
+            )
+            found.append(values)
+        return _decode(found)
+
+    def _read_blocking(self, service: str, entity_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        data = self.store.get_online_features(features=self._services[service], entity_rows=entity_rows).to_dict()
+        n = len(entity_rows)
+        return [{name: values[i] for name, values in data.items()} for i in range(n)]
+
+    # --- background item catalog ----------------------------------------------------------------
+
+    def refresh_items(self, item_ids: Sequence[str], *, full: bool = True) -> ItemCatalog:
+        """Read item_stats for these items (blocking, in chunks) into a new in-memory catalog.
+
+        `full` reads every attribute (start-up, new model); otherwise only `in_stock` and the
+        popularity are re-read and the other attributes kept. Uses the online store's `online_read`
+        (one pipelined call per chunk): Feast's get_online_features costs several times more CPU,
+        and this runs beside request handling in the same process.
+        """
+        if self.store is None:
+            return self.catalog
+        view = self.store.get_feature_view("item_stats")
+        fields = ["name", "category", "brand", "price", "in_stock", "popularity_30d"]
+        requested = fields if full or not self.catalog.items else ["in_stock", "popularity_30d"]
+        previous = self.catalog.items
+        items: dict[str, ItemInfo] = {}
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        for start in range(0, len(item_ids), ITEM_CHUNK):
+            chunk = [str(i) for i in item_ids[start : start + ITEM_CHUNK]]
+            keys = [EntityKey(join_keys=["item_id"], entity_values=[Value(string_val=i)]) for i in chunk]
+            rows = self._provider.online_read(
+                config=self.store.config, table=view, entity_keys=keys, requested_features=requested
+            )
+            for item_id, (_, values) in zip(chunk, rows, strict=True):
+                if not values:
+                    continue  # not in the online store
+                row = _decode([values])
+                old = previous.get(item_id) or ItemInfo()
+                items[item_id] = ItemInfo(
+                    name=row.get("name", old.name),
+                    category=row.get("category", old.category),
+                    brand=row.get("brand", old.brand),
+                    price=row.get("price", old.price),
+                    in_stock=row.get("in_stock"),
+                    popularity_30d=row.get("popularity_30d"),
+                )
+        self.catalog = ItemCatalog(items=items, refreshed_at=datetime.now(UTC))
+        return self.catalog
+
+
+def _entity_key(user_id: str) -> Any:
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    return EntityKey(join_keys=["user_id"], entity_values=[Value(string_val=user_id)])
+
+
+def _decode(per_view: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """ValueProtos of several views → one {feature: python value} row (a missing view adds nothing)."""
+    from feast.type_map import feast_value_type_to_python_type
+
+    row: dict[str, Any] = {}
+    for values in per_view:
+        for name, value in (values or {}).items():
+            row[name] = feast_value_type_to_python_type(value)
+    return row
+
+
+def _customer_features(row: dict[str, Any]) -> CustomerFeatures:
+    recent = tuple(row.get("recent_items") or ())
+    if not recent and row.get("orders") is None:
+        return CustomerFeatures(known=False)
+    times = tuple(_as_datetime(t) for t in (row.get("recent_item_times") or ()))
+    return CustomerFeatures(
+        known=True,
+        recent_items=recent,
+        recent_item_times=times,
+        buy_again_items=tuple(row.get("buy_again_items") or ()),
+        top_categories=tuple(row.get("top_categories") or ()),
+        rebuy_interval_days=row.get("rebuy_interval_days"),
+    )
+
+
+def _as_datetime(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(float(value), tz=UTC)

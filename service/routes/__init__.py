@@ -1,0 +1,1 @@
+"""Thin routes: parse, call one function, shape the answer."""

@@ -1,0 +1,50 @@
+"""GET /v1/users/{user_id}/recipes/{recipe_id}/cart: shop by recipe."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from service.answers import model_reasons, record
+from service.deps import ModelDep, RecommendKey, ServicesDep
+from service.errors import NotFound
+from service.observability import current_request_id
+from service.recommend import recipe_cart
+from service.routes.recommendations import UserId
+from service.schemas import ERRORS, CartLineOut, RecipeCart
+from training.columns import ID_MAX_LENGTH
+
+router = APIRouter(tags=["recipes"])
+
+RecipeId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, examples=["pancakes"])]
+
+
+@router.get(
+    "/v1/users/{user_id}/recipes/{recipe_id}/cart",
+    response_model=RecipeCart,
+    responses={**ERRORS, 404: ERRORS[401] | {"description": "No such recipe."}},
+)
+async def recipe(
+    user_id: UserId, recipe_id: RecipeId, _key: RecommendKey, services: ServicesDep, model: ModelDep
+) -> RecipeCart:
+    """One in-stock item per ingredient, chosen for this customer; what they probably have at home is marked."""
+    found = services.recipes.get(recipe_id)
+    if found is None:
+        raise NotFound(f"No recipe {recipe_id!r}; known recipes: {', '.join(sorted(services.recipes)) or 'none'}.")
+    lines, source = recipe_cart(
+        model=model, catalog=services.features.catalog, recipe=found, user_id=user_id, now=services.settings.clock()
+    )
+    reasons = model_reasons(model)
+    record("recipe", source, reasons)
+    return RecipeCart(
+        recipe_id=recipe_id,
+        name=str(found.get("name", recipe_id)),
+        lines=[CartLineOut(**asdict(line)) for line in lines],
+        model_version=model.version if model else None,
+        source=source,
+        degraded=bool(reasons),
+        degraded_reasons=reasons,
+        request_id=current_request_id(),
+    )

@@ -1,0 +1,494 @@
+"""The HTTP API over real HTTP (a live uvicorn on loopback), with a real MLflow registry and Feast
+(SQLite online store) in a temp dir: endpoints, contexts, fallbacks, filters, reasons, auth, bounds."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.test_service_support import KEY_ALL, Live, World, live_server, register_second_version, set_champion, world
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def w() -> World:
+    return world()
+
+
+@pytest.fixture(scope="module")
+def live(w: World) -> Iterator[Live]:
+    with live_server(w.env()) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def bundle(live: Live) -> Any:
+    return live.app.state.services.holder.current.bundle
+
+
+def _bought(bundle: Any, user_id: str) -> set[str]:
+    row = bundle.user_index[user_id]
+    h = bundle.history
+    return {str(bundle.item_ids[i]) for i in h.indices[h.indptr[row] : h.indptr[row + 1]]}
+
+
+def _ids(body: dict[str, Any]) -> list[str]:
+    return [i["item_id"] for i in body["items"]]
+
+
+# --- recommendations ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("context", ["home", "buy-again", "discover"])
+def test_every_context_answers_k_items_from_the_model(live: Live, w: World, bundle: Any, context: str) -> None:
+    user = w.users[3]
+    with live.client() as c:
+        r = c.get(f"/v1/users/{user}/recommendations", params={"k": 5, "context": context})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["source"] == "model" and body["degraded"] is False
+    assert body["model_version"] == live.app.state.services.holder.current.version
+    assert body["request_id"] == r.headers["x-request-id"]
+    ids = _ids(body)
+    assert 1 <= len(ids) <= 5 and len(set(ids)) == len(ids)
+    bought = _bought(bundle, user)
+    if context == "buy-again":
+        assert set(ids) <= bought
+    if context == "discover":
+        assert not set(ids) & bought
+    assert not set(ids) & w.out_of_stock
+
+
+def test_explanations_speak_the_shoppers_language(live: Live, w: World) -> None:
+    user = w.users[5]
+    with live.client() as c:
+        again = c.get(f"/v1/users/{user}/recommendations", params={"k": 5, "context": "buy-again", "explain": True})
+        new = c.get(f"/v1/users/{user}/recommendations", params={"k": 5, "context": "discover", "explain": True})
+        plain = c.get(f"/v1/users/{user}/recommendations", params={"k": 5})
+    for item in again.json()["items"]:
+        assert item["reason"].startswith(("you buy this about every", "you bought this before"))
+    for item in new.json()["items"]:
+        assert item["reason"].startswith(("because you bought ", "popular in", "popular right now"))
+    assert any(i["reason"].startswith("because you bought ") for i in new.json()["items"])
+    assert all(i["reason"] is None for i in plain.json()["items"])
+
+
+def test_exclude_and_category_filters(live: Live, w: World, bundle: Any) -> None:
+    user = w.users[7]
+    with live.client() as c:
+        first = _ids(c.get(f"/v1/users/{user}/recommendations", params={"k": 5}).json())
+        excluded = first[:2]
+        again = _ids(c.get(f"/v1/users/{user}/recommendations", params={"k": 5, "exclude": ",".join(excluded)}).json())
+        category = str(bundle.categories[bundle.item_category[bundle.item_index[first[0]]]])
+        in_category = c.get(f"/v1/users/{user}/recommendations", params={"k": 3, "category": category}).json()
+    assert not set(excluded) & set(again)
+    for item_id in _ids(in_category):
+        assert str(bundle.categories[bundle.item_category[bundle.item_index[item_id]]]) == category
+
+
+def test_out_of_stock_items_are_never_served_and_availability_updates_live(live: Live, w: World) -> None:
+    holder = live.app.state.services.holder
+    with live.client() as c:
+        served = set()
+        for user in w.users[:30]:
+            served |= set(_ids(c.get(f"/v1/users/{user}/recommendations", params={"k": 20}).json()))
+        assert served and not served & w.out_of_stock
+        top = _ids(c.get("/v1/users/somebody-new/recommendations", params={"k": 3}).json())[0]
+        before = holder.current.bundle
+        holder.set_availability({top: False})
+        try:
+            assert top not in _ids(c.get("/v1/users/somebody-new/recommendations", params={"k": 3}).json())
+        finally:
+            holder.set_availability({top: True})
+        assert holder.current.bundle.user_index is before.user_index  # a shallow swap, nothing rebuilt
+
+
+def test_just_bought_items_are_not_recommended_again(live: Live, w: World) -> None:
+    user = w.users[9]
+    with live.client() as c:
+        top = _ids(c.get(f"/v1/users/{user}/recommendations", params={"k": 5, "context": "buy-again"}).json())[0]
+        posted = c.post(
+            "/v1/events",
+            json={
+                "events": [
+                    {
+                        "event_id": f"jb-{user}",
+                        "user_id": user,
+                        "item_id": top,
+                        "timestamp": "2025-12-31T11:55:00Z",
+                        "quantity": 1,
+                        "price": 1.0,
+                    }
+                ]
+            },
+        )
+        assert posted.json()["accepted"] == 1
+        after = _ids(c.get(f"/v1/users/{user}/recommendations", params={"k": 5, "context": "buy-again"}).json())
+    assert top not in after
+
+
+def test_recent_items_from_the_online_store_count_as_just_bought(w: World) -> None:
+    import asyncio
+    from datetime import timedelta
+
+    # A 30-day window over data ending at RECO_NOW: the features' recent items must be filtered out.
+    with live_server(w.env(RECO_JUST_BOUGHT_HOURS=str(24 * 30))) as server, server.client() as c:
+        services = server.app.state.services
+        since = services.settings.clock() - timedelta(days=30)
+        checked = 0
+        for user in w.users[:40]:
+            read = asyncio.run(services.features.customer(user))
+            assert read.features is not None and read.features.known, read.degraded_reason
+            recent = read.features.bought_since(since)
+            if recent:
+                body = c.get(f"/v1/users/{user}/recommendations", params={"k": 50, "context": "buy-again"}).json()
+                assert not set(_ids(body)) & recent
+                checked += 1
+    assert checked >= 3
+
+
+def test_cached_candidates_give_exactly_the_ranking_cores_answer(live: Live, w: World, bundle: Any) -> None:
+    import asyncio
+
+    from service.answers import customer_context
+
+    table = live.app.state.services.holder.current.candidates
+    bundle = live.app.state.services.holder.current.bundle
+    assert table is not None
+    with live.client() as c:
+        for n, user in enumerate(w.users[20:45]):  # no posted events for these
+            exclude = [] if n % 2 else _ids(c.get(f"/v1/users/{user}/recommendations", params={"k": 3}).json())[:2]
+            served = c.get(f"/v1/users/{user}/recommendations", params={"k": 10, "exclude": ",".join(exclude)})
+            live_context = asyncio.run(customer_context(live.app.state.services, user))
+            core = bundle.recommend_batch(
+                [user], k=10, context="home", exclude_items=[*exclude, *live_context.just_bought]
+            )[0]
+            assert _ids(served.json()) == [i for i, _ in core]
+            assert [x["score"] for x in served.json()["items"]] == pytest.approx([s for _, s in core], rel=1e-5)
+    assert table.filled[[bundle.user_index[u] for u in w.users[20:45]]].all()
+
+
+# --- fallbacks ------------------------------------------------------------------------------------
+
+
+def test_unknown_customer_gets_the_popular_fallback(live: Live, bundle: Any) -> None:
+    with live.client() as c:
+        body = c.get("/v1/users/no-such-customer/recommendations", params={"k": 5, "explain": True}).json()
+    assert body["source"] == "popular" and len(body["items"]) == 5
+    popular = np.argsort(-np.where(bundle.in_stock, bundle.popularity, -np.inf))[:5]
+    assert _ids(body) == [str(bundle.item_ids[i]) for i in popular]
+    assert all(i["reason"].startswith("popular") for i in body["items"])
+
+
+def test_unknown_customer_with_a_category_gets_popular_in_category(live: Live, bundle: Any) -> None:
+    category = str(bundle.categories[0])
+    with live.client() as c:
+        body = c.get("/v1/users/no-such-customer/recommendations", params={"k": 3, "category": category}).json()
+    assert body["source"] == "popular-in-category"
+    for item_id in _ids(body):
+        assert str(bundle.categories[bundle.item_category[bundle.item_index[item_id]]]) == category
+
+
+def test_new_customer_with_posted_purchases_gets_item_to_item(live: Live, w: World) -> None:
+    with live.client() as c:
+        c.post(
+            "/v1/events",
+            json={
+                "events": [
+                    {
+                        "event_id": "new-1",
+                        "user_id": "brand-new",
+                        "item_id": w.items[0],
+                        "timestamp": "2025-12-31T10:00:00Z",
+                    }
+                ]
+            },
+        )
+        body = c.get("/v1/users/brand-new/recommendations", params={"k": 5, "explain": True}).json()
+    assert body["source"] == "item-to-item"
+    assert w.items[0] not in _ids(body)
+    assert all(i["reason"].startswith("because you bought ") for i in body["items"])
+
+
+# --- similar, basket, recipe, recap ---------------------------------------------------------------
+
+
+def test_similar_items(live: Live, w: World) -> None:
+    item = w.items[1]
+    with live.client() as c:
+        known = c.get(f"/v1/items/{item}/similar", params={"k": 5, "explain": True}).json()
+        unknown = c.get("/v1/items/no-such-item/similar", params={"k": 5}).json()
+    assert known["source"] == "model" and len(known["items"]) == 5 and item not in _ids(known)
+    assert "also bought" in known["items"][0]["reason"]
+    assert unknown["source"] == "popular" and len(unknown["items"]) == 5
+
+
+def test_basket_completion_anonymous_and_personal(live: Live, w: World) -> None:
+    basket = w.items[2:4]
+    with live.client() as c:
+        anonymous = c.post("/v1/baskets/complete", json={"items": basket, "k": 5, "explain": True}).json()
+        personal = c.post("/v1/baskets/complete", json={"items": basket, "k": 5, "user_id": w.users[1]}).json()
+    for body in (anonymous, personal):
+        assert body["source"] == "model" and len(body["items"]) == 5
+        assert not set(_ids(body)) & set(basket) and not set(_ids(body)) & w.out_of_stock
+    assert all(i["reason"].startswith(("goes with", "picked for you")) for i in anonymous["items"])
+    assert _ids(anonymous) != _ids(personal)
+
+
+def test_recipe_cart_has_one_line_per_ingredient(live: Live, w: World) -> None:
+    import json
+
+    recipes = json.loads((w.store / "recipes.json").read_text())["recipes"]
+    recipe = recipes[0]
+    statuses = set()
+    with live.client() as c:
+        for user in w.users[:40]:
+            r = c.get(f"/v1/users/{user}/recipes/{recipe['recipe_id']}/cart")
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert [line["ingredient"] for line in body["lines"]] == [i["category"] for i in recipe["ingredients"]]
+            for line in body["lines"]:
+                statuses.add(line["status"])
+                if line["in_cart"]:
+                    assert line["item_id"] not in w.out_of_stock
+        missing = c.get(f"/v1/users/{w.users[0]}/recipes/no-such-recipe/cart")
+    assert "added" in statuses and "probably-at-home" in statuses
+    assert missing.status_code == 404 and "no-such-recipe" in missing.json()["detail"]
+
+
+def test_recaps_json_html_and_missing(live: Live, w: World) -> None:
+    user = w.recap_users[0]
+    with live.client() as c:
+        record = c.get(f"/v1/users/{user}/recaps/2025")
+        page = c.get(f"/v1/users/{user}/recaps/2025", params={"format": "html"})
+        missing = c.get(f"/v1/users/{user}/recaps/2024")
+    assert record.status_code == 200 and record.json()["user_id"] == user and record.json()["year"] == 2025
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "<b>" not in page.text  # escaped
+    assert missing.status_code == 404 and missing.json()["detail"]
+
+
+# --- auth -------------------------------------------------------------------------------------------
+
+
+ENDPOINTS = [
+    ("GET", "/v1/users/{user}/recommendations?k=3", None, "recommend"),
+    ("GET", "/v1/items/{item}/similar?k=3", None, "recommend"),
+    ("POST", "/v1/baskets/complete", {"items": ["{item}"], "k": 3}, "recommend"),
+    ("GET", "/v1/users/{user}/recipes/pancakes/cart", None, "recommend"),
+    ("GET", "/v1/users/{recap_user}/recaps/2025", None, "recaps"),
+    (
+        "POST",
+        "/v1/events",
+        {"events": [{"event_id": "auth-1", "user_id": "u", "item_id": "i", "timestamp": 1735000000}]},
+        "events",
+    ),
+    ("POST", "/admin/reload", None, "admin"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "scope"), ENDPOINTS, ids=[e[1].split("?")[0] for e in ENDPOINTS])
+def test_auth_matrix(live: Live, w: World, method: str, path: str, body: Any, scope: str) -> None:
+    import json
+
+    fill = {"user": w.users[0], "item": w.items[0], "recap_user": w.recap_users[0]}
+    path = path.format(**fill)
+    payload = json.loads(json.dumps(body).replace("{item}", w.items[0])) if body else None
+    wrong_scope = next(
+        k
+        for k, scopes in __import__("tests.test_service_support").test_service_support.KEYS.items()
+        if scope not in scopes
+    )
+    right_scope = f"test-{scope}"
+    for key, expected in ((None, 401), ("not-a-key", 401), (wrong_scope, 403), (right_scope, 200)):
+        with live.client(key) as c:
+            r = c.request(method, path, json=payload)
+        assert r.status_code == expected, (key, r.text)
+        assert "detail" in r.json() or expected == 200
+    # the key never shows up in an answer
+    with live.client("not-a-key") as c:
+        assert "not-a-key" not in c.request(method, path, json=payload).text
+
+
+def test_auth_is_declared_in_openapi(live: Live) -> None:
+    with live.client(None) as c:
+        spec = c.get("/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
+    for path, methods in spec["paths"].items():
+        for operation in methods.values():
+            if path.startswith(("/v1", "/admin")):
+                assert operation.get("security"), path
+            content = operation["responses"]["200"].get("content", {})
+            schema_ok = any(
+                "example" in v or "examples" in v or "$ref" in v.get("schema", {}) for v in content.values()
+            )
+            assert schema_ok or path.startswith("/health"), path
+
+
+def test_auth_disabled_only_when_explicit(w: World) -> None:
+    with live_server(w.env(RECO_AUTH="disabled")) as server, server.client(None) as c:
+        assert c.get(f"/v1/users/{w.users[0]}/recommendations", params={"k": 2}).status_code == 200
+
+
+# --- bounds and errors ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/v1/users/u/recommendations?k=0", None),
+        ("GET", "/v1/users/u/recommendations?k=101", None),
+        ("GET", "/v1/users/u/recommendations?context=weekly", None),
+        ("GET", "/v1/users/" + "u" * 129 + "/recommendations", None),
+        ("GET", "/v1/users/u/recommendations?category=" + "c" * 129, None),
+        ("GET", "/v1/users/u/recommendations?exclude=" + "x" * 129, None),
+        ("GET", "/v1/items/" + "i" * 129 + "/similar", None),
+        ("GET", "/v1/items/i/similar?k=1000", None),
+        ("POST", "/v1/baskets/complete", {"items": [f"i{n}" for n in range(101)]}),
+        ("POST", "/v1/baskets/complete", {"items": []}),
+        ("POST", "/v1/baskets/complete", {"items": ["i" * 129]}),
+        ("POST", "/v1/baskets/complete", {"items": ["i"], "k": 0}),
+        ("GET", "/v1/users/u/recaps/1800", None),
+        ("POST", "/v1/events", {"events": []}),
+    ],
+)
+def test_bounds_answer_422_with_json_detail(live: Live, method: str, path: str, body: Any) -> None:
+    with live.client() as c:
+        r = c.request(method, path, json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] and r.json()["request_id"]
+
+
+def test_request_id_is_echoed_or_made(live: Live, w: World) -> None:
+    with live.client() as c:
+        mine = c.get("/health/live", headers={"X-Request-ID": "abc-123"})
+        made = c.get("/health/live", headers={"X-Request-ID": "bad id with spaces"})
+    assert mine.headers["x-request-id"] == "abc-123"
+    assert made.headers["x-request-id"] != "bad id with spaces" and len(made.headers["x-request-id"]) == 32
+
+
+# --- health, metrics ------------------------------------------------------------------------------
+
+
+def test_health_and_metrics(live: Live, w: World) -> None:
+    with live.client(None) as c:
+        assert c.get("/health/live").json() == {"status": "ok"}
+        ready = c.get("/health/ready")
+        with live.client() as keyed:
+            keyed.get("/v1/users/no-such-customer/recommendations")
+        metrics = c.get("/metrics").text
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["model"]["loaded"] and body["model"]["resolved_uri"].startswith("models:/reco/")
+    assert body["features"]["online_store"] == "sqlite" and body["features"]["items_cached"] > 0
+    lines = metrics.splitlines()
+    assert any(
+        line.startswith("reco_http_request_duration_seconds_bucket{")
+        and 'route="/v1/users/{user_id}/recommendations"' in line
+        for line in lines
+    )
+    assert any(
+        line.startswith("reco_answers_total{") and 'endpoint="recommendations"' in line and 'source="popular"' in line
+        for line in lines
+    )
+    assert "reco_model_info{" in metrics
+    assert "no-such-customer" not in metrics
+
+
+def test_no_model_means_fallbacks_not_errors(w: World) -> None:
+    with live_server(w.env(RECO_MODEL_URI="models:/no-such-model@champion")) as server, server.client() as c:
+        assert c.get("/health/ready").status_code == 503
+        r = c.get(f"/v1/users/{w.users[0]}/recommendations", params={"k": 5})
+        s = c.get(f"/v1/items/{w.items[0]}/similar", params={"k": 5})
+        b = c.post("/v1/baskets/complete", json={"items": [w.items[0]]})
+        reload = c.post("/admin/reload")
+    for answer in (r, s, b):
+        assert answer.status_code == 200 and answer.json()["degraded"] is True
+        assert answer.json()["model_version"] is None
+    assert r.json()["source"] == "popular" and len(r.json()["items"]) == 5  # from item_stats popularity
+    assert reload.status_code == 409 and "previous model" in reload.json()["detail"]
+
+
+# --- reload -----------------------------------------------------------------------------------------
+
+
+def test_reload_swaps_versions_without_failing_a_request(w: World) -> None:
+    first = None
+    try:
+        with live_server(w.env()) as server:
+            holder = server.app.state.services.holder
+            first = holder.current.version
+            failures: list[str] = []
+            versions: set[str] = set()
+            stop = threading.Event()
+
+            def hammer() -> None:
+                with server.client() as c:
+                    n = 0
+                    while not stop.is_set():
+                        r = c.get(f"/v1/users/{w.users[n % 50]}/recommendations", params={"k": 10})
+                        n += 1
+                        if r.status_code != 200 or r.json()["source"] != "model":
+                            failures.append(r.text)
+                        else:
+                            versions.add(r.json()["model_version"])
+
+            threads = [threading.Thread(target=hammer) for _ in range(3)]
+            for t in threads:
+                t.start()
+            time.sleep(0.3)
+            second = register_second_version(w)
+            with server.client() as c:
+                moved = c.post("/admin/reload").json()
+                again = c.post("/admin/reload").json()
+                forced = c.post("/admin/reload", params={"force": True}).json()
+            time.sleep(0.3)
+            stop.set()
+            for t in threads:
+                t.join()
+            assert moved["changed"] and moved["previous"] == first and moved["version"] == second
+            assert again["changed"] is False
+            assert forced["changed"] is True
+            assert not failures, failures[:3]
+            assert {first, second} <= versions
+    finally:
+        if first is not None:
+            set_champion(w, first)
+
+
+def test_background_poll_follows_the_alias(w: World) -> None:
+    first = None
+    try:
+        with live_server(w.env(RECO_RELOAD_POLL_SECONDS="0.2")) as server:
+            holder = server.app.state.services.holder
+            first = holder.current.version
+            second = register_second_version(w)
+            deadline = time.monotonic() + 30
+            while holder.current.version != second and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert holder.current.version == second
+    finally:
+        if first is not None:
+            set_champion(w, first)
+
+
+def test_key_and_customer_id_never_logged_above_debug(w: World, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    logger = logging.getLogger("reco")
+    logger.propagate = True
+    try:
+        with caplog.at_level(logging.INFO, logger="reco"), live_server(w.env()) as server:
+            with server.client("secret-key-value") as c:
+                c.get("/v1/users/private-customer-42/recommendations")
+            with server.client(KEY_ALL) as c:
+                c.get("/v1/users/private-customer-42/recommendations")
+    finally:
+        logger.propagate = False
+    assert "secret-key-value" not in caplog.text and "private-customer-42" not in caplog.text

@@ -1,0 +1,117 @@
+"""POST /v1/events + `reco events export`: every event validated on its own, accepted ones stored
+durably under RECO_HOME and drained exactly once into Parquet with the purchase contract's columns."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from service.events import EventStore, validate_event
+from training.data import load_purchases
+
+NOW = datetime(2025, 12, 31, 12, tzinfo=UTC)
+
+
+def _event(n: int, **changes: object) -> dict[str, object]:
+    event: dict[str, object] = {
+        "event_id": f"e{n}",
+        "user_id": f"C{n % 3}",
+        "item_id": f"P{n:03d}",
+        "timestamp": "2025-12-30T10:00:00Z",
+        "quantity": 2,
+        "price": 1.5,
+        "order_id": f"o{n}",
+    }
+    event.update(changes)
+    return {k: v for k, v in event.items() if v is not None}
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"user_id": ""}, "missing user_id"),
+        ({"item_id": None}, "missing item_id"),
+        ({"event_id": None}, "missing event_id"),
+        ({"timestamp": "yesterday"}, "unparseable"),
+        ({"timestamp": "2030-01-01T00:00:00Z"}, "future"),
+        ({"quantity": 0}, "quantity"),
+        ({"quantity": 1.5}, "quantity"),
+        ({"price": -1}, "price"),
+        ({"user_id": "u" * 129}, "longer than 128"),
+    ],
+)
+def test_each_contract_rule_rejects_with_a_reason(changes: dict[str, object], reason: str) -> None:
+    checked = validate_event(_event(1, **changes), now=NOW)
+    assert isinstance(checked, str) and reason in checked
+
+
+def test_epoch_seconds_and_defaults_are_accepted() -> None:
+    checked = validate_event({"event_id": 7, "user_id": 1, "item_id": 2, "timestamp": 1735560000}, now=NOW)
+    assert not isinstance(checked, str)
+    assert (checked.user_id, checked.quantity, checked.price, checked.order_id) == ("1", 1, None, None)
+
+
+def test_ingest_counts_everything_and_export_drains_once(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "events.db")
+    batch = [_event(1), _event(2), _event(3, quantity=0), _event(1), "not an object"]
+    result = store.ingest(batch, now=NOW)
+    assert (result.received, result.accepted, result.duplicates, result.rejected) == (5, 2, 1, 2)
+    assert [r.index for r in result.rejections] == [2, 4]
+    again = store.ingest([_event(2), _event(4)], now=NOW)
+    assert (again.accepted, again.duplicates) == (1, 1)
+    assert store.pending() == 3
+
+    out = tmp_path / "out"
+    first = store.export(out)
+    assert first.events == 3 and first.path is not None and store.pending() == 0
+    assert store.export(out).path is None  # drained: nothing twice
+    table = pq.read_table(first.path)
+    assert table.column_names == ["user_id", "item_id", "timestamp", "quantity", "price", "order_id", "event_id"]
+    assert sorted(table.column("event_id").to_pylist()) == ["e1", "e2", "e4"]
+    # the export is a valid purchase file for the data contract
+    _, report = load_purchases(first.path)
+    assert report.ok and report.rows_accepted == 3
+
+
+def test_bought_since_feeds_just_bought(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "events.db")
+    store.ingest([_event(1, timestamp="2025-12-31T11:00:00Z"), _event(4, timestamp="2025-12-01T11:00:00Z")], now=NOW)
+    assert store.bought_since("C1", datetime(2025, 12, 31, tzinfo=UTC)) == {"P001"}
+
+
+def test_post_events_then_cli_export(tmp_path: Path) -> None:
+    from tests.test_service_support import live_server, world
+
+    w = world()
+    home = tmp_path / "home"
+    env = w.env(RECO_HOME=str(home))
+    env["MLFLOW_TRACKING_URI"] = w.tracking_uri  # reuse the world's registry, separate event log
+    with live_server(env) as server, server.client() as c:
+        r = c.post("/v1/events", json={"events": [_event(1), _event(2, price=-3), _event(3, timestamp="nope")]})
+        assert r.status_code == 200
+        body = r.json()
+        assert (body["received"], body["accepted"], body["rejected"]) == (3, 1, 2)
+        assert body["rejections"][0]["reason"].startswith("price")
+        assert c.get("/health/ready").json()["events"]["pending"] == 1
+        too_many = c.post("/v1/events", json={"events": [_event(n) for n in range(1001)]})
+        assert too_many.status_code == 422
+    out = tmp_path / "export"
+    run = subprocess.run(
+        [sys.executable, "-m", "training.cli", "events", "export", "--out", str(out)],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "exported 1 events" in run.stdout
+    files = list(out.glob("*.parquet"))
+    assert len(files) == 1 and pq.read_table(files[0]).column("event_id").to_pylist() == ["e1"]
+    assert json.loads(json.dumps(pq.read_table(files[0]).to_pylist()[0], default=str))["user_id"] == "C1"

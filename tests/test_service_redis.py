@@ -1,0 +1,103 @@
+"""The service against the real Redis online store (127.0.0.1:6379, DB 12, flushed afterwards),
+and against a Redis that is down or hung: answers stay 200, marked degraded, and fast."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import redis_url_or_skip
+from tests.test_service_support import World, free_port, live_server, world
+
+pytestmark = [pytest.mark.slow]
+
+REDIS_DB = 12
+
+
+@pytest.fixture(scope="module")
+def w() -> World:
+    return world()
+
+
+@pytest.fixture(scope="module")
+def redis_url(w: World) -> Iterator[str]:
+    url = redis_url_or_skip(REDIS_DB)
+    import redis
+
+    from training.features import materialize
+    from training.settings import load_settings
+
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    try:
+        materialize(
+            settings=load_settings(home=str(w.home), mlflow_tracking_uri=w.tracking_uri, redis_url=url), full=True
+        )
+        yield url
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@pytest.mark.redis
+def test_features_come_from_redis(w: World, redis_url: str) -> None:
+    with live_server(w.env(REDIS_URL=redis_url)) as server, server.client() as c:
+        ready = c.get("/health/ready").json()
+        assert ready["features"]["online_store"] == "redis" and ready["features"]["items_cached"] > 0
+        body = c.get(f"/v1/users/{w.users[0]}/recommendations", params={"k": 5}).json()
+        assert body["source"] == "model" and body["degraded"] is False
+        recap = c.get(f"/v1/users/{w.recap_users[0]}/recaps/2025")
+        assert recap.status_code == 200 and recap.json()["user_id"] == w.recap_users[0]
+        for user in w.users[:20]:
+            answer = c.get(f"/v1/users/{user}/recommendations", params={"k": 5}).json()
+            assert answer["degraded"] is False and answer["source"] == "model"
+    from prometheus_client import REGISTRY
+
+    ok = REGISTRY.get_sample_value("reco_feature_read_seconds_count", {"group": "customer", "outcome": "ok"})
+    assert ok is not None and ok >= 21
+
+
+@pytest.mark.redis
+def test_redis_down_degrades_without_errors(w: World, redis_url: str) -> None:
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    with live_server(w.env(REDIS_URL=closed)) as server, server.client() as c:
+        started = time.perf_counter()
+        answers = [c.get(f"/v1/users/{u}/recommendations", params={"k": 5}) for u in w.users[:20]]
+        elapsed = time.perf_counter() - started
+        for r in answers:
+            assert r.status_code == 200 and r.json()["degraded"] is True and r.json()["source"] == "model"
+            assert set(r.json()["degraded_reasons"]) & {"online-store-error", "online-store-backoff"}
+        assert elapsed < 2.0
+        unknown = c.get("/v1/users/nobody-at-all/recommendations", params={"k": 5}).json()
+        assert unknown["degraded"] is True and unknown["source"] == "popular"
+        recap = c.get(f"/v1/users/{w.recap_users[0]}/recaps/2025")
+        assert recap.status_code == 503 and recap.json()["detail"] and recap.headers["retry-after"]
+        assert c.get("/health/live").status_code == 200
+
+
+@pytest.mark.redis
+def test_hung_redis_costs_one_timeout_not_a_hang(w: World, redis_url: str) -> None:
+    # A socket that accepts connections (kernel backlog) but never answers: reads must time out.
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(64)
+        url = f"redis://127.0.0.1:{hung.getsockname()[1]}/0"
+        env = w.env(REDIS_URL=url, RECO_FEATURE_TIMEOUT_MS="50", RECO_FEATURE_BACKOFF_SECONDS="5")
+        with live_server(env) as server, server.client() as c:
+            started = time.perf_counter()
+            first = c.get(f"/v1/users/{w.users[0]}/recommendations", params={"k": 5})
+            first_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            rest = [c.get(f"/v1/users/{u}/recommendations", params={"k": 5}) for u in w.users[1:11]]
+            rest_seconds = time.perf_counter() - started
+    assert first.status_code == 200 and first.json()["degraded"] is True
+    assert set(first.json()["degraded_reasons"]) & {"online-store-timeout", "online-store-error"}
+    assert first_seconds < 1.0
+    # a few more timeouts in a row open the breaker; then the store is skipped without waiting
+    reasons = [r.json()["degraded_reasons"] for r in rest]
+    assert all(set(x) <= {"online-store-timeout", "online-store-error", "online-store-backoff"} for x in reasons)
+    assert sum(x == ["online-store-backoff"] for x in reasons) >= 7
+    assert rest_seconds < 1.0

@@ -1,0 +1,225 @@
+"""Shared world for the service tests: ONE small trained model + features per test session, and a
+live uvicorn server on loopback per configuration.
+
+The world is built once per process (module-level cache) so every tests/test_service_*.py file
+reuses it: a synthetic store, `training.train.train` into a real MLflow registry (SQLite in a temp
+dir), a second registered version of the same artifacts (for reload tests), `features build` +
+`materialize` into the SQLite online store, and two stored recaps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+KEY_ALL = "test-all"
+KEYS = {
+    KEY_ALL: ["recommend", "recaps", "events", "admin"],
+    "test-recommend": ["recommend"],
+    "test-recaps": ["recaps"],
+    "test-events": ["events"],
+    "test-admin": ["admin"],
+}
+DATA_END = "2025-12-31T12:00:00+00:00"  # RECO_NOW: the synthetic store ends on 2025-12-31
+
+
+@dataclass(frozen=True)
+class World:
+    home: Path
+    store: Path
+    tracking_uri: str
+    users: list[str]
+    items: list[str]
+    out_of_stock: set[str]
+    recap_users: list[str]
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The service environment for this world (extra entries override)."""
+        env = {
+            "RECO_HOME": str(self.home),
+            "MLFLOW_TRACKING_URI": self.tracking_uri,
+            "RECO_API_KEYS": json.dumps(KEYS),
+            "RECO_AUTH": "enabled",
+            "RECO_RECIPES": str(self.store / "recipes.json"),
+            "RECO_NOW": DATA_END,
+            "RECO_RELOAD_POLL_SECONDS": "0",
+            "RECO_ITEM_REFRESH_SECONDS": "0",
+        }
+        env.update(extra)
+        return env
+
+
+@cache
+def world() -> World:
+    """Build the world once per process (about 30 s on 2 cores)."""
+    from training.features import build, materialize
+    from training.settings import load_settings
+    from training.synthetic import generate_store
+    from training.train import train
+
+    home = Path(tempfile.mkdtemp(prefix="reco-service-tests-"))
+    store = home / "store"
+    generate_store(store, users=800, items=200, years=2, seed=11)
+    tracking_uri = f"sqlite:///{home}/mlflow.db"
+    settings = load_settings(home=str(home), mlflow_tracking_uri=tracking_uri)
+    with _env(RECO_HOME=str(home), MLFLOW_TRACKING_URI=tracking_uri):
+        train(
+            purchases_path=store / "purchases.parquet",
+            catalog_path=store / "catalog.parquet",
+            model="als",
+            registered_name="reco",
+            promote="always",
+            settings=settings,
+            log=lambda _: None,
+        )
+        build(settings=settings, purchases=store / "purchases.parquet", catalog=store / "catalog.parquet")
+        purchases = pq.read_table(store / "purchases.parquet", columns=["user_id"])
+        users = sorted(set(purchases.column("user_id").to_pylist()))
+        recap_users = users[:2]
+        _write_recaps(settings.feature_data_dir / "customer_year_recap.parquet", recap_users)
+        materialize(settings=settings, full=True)
+    catalog = pq.read_table(store / "catalog.parquet").to_pylist()
+    return World(
+        home=home,
+        store=store,
+        tracking_uri=tracking_uri,
+        users=users,
+        items=[r["item_id"] for r in catalog],
+        out_of_stock={r["item_id"] for r in catalog if not r["in_stock"]},
+        recap_users=recap_users,
+    )
+
+
+def _write_recaps(path: Path, users: list[str]) -> None:
+    """Two recap records in the customer_year_recap source (the shape `reco recaps build` writes)."""
+    records = [
+        {
+            "schema_version": 1,
+            "user_id": u,
+            "year": 2025,
+            "orders": 10 + n,
+            "items": 40,
+            "spend": 123.45,
+            "top_categories": ["Milk"],
+            "top_items": ["Oat Milk"],
+            "top_brands": ["Old Mill"],
+            "staple": "Oat Milk",
+            "discoveries": [],
+            "busiest_month": "December",
+            "persona": "Weekly Planner <b>",
+            "picks": [],
+            "model_version": "1",
+        }
+        for n, u in enumerate(users)
+    ]
+    pq.write_table(
+        pa.table(
+            {
+                "user_id": [r["user_id"] for r in records],
+                "year": pa.array([2025] * len(records), pa.int64()),
+                "recap_json": [json.dumps(r) for r in records],
+                "schema_version": pa.array([1] * len(records), pa.int64()),
+                "model_version": ["1"] * len(records),
+                "event_timestamp": pa.array(
+                    [datetime(2026, 1, 1, tzinfo=UTC)] * len(records), pa.timestamp("us", tz="UTC")
+                ),
+            }
+        ),
+        path,
+    )
+
+
+def register_second_version(w: World) -> str:
+    """Register the champion's artifacts again as a new version and move @champion to it."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=w.tracking_uri, registry_uri=w.tracking_uri)
+    champion = client.get_model_version_by_alias("reco", "champion")
+    new = client.create_model_version("reco", source=champion.source, run_id=champion.run_id)
+    for _ in range(50):
+        if client.get_model_version("reco", new.version).status == "READY":
+            break
+        time.sleep(0.1)
+    client.set_registered_model_alias("reco", "champion", new.version)
+    return str(new.version)
+
+
+def set_champion(w: World, version: str) -> None:
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking_uri=w.tracking_uri, registry_uri=w.tracking_uri).set_registered_model_alias(
+        "reco", "champion", version
+    )
+
+
+@contextlib.contextmanager
+def _env(**values: str) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Live:
+    """A running server: its base URL, the app (to inspect state) and a client factory."""
+
+    url: str
+    app: Any
+
+    def client(self, key: str | None = KEY_ALL) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"X-API-Key": key} if key else {}, timeout=10)
+
+
+@contextlib.contextmanager
+def live_server(env: dict[str, str]) -> Iterator[Live]:
+    """A real uvicorn server on loopback running `create_app()` with this environment."""
+    import uvicorn
+
+    from service.app import create_app
+    from service.config import load_service_settings
+
+    with _env(**env):
+        app = create_app(load_service_settings())
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    with _env(**env):
+        thread.start()
+        deadline = time.monotonic() + 120
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.05)
+    try:
+        yield Live(f"http://127.0.0.1:{port}", app)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
