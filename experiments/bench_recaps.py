@@ -1,0 +1,111 @@
+"""Benchmark of `reco recaps build` (issue 6): a store of 1M customers → JSONL, against one DuckDB
+GROUP BY that computes just the per-customer totals over the same file; HTML emails/s apart.
+
+    .venv/bin/python experiments/bench_recaps.py --store /tmp/store1m
+    # the store: .venv/bin/reco data generate --out /tmp/store1m --users 1000000 --items 50000 --years 2
+
+Prints one JSON summary (also written to OUT/bench.json). Goal: JSONL in ≤ 3 minutes on 2 cores.
+The load (reading + validating the purchase file with `training.data.load_purchases`) is part of
+the job and reported apart. Picks are off by default (they need a model trained on this store).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import time
+from itertools import islice
+from pathlib import Path
+
+from training.duck import connect
+from training.recaps import RecapJob, render_recap_html, render_recap_text
+
+
+def baseline_seconds(purchases: Path, year: int) -> tuple[float, int]:
+    """One GROUP BY: orders, items and spend per customer of the year, straight from the file."""
+    started = time.perf_counter()
+    con = connect()
+    try:
+        rows = con.execute(
+            f"""SELECT count(*) FROM (
+                SELECT user_id, count(DISTINCT order_id) + count(*) FILTER (WHERE order_id IS NULL) AS orders,
+                       sum(quantity) AS items, sum(quantity * price) AS spend
+                FROM read_parquet('{purchases}')
+                WHERE timestamp >= TIMESTAMPTZ '{year}-01-01 00:00:00+00'
+                  AND timestamp < TIMESTAMPTZ '{year + 1}-01-01 00:00:00+00'
+                GROUP BY user_id)"""
+        ).fetchall()[0][0]
+    finally:
+        con.close()
+    return time.perf_counter() - started, int(rows)
+
+
+def email_rate(jsonl: Path, sample: int) -> dict[str, float]:
+    """HTML + text emails rendered per second (one process), over the first `sample` recaps."""
+    with jsonl.open() as handle:
+        records = [json.loads(line) for line in islice(handle, sample)]
+    started = time.perf_counter()
+    size = 0
+    for record in records:
+        size += len(render_recap_html(record)) + len(render_recap_text(record))
+    seconds = time.perf_counter() - started
+    return {"emails": len(records), "seconds": round(seconds, 2), "emails_per_s": round(len(records) / seconds, 1),
+            "mean_bytes": round(size / max(1, len(records)))}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", type=Path, default=Path("/tmp/store1m"))
+    parser.add_argument("--year", type=int, default=2025)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/bench-recaps"))
+    parser.add_argument("--emails", type=int, default=5000, help="Recaps to render for the emails/s figure.")
+    parser.add_argument("--picks", action="store_true", help="Ask the champion model for picks (RECO_HOME's).")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")  # the job's stage timings
+    purchases, catalog = args.store / "purchases.parquet", args.store / "catalog.parquet"
+    args.out.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
+
+    base_s, customers = baseline_seconds(purchases, args.year)
+    print(f"baseline GROUP BY: {customers:,} customers in {base_s:.1f} s", flush=True)
+
+    started = time.perf_counter()
+    manifest = RecapJob(
+        year=args.year,
+        purchases=purchases,
+        catalog=catalog if catalog.exists() else None,
+        out=args.out / "recaps.jsonl",
+        picks=args.picks,
+        progress=False,
+    ).run()
+    job_s = time.perf_counter() - started
+    timings = manifest["timings_s"]
+    print(f"recaps: {manifest['counts']['recaps']:,} in {job_s:.1f} s {timings}", flush=True)
+
+    emails = email_rate(args.out / "recaps.jsonl", args.emails)
+    summary = {
+        "store": str(args.store),
+        "purchase_rows": manifest["inputs"]["purchases"]["rows_read"],
+        "customers": customers,
+        "recaps": manifest["counts"]["recaps"],
+        "baseline_group_by_s": round(base_s, 1),
+        "job_to_jsonl_s": round(job_s, 1),
+        "job_without_load_s": round(job_s - timings["load_s"], 1),
+        "ratio_job_to_group_by": round(job_s / base_s, 1),
+        "ratio_without_load_to_group_by": round((job_s - timings["load_s"]) / base_s, 1),
+        "job_timings_s": timings,
+        "goal_met_3_min": job_s <= 180,
+        "emails": emails,
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),
+        "load_average_before_after": [round(load_before[0], 1), round(os.getloadavg()[0], 1)],
+        "cpus": os.cpu_count(),
+    }
+    (args.out / "bench.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,552 @@
+"""Yearly recaps (issue 6): numbers against an independent computation, guardrails, edge cases,
+the batch job's files, and the email in a real browser."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections import Counter, defaultdict
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from training.data import load_catalog, load_purchases
+from training.recaps import (
+    PERSONA_RULES,
+    SHORT_PERSONA,
+    InvalidOptOut,
+    RecapJob,
+    RecapOptions,
+    build_recap,
+    build_recaps,
+    email_file_stem,
+    manifest_path,
+    publish_recaps,
+    read_opt_out,
+    render_recap_html,
+    render_recap_text,
+    sensitive_item_ids,
+)
+from training.settings import load_settings
+
+YEAR = 2025
+CONTRACT_FIELDS = {
+    "schema_version", "user_id", "year", "orders", "items", "spend", "top_categories", "top_items", "top_brands",
+    "staple", "discoveries", "busiest_month", "persona", "picks", "model_version",
+}  # fmt: skip
+SENSITIVE = ("Pharmacy",)
+ARTIFACTS = Path(os.environ.get("RECO_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+
+
+# --- an independent computation, in plain Python over the rows --------------------------------
+
+
+def _orders_of(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Orders (first line's time, spend) of some lines; a line without an order id is an order."""
+    orders: dict[Any, dict[str, Any]] = {}
+    for i, r in enumerate(rows):
+        key = r["order_id"] if r["order_id"] is not None else ("line", i)
+        o = orders.setdefault(key, {"ts": r["timestamp"], "spend": 0.0})
+        o["ts"] = min(o["ts"], r["timestamp"])
+        o["spend"] += r["quantity"] * r["price"] if r["price"] is not None else 0.0
+    return list(orders.values())
+
+
+def _ranked(groups: dict[str, dict[str, float]], limit: int = 5) -> list[str]:
+    return sorted(groups, key=lambda g: (-groups[g]["units"], -round(groups[g]["spend"], 2), g))[:limit]
+
+
+def expected_recap(rows: list[dict[str, Any]], items: dict[str, dict[str, Any]], year: int) -> dict[str, Any]:
+    """What one customer's recap must say, from their own rows only."""
+    this = [r for r in rows if r["timestamp"].year == year]
+    before = [r for r in rows if r["timestamp"].year < year]
+    orders = _orders_of(this)
+    visible = [r for r in this if items.get(r["item_id"], {}).get("category") not in SENSITIVE]
+
+    def grouped(key: str) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = defaultdict(lambda: {"units": 0, "spend": 0.0})
+        for r in visible:
+            name = r["item_id"] if key == "item_id" else items.get(r["item_id"], {}).get(key)
+            if name is not None:
+                out[name]["units"] += r["quantity"]
+                out[name]["spend"] += r["quantity"] * (r["price"] or 0.0)
+        return out
+
+    per_item, per_category, per_brand = grouped("item_id"), grouped("category"), grouped("brand")
+    item_orders: Counter[str] = Counter()
+    seen: set[tuple[str, Any]] = set()
+    for i, r in enumerate(this):
+        if items.get(r["item_id"], {}).get("category") not in SENSITIVE:
+            key = (r["item_id"], r["order_id"] if r["order_id"] is not None else ("line", i))
+            if key not in seen:
+                seen.add(key)
+                item_orders[r["item_id"]] += 1
+    staple_candidates = [i for i in item_orders if item_orders[i] >= 2]
+    staple = min(staple_candidates, key=lambda i: (-item_orders[i], -per_item[i]["units"], i), default=None)
+
+    months: dict[int, list[float]] = defaultdict(lambda: [0, 0.0])
+    weekdays: Counter[int] = Counter()
+    weeks = set()
+    for o in orders:
+        months[o["ts"].month][0] += 1
+        months[o["ts"].month][1] += o["spend"]
+        weekdays[o["ts"].isoweekday()] += 1
+        day = o["ts"].date()
+        weeks.add(day - timedelta(days=day.weekday()))
+    busiest = min(months, key=lambda m: (-months[m][0], -round(months[m][1], 2), m))
+    streak = best = 0
+    previous: date | None = None
+    for week in sorted(weeks):
+        streak = streak + 1 if previous is not None and week - previous == timedelta(days=7) else 1
+        best, previous = max(best, streak), week
+
+    before_categories = {items.get(r["item_id"], {}).get("category") for r in before}
+    before_brands = {items.get(r["item_id"], {}).get("brand") for r in before}
+    new_categories = [c for c in _ranked(per_category, 1000) if before and c not in before_categories]
+    new_brands = [b for b in _ranked(per_brand, 1000) if before and b not in before_brands]
+    return {
+        "orders": len(orders),
+        "items": sum(r["quantity"] for r in this),
+        "spend": sum(r["quantity"] * r["price"] for r in this if r["price"] is not None),
+        "days_shopped": len({o["ts"].date() for o in orders}),
+        "top_items": _ranked(per_item),
+        "top_categories": _ranked(per_category),
+        "top_brands": _ranked(per_brand),
+        "staple": None if staple is None else (staple, item_orders[staple]),
+        "busiest_month": busiest,
+        "favourite_weekday": min(weekdays, key=lambda d: (-weekdays[d], d)),
+        "longest_weekly_streak": best,
+        "spend_by_month": [months[m][1] if m in months else 0.0 for m in range(1, 13)],
+        "new_categories": new_categories,
+        "new_brands": new_brands,
+        "new_customer": not before,
+        "previous_orders": len(_orders_of([r for r in before if r["timestamp"].year == year - 1])) or None,
+    }
+
+
+# --- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def store(small_store: Path) -> dict[str, Any]:
+    purchases, _ = load_purchases(small_store / "purchases.parquet")
+    catalog, _ = load_catalog(small_store / "catalog.parquet")
+    return {"dir": small_store, "purchases": purchases, "catalog": catalog}
+
+
+@pytest.fixture(scope="module")
+def built(store: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    options = RecapOptions(year=YEAR, sensitive_categories=SENSITIVE, min_cohort=50)
+    result = build_recaps(purchases=store["purchases"], catalog=store["catalog"], options=options)
+    return {r["user_id"]: r for r in result.records()}
+
+
+def _rows_by_customer(purchases: pa.Table) -> dict[str, list[dict[str, Any]]]:
+    by_customer: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in purchases.to_pylist():
+        by_customer[row["user_id"]].append(row)
+    return by_customer
+
+
+def _table(rows: list[tuple[Any, ...]]) -> pa.Table:
+    """Purchases in the contract's schema from (user, item, ISO time, quantity, price, order)."""
+    from training.data import PURCHASE_SCHEMA
+
+    names = PURCHASE_SCHEMA.names
+    records = [dict(zip(names, r, strict=True)) for r in rows]
+    for r in records:
+        r["timestamp"] = datetime.fromisoformat(r["timestamp"]).astimezone(UTC)
+    return pa.Table.from_pylist(records, schema=PURCHASE_SCHEMA)
+
+
+CATALOG = pa.table(
+    {
+        "item_id": ["milk", "bread", "pills", "coffee", "tea"],
+        "name": ["Milk", "Bread <b>fresh</b>", "Pain Relief", "Coffee", "Tea"],
+        "category": ["Milk", "Bread", "Pharmacy", "Coffee", "Tea"],
+        "brand": ["Dairyco", "Bakeco", "Medco", "Beanco", "Leafco"],
+    }
+)
+
+
+# --- numbers ----------------------------------------------------------------------------------
+
+
+def test_sampled_recaps_equal_an_independent_computation(store: dict[str, Any], built: dict[str, dict]) -> None:
+    rows = _rows_by_customer(store["purchases"])
+    items = {r["item_id"]: r for r in store["catalog"].to_pylist()}
+    in_year = sorted(u for u, rs in rows.items() if any(r["timestamp"].year == YEAR for r in rs))
+    assert set(built) == set(in_year), "exactly the customers who bought in the year have a recap"
+    sample = in_year[:: max(1, len(in_year) // 40)]
+    for user in sample:
+        want, got = expected_recap(rows[user], items, YEAR), built[user]
+        assert set(got) >= CONTRACT_FIELDS
+        assert (got["orders"], got["items"], got["days_shopped"]) == (
+            want["orders"],
+            want["items"],
+            want["days_shopped"],
+        )
+        assert got["spend"] == pytest.approx(want["spend"], abs=0.006)
+        assert [i["item_id"] for i in got["top_items"]] == want["top_items"], user
+        assert [c["category"] for c in got["top_categories"]] == want["top_categories"], user
+        assert [b["brand"] for b in got["top_brands"]] == want["top_brands"], user
+        assert (None if got["staple"] is None else (got["staple"]["item_id"], got["staple"]["orders"])) == want[
+            "staple"
+        ]
+        assert got["busiest_month"]["month"] == want["busiest_month"]
+        assert got["favourite_weekday"]["weekday"] == want["favourite_weekday"]
+        assert got["longest_weekly_streak"] == want["longest_weekly_streak"]
+        assert got["spend_by_month"] == pytest.approx(want["spend_by_month"], abs=0.006)
+        assert got["discoveries"]["categories"] == want["new_categories"][:5]
+        assert got["discoveries"]["categories_count"] == len(want["new_categories"])
+        assert got["discoveries"]["brands"] == want["new_brands"][:5]
+        assert got["new_customer"] == want["new_customer"]
+        assert (got["previous_year"] or {}).get("orders") == want["previous_orders"]
+
+
+def test_persona_follows_the_documented_rules(built: dict[str, dict]) -> None:
+    names = Counter(r["persona"]["name"] for r in built.values())
+    assert set(names) <= {r.name for r in PERSONA_RULES} | {SHORT_PERSONA.name}
+    assert len(names) >= 4, f"personas should vary on a realistic store: {names}"
+    for r in built.values():
+        assert r["persona"]["rule"] and r["persona"]["reason"]
+        if r["kind"] == "short":
+            assert r["persona"]["name"] == SHORT_PERSONA.name and r["orders"] < 3 and r["comparisons"] == []
+        else:
+            assert r["orders"] >= 3
+
+
+def test_weekend_planner_known_answer() -> None:
+    saturdays = ["2025-03-01", "2025-03-08", "2025-03-15", "2025-03-22", "2025-03-29"]
+    rows = [("w", "milk", f"{d}T10:00:00+00:00", 1, 1.0, f"o{d}") for d in saturdays]
+    rows += [("w", "bread", "2025-03-04T10:00:00+00:00", 1, 2.0, "tuesday")]
+    recap = build_recap(purchases=_table(rows), user_id="w", year=YEAR, catalog=CATALOG)
+    assert recap is not None
+    assert recap["persona"]["name"] == "Weekend Planner"
+    assert recap["persona"]["reason"] == "83% of your orders were on a weekend"
+    assert recap["favourite_weekday"]["name"] == "Saturday"
+    assert recap["longest_weekly_streak"] == 5  # Saturday 1st .. 29th, plus the Tuesday in week 2
+
+
+# --- edge cases -------------------------------------------------------------------------------
+
+
+def test_one_purchase_gets_a_short_friendly_recap() -> None:
+    recap = build_recap(
+        purchases=_table([("solo", "milk", "2025-06-01T09:00:00+00:00", 2, 1.25, None)]),
+        user_id="solo",
+        year=YEAR,
+        catalog=CATALOG,
+    )
+    assert recap is not None and set(recap) >= CONTRACT_FIELDS
+    assert (recap["kind"], recap["orders"], recap["items"], recap["spend"]) == ("short", 1, 2, 2.5)
+    assert recap["staple"] is None and recap["comparisons"] == [] and recap["picks"] == []
+    assert recap["persona"]["name"] == SHORT_PERSONA.name
+    assert recap["busiest_month"]["name"] == "June"
+    html, text = render_recap_html(recap), render_recap_text(recap)
+    assert "Thanks for shopping with us" in html and "£2.50" in html and "£2.50" in text
+
+
+def test_lines_without_order_id_count_one_order_each_and_year_is_utc() -> None:
+    rows = [
+        ("u", "milk", "2025-02-01T10:00:00+00:00", 1, 1.0, None),
+        ("u", "milk", "2025-02-01T10:00:00+00:00", 1, 1.0, None),
+        ("u", "bread", "2025-02-02T10:00:00+00:00", 3, 2.0, "b1"),
+        ("u", "tea", "2025-02-02T10:05:00+00:00", 1, None, "b1"),  # no price: adds items, not spend
+        ("u", "coffee", "2025-12-31T22:30:00-05:00", 1, 9.0, "next-year"),  # 2026-01-01 03:30 UTC
+        ("u", "coffee", "2026-01-01T00:30:00+02:00", 1, 4.0, "this-year"),  # 2025-12-31 22:30 UTC
+    ]
+    recap = build_recap(purchases=_table(rows), user_id="u", year=YEAR, catalog=CATALOG)
+    assert recap is not None
+    assert (recap["orders"], recap["items"], recap["spend"]) == (4, 7, 12.0)
+    assert recap["days_shopped"] == 3
+    assert recap["spend_by_month"][1] == 8.0 and recap["spend_by_month"][11] == 4.0
+
+
+def test_customer_who_only_bought_in_another_year_has_no_recap() -> None:
+    rows = [
+        ("old", "milk", "2024-05-01T10:00:00+00:00", 1, 1.0, "o1"),
+        ("now", "milk", "2025-05-01T10:00:00+00:00", 1, 1.0, "o2"),
+    ]
+    result = build_recaps(purchases=_table(rows), options=RecapOptions(year=YEAR), catalog=CATALOG)
+    assert [r["user_id"] for r in result.records()] == ["now"]
+    assert build_recap(purchases=_table(rows), user_id="old", year=YEAR) is None
+
+
+def test_without_catalog_recaps_still_have_every_field() -> None:
+    rows = [("u", "milk", f"2025-0{m}-01T10:00:00+00:00", 1, 1.0, f"o{m}") for m in range(1, 5)]
+    recap = build_recap(purchases=_table(rows), user_id="u", year=YEAR)
+    assert recap is not None and set(recap) >= CONTRACT_FIELDS
+    assert recap["top_items"][0]["name"] == "milk" and recap["top_categories"] == [] and recap["top_brands"] == []
+    assert recap["staple"]["orders"] == 4
+
+
+def test_negative_quantity_refund_is_rejected_and_counted(tmp_path: Path) -> None:
+    purchases = tmp_path / "purchases.csv"
+    purchases.write_text(
+        "user_id,item_id,timestamp,quantity,price,order_id\n"
+        "u1,milk,2025-03-01T10:00:00Z,2,1.5,o1\n"
+        "u1,milk,2025-03-05T10:00:00Z,-2,1.5,refund1\n"
+        "u1,bread,2025-04-01T10:00:00Z,1,2.0,o2\n"
+    )
+    out = tmp_path / "recaps.jsonl"
+    manifest = RecapJob(year=YEAR, purchases=purchases, out=out, picks=False, progress=False, log=lambda _: None).run()
+    assert manifest["inputs"]["purchases"]["rows_rejected"] == 1
+    assert manifest["inputs"]["purchases"]["rows_read"] == 3
+    (recap,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert (recap["orders"], recap["items"], recap["spend"]) == (2, 3, 5.0)
+
+
+# --- guardrails -------------------------------------------------------------------------------
+
+
+def test_opt_out_customers_are_absent_counted_and_not_in_cohorts(store: dict[str, Any], built: dict) -> None:
+    opted = sorted(built)[:25]
+    options = RecapOptions(year=YEAR, sensitive_categories=SENSITIVE, min_cohort=50)
+    result = build_recaps(purchases=store["purchases"], catalog=store["catalog"], options=options, opt_out=opted)
+    records = {r["user_id"]: r for r in result.records()}
+    assert not set(opted) & set(records)
+    assert result.counts["opted_out_in_year"] == 25
+    assert result.counts["customers_in_year"] == len(built) == len(records) + 25
+    sizes = {c["cohort_size"] for r in records.values() for c in r["comparisons"] if c["kind"] == "orders"}
+    assert sizes == {len(records)}
+
+
+def test_read_opt_out_ignores_comments_blanks_and_header(tmp_path: Path) -> None:
+    path = tmp_path / "opt-out.txt"
+    path.write_text("user_id\nC1\n\n  C2  # asked by email\n# C3\n")
+    assert read_opt_out(path) == {"C1", "C2"}
+    with pytest.raises(InvalidOptOut, match="cannot be read"):
+        read_opt_out(tmp_path / "missing.txt")
+
+
+def test_sensitive_categories_are_never_highlighted() -> None:
+    rows = []
+    for week in range(10):  # a pharmacy-heavy customer, returning from 2024
+        day = (datetime(2025, 1, 6, 10, tzinfo=UTC) + timedelta(weeks=week)).isoformat()
+        rows += [("p", "pills", day, 5, 3.0, f"o{week}"), ("p", "milk", day, 1, 1.0, f"o{week}")]
+    rows.append(("p", "bread", "2024-06-01T10:00:00+00:00", 1, 2.0, "old"))
+    recap = build_recap(purchases=_table(rows), user_id="p", year=YEAR, catalog=CATALOG)
+    assert recap is not None
+    assert recap["spend"] == 160.0 and recap["items"] == 60  # totals still include everything
+    dumped = json.dumps({k: v for k, v in recap.items() if k not in ("spend_by_month",)})
+    for word in ("pills", "Pharmacy", "Pain Relief", "Medco"):
+        assert word not in dumped
+    assert recap["staple"]["item_id"] == "milk"
+    assert recap["discoveries"]["categories"] == ["Milk"]
+    assert "Pain Relief" not in render_recap_html(recap) and "Pharmacy" not in render_recap_text(recap)
+
+
+def test_sensitive_items_are_excluded_from_picks() -> None:
+    assert sensitive_item_ids(CATALOG, ["pharmacy"]) == ["pills"]
+    assert sensitive_item_ids(None, ["Pharmacy"]) == []
+
+
+def test_comparisons_respect_the_minimum_cohort(store: dict[str, Any], built: dict) -> None:
+    shown = [c for r in built.values() for c in r["comparisons"]]
+    assert shown, "with a cohort minimum of 50 a store of this size shows comparisons"
+    assert all(c["cohort_size"] >= 50 for c in shown)
+    assert {c["kind"] for c in shown} == {"orders", "category_top"}
+    big = RecapOptions(year=YEAR, sensitive_categories=SENSITIVE, min_cohort=len(built) + 1)
+    result = build_recaps(purchases=store["purchases"], catalog=store["catalog"], options=big)
+    assert all(r["comparisons"] == [] for r in result.records())
+
+
+def test_orders_comparison_is_the_share_of_customers_with_fewer_orders(built: dict[str, dict]) -> None:
+    orders = [r["orders"] for r in built.values()]
+    for r in list(built.values())[:200]:
+        for c in r["comparisons"]:
+            if c["kind"] == "orders":
+                assert c["percent"] == 100 * sum(o < r["orders"] for o in orders) // len(orders)
+                assert c["percent"] >= 50
+
+
+# --- picks, files, publishing -----------------------------------------------------------------
+
+
+def test_picks_come_from_the_recommender_with_its_version(store: dict[str, Any]) -> None:
+    items = store["catalog"].column("item_id").to_pylist()
+    asked: list[str] = []
+
+    def recommend(user_ids: list[str]) -> list[list[tuple[str, float]]]:
+        asked.extend(user_ids)
+        return [[(items[0], 0.9), (items[1], 0.5)] for _ in user_ids]
+
+    result = build_recaps(
+        purchases=store["purchases"],
+        catalog=store["catalog"],
+        options=RecapOptions(year=YEAR, picks_k=1),
+        recommend=recommend,
+        model_version="7",
+        recommend_batch_size=500,
+    )
+    records = list(result.records())
+    assert sorted(asked) == sorted(r["user_id"] for r in records)
+    assert all(r["model_version"] == "7" and [p["item_id"] for p in r["picks"]] == [items[0]] for r in records)
+    assert records[0]["picks"][0]["name"] == store["catalog"].column("name")[0].as_py()
+
+
+def test_job_writes_jsonl_manifest_and_emails_reproducibly(store: dict[str, Any], tmp_path: Path) -> None:
+    opt_out = tmp_path / "opt-out.txt"
+    first_customer = sorted(store["purchases"].column("user_id").unique().to_pylist())[0]
+    opt_out.write_text(first_customer + "\n")
+    runs = []
+    for run in ("a", "b"):
+        out = tmp_path / run / "recaps.jsonl"
+        job = RecapJob(
+            year=YEAR,
+            purchases=store["dir"] / "purchases.parquet",
+            catalog=store["dir"] / "catalog.parquet",
+            out=out,
+            opt_out=opt_out,
+            html_dir=tmp_path / run / "html" if run == "a" else None,
+            email_workers=2,
+            picks=False,
+            progress=False,
+            settings=load_settings(home=tmp_path / "home"),
+            log=lambda _: None,
+        )
+        runs.append((out, job.run()))
+    (out, manifest), (_, again) = runs
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert manifest_path(out) == out.with_name("recaps.manifest.json") and manifest_path(out).exists()
+    assert manifest["output"]["lines"] == len(lines) == manifest["counts"]["recaps"]
+    assert manifest["output"]["digest"] == again["output"]["digest"], "same inputs, same recaps"
+    assert manifest["inputs"]["purchases"]["digest"].startswith("sha256:")
+    assert manifest["inputs"]["opt_out"]["customers"] == 1
+    assert manifest["code"]["templates"].startswith("sha256:") and manifest["options"]["year"] == YEAR
+    assert all(x["user_id"] != first_customer for x in lines)
+    assert [x["user_id"] for x in lines] == sorted(x["user_id"] for x in lines)
+    assert manifest["counts"]["emails"] == len(lines)
+    html = (tmp_path / "a" / "html" / f"{email_file_stem(lines[0]['user_id'])}.html").read_text()
+    assert "<script" not in html and "<img" not in html and 'id="spend-chart"' in html
+
+
+def test_email_file_names_cannot_escape_the_directory() -> None:
+    assert email_file_stem("C0001") == "C0001"
+    for bad in ("../etc/passwd", "..", "a/b", "x" * 300, "é"):
+        stem = email_file_stem(bad)
+        assert "/" not in stem and not stem.startswith(".") and len(stem) < 130
+    assert email_file_stem("a/b") != email_file_stem("a%2Fb")
+
+
+def test_html_is_escaped() -> None:
+    catalog = CATALOG.set_column(1, "name", pa.array(["<script>alert(1)</script>", "b", "c", "d", "e"]))
+    rows = [("x", "milk", f"2025-0{m}-01T10:00:00+00:00", 1, 1.0, f"o{m}") for m in range(1, 5)]
+    recap = build_recap(purchases=_table(rows), user_id="x", year=YEAR, catalog=catalog)
+    assert recap is not None
+    html = render_recap_html(recap)
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "<script>alert(1)</script>" in render_recap_text(recap)
+
+
+def test_publish_writes_the_feature_view_source_and_keeps_other_years(store: dict[str, Any], tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path / "home")
+    for year in (2024, 2025):
+        result = build_recaps(purchases=store["purchases"], catalog=store["catalog"], options=RecapOptions(year=year))
+        published = publish_recaps(result, settings=settings, materialize=False)
+    table = pq.read_table(published["path"])
+    assert published["rows"] == table.num_rows
+    assert table.column_names == ["user_id", "year", "recap_json", "schema_version", "model_version", "event_timestamp"]
+    assert set(table.column("year").to_pylist()) == {2024, 2025}
+    assert str(table.schema.field("event_timestamp").type) == "timestamp[us, tz=UTC]"
+    row = table.slice(table.num_rows - 1, 1).to_pylist()[0]
+    assert json.loads(row["recap_json"])["user_id"] == row["user_id"]
+
+
+# --- the email in a real browser ----------------------------------------------------------------
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if found is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("CI=true but no chromium on PATH (apt-get install -y chromium)")
+        pytest.skip("headless Chromium is not installed (apt-get install -y chromium) to render the email")
+    return found
+
+
+def _browser(chromium: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    flags = [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--hide-scrollbars", f"--user-data-dir={profile}",
+    ]  # fmt: skip
+    return subprocess.run([chromium, *flags, *args], capture_output=True, text=True, timeout=90, check=False)
+
+
+def test_email_in_headless_chromium_shows_totals_and_chart(built: dict[str, dict], tmp_path: Path) -> None:
+    chromium = _chromium()
+    np = pytest.importorskip("numpy")
+    image = pytest.importorskip("PIL.Image")
+    recap = max(
+        (r for r in built.values() if r["kind"] == "full"),
+        key=lambda r: (sum(x > 0 for x in r["spend_by_month"]), r["user_id"]),
+    )
+    page = tmp_path / "recap.html"
+    page.write_text(render_recap_html(recap))
+
+    dom = _browser(chromium, tmp_path / "profile-dom", "--dump-dom", page.as_uri())
+    assert dom.returncode == 0, dom.stderr[-500:]
+    assert (
+        f'id="total-orders" style="font-size:28px;font-weight:bold;color:#1b3a2f;">{recap["orders"]:,}<' in dom.stdout
+    )
+    assert f"£{recap['spend']:,.2f}" in dom.stdout
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "recap_email.png"
+    run = _browser(chromium, tmp_path / "profile-shot", "--window-size=700,1800", f"--screenshot={shot}", page.as_uri())
+    assert run.returncode == 0 and shot.exists(), run.stderr[-500:]
+    pixels = np.asarray(image.open(shot).convert("RGB")).astype(int)
+    bar = np.zeros(pixels.shape[:2], bool)
+    for colour in ((0x3A, 0xA7, 0x6D), (0xF2, 0x9E, 0x4C)):  # CHART_COLOUR, CHART_PEAK_COLOUR
+        bar |= np.abs(pixels - np.array(colour)).sum(axis=2) < 12
+    rows = np.flatnonzero(bar.any(axis=1))
+    assert rows.size, "no chart bars in the screenshot"
+    baseline = bar[rows.max()]
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], baseline.astype(int), [0]])))
+    runs = list(zip(edges[::2], edges[1::2], strict=True))  # [start, end) columns of each bar
+    nonzero = [m for m, x in enumerate(recap["spend_by_month"]) if x > 0]
+    assert len(runs) == len(nonzero), "one bar per month with spend"
+    heights = [int(bar[:, (a + b) // 2].sum()) for a, b in runs]
+    peak = recap["spend_by_month"].index(max(recap["spend_by_month"]))
+    assert nonzero[heights.index(max(heights))] == peak, "the tallest bar is the month with the most spend"
+
+
+def test_published_recap_is_served_from_the_online_store(store: dict[str, Any], tmp_path: Path) -> None:
+    """The job's publish step through the real Feast SQLite online store: what the API will read."""
+    pytest.importorskip("feast")
+    from training.features import open_store
+
+    settings = load_settings(home=tmp_path / "home")
+    result = build_recaps(purchases=store["purchases"], catalog=store["catalog"], options=RecapOptions(year=YEAR))
+    published = publish_recaps(result, settings=settings)
+    assert published["online_rows"] == result.recaps.num_rows
+    user = result.recaps.column("user_id")[0].as_py()
+    online = (
+        open_store(settings)
+        .get_online_features(
+            features=["customer_year_recap:recap_json", "customer_year_recap:schema_version"],
+            entity_rows=[{"user_id": user, "year": YEAR}, {"user_id": user, "year": YEAR - 5}],
+        )
+        .to_dict()
+    )
+    assert json.loads(online["recap_json"][0]) == json.loads(result.recaps.column("recap_json")[0].as_py())
+    assert online["schema_version"][0] == 1 and online["recap_json"][1] is None
+
+
+def test_partitioned_build_gives_the_same_recaps(store: dict[str, Any], built: dict[str, dict]) -> None:
+    """Big stores are assembled in partitions of customers; the recaps must not depend on it."""
+    options = RecapOptions(year=YEAR, sensitive_categories=SENSITIVE, min_cohort=50)
+    rows = store["purchases"].num_rows
+    result = build_recaps(
+        purchases=store["purchases"], catalog=store["catalog"], options=options, partition_rows=rows // 4 + 1
+    )
+    assert result.recaps.column("user_id").to_pylist() == sorted(built)
+    assert {r["user_id"]: r for r in result.records()} == built
