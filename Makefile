@@ -18,6 +18,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $@
 
+browser: ## Install Debian's headless Chromium for the email-in-a-browser test (uses apt-get; root or sudo)
+	@command -v chromium >/dev/null 2>&1 && echo "chromium: $$(command -v chromium)" || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
 demo: install ## Run the whole loop on embedded defaults (no Redis or MLflow server needed)
 	$(BIN)/reco demo
 
@@ -35,4 +40,4 @@ bench: install ## Benchmarks with big data (minutes): generator at 1M customers,
 clean: ## Remove generated state (.reco/) and caches, keep .venv/
 	rm -rf .reco .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install demo test lint bench clean
+.PHONY: help install browser demo test lint bench clean

@@ -12,9 +12,11 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image as image
 
 from training.data import load_catalog, load_purchases
 from training.recaps import (
@@ -483,8 +485,6 @@ def _browser(chromium: str, profile: Path, *args: str) -> subprocess.CompletedPr
 
 def test_email_in_headless_chromium_shows_totals_and_chart(built: dict[str, dict], tmp_path: Path) -> None:
     chromium = _chromium()
-    np = pytest.importorskip("numpy")
-    image = pytest.importorskip("PIL.Image")
     recap = max(
         (r for r in built.values() if r["kind"] == "full"),
         key=lambda r: (sum(x > 0 for x in r["spend_by_month"]), r["user_id"]),
