@@ -91,20 +91,18 @@ def demo(
     users: Annotated[int, typer.Option(min=100, help="Customers in the demo store.")] = 5_000,
     items: Annotated[int, typer.Option(min=50, help="Items in the demo catalog.")] = 1_000,
     seed: Annotated[int, typer.Option(help="Seed of the demo store.")] = 42,
+    host: Annotated[str, typer.Option(help="Interface the demo service binds.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the demo service.")] = 8000,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="End with the service running (Ctrl-C stops it).")
+    ] = True,
 ) -> None:
-    """The whole loop on embedded defaults: generate a store under RECO_HOME, validate it, and run
-    every stage that exists so far."""
-    from training.data import load_catalog, load_purchases
-    from training.settings import load_settings
-    from training.synthetic import generate_store
+    """The whole loop on embedded defaults (SQLite online store, local MLflow, all under RECO_HOME):
+    generate a store, validate it, train and register a model, build and materialize features,
+    build last year's recaps, then serve the API and print curl lines that work."""
+    from training.demo import run_demo
 
-    settings = load_settings()
-    store = settings.home / "demo" / "store"
-    typer.echo(f"[demo] RECO_HOME={settings.home}")
-    typer.echo(generate_store(store, users=users, items=items, years=2, seed=seed, progress=True).format_text())
-    purchases, catalog = store / "purchases.parquet", store / "catalog.parquet"
-    typer.echo(load_purchases(purchases)[1].format_text())
-    typer.echo(load_catalog(catalog)[1].format_text())
+    run_demo(users=users, items=items, seed=seed, host=host, port=port, serve=serve_after, echo=typer.echo)
 
 
 # --- reco features -----------------------------------------------------------------------------
