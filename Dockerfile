@@ -23,7 +23,8 @@ RUN mkdir training service \
 COPY training ./training
 COPY service ./service
 COPY feature_repo ./feature_repo
-RUN pip install --no-deps -c constraints.txt . && rm -rf /root/.cache
+# Editable, so that training/ finds feature_repo/ next to it (training.features.FEATURE_REPO).
+RUN pip install --no-deps -c constraints.txt -e . && rm -rf /root/.cache
 
 USER reco
 EXPOSE 8000

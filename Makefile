@@ -9,7 +9,7 @@ export RECO_HOME ?= $(CURDIR)/.reco
 .DEFAULT_GOAL := help
 
 help: ## List the targets
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F ':.*?## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F ':.*?## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 install: $(STAMP) ## Create .venv/ and install reco with its dev tools (pinned by constraints.txt)
 
@@ -26,7 +26,7 @@ browser: ## Install Debian's headless Chromium for the email-in-a-browser test (
 demo: install ## Run the whole loop on embedded defaults (no Redis or MLflow server needed)
 	$(BIN)/reco demo
 
-test: install ## Run the test suite (Redis tests use 127.0.0.1:6379 DB 15; CI=true makes them mandatory)
+test: install ## Run the test suite (Redis tests use 127.0.0.1:6379 DBs 12 and 14; CI=true makes them mandatory)
 	$(BIN)/pytest
 
 lint: install ## ruff + mypy
@@ -34,10 +34,36 @@ lint: install ## ruff + mypy
 	$(BIN)/ruff format --check training service experiments tests
 	$(BIN)/mypy training service
 
-bench: install ## Benchmarks with big data (minutes): generator at 1M customers, ...
-	$(BIN)/python experiments/bench_generate.py
+BENCH := $(RECO_HOME)/bench
+BENCH_REDIS ?= redis://127.0.0.1:6379/13
+
+bench: bench-generate bench-train bench-features bench-service bench-recaps ## Every benchmark with big data (about an hour on 2 cores)
+
+bench-generate: install ## Generator at 1M customers × 50k items (kept as the recap benchmark's store)
+	$(BIN)/python experiments/bench_generate.py --out $(BENCH)/store1m
+
+bench-train: install ## reco train vs a raw implicit fit at ≈10M purchase lines
+	@test -f $(BENCH)/store10m/purchases.parquet || \
+	  $(BIN)/reco data generate --out $(BENCH)/store10m --users 180000 --items 10000 --years 2 --seed 11
+	$(BIN)/python experiments/bench_train.py --purchases $(BENCH)/store10m/purchases.parquet \
+	  --catalog $(BENCH)/store10m/catalog.parquet
+
+bench-features: install ## Materialization at 1M customers vs raw redis-py pipelines; online read latency (Redis DB 13)
+	REDIS_URL=$(BENCH_REDIS) $(BIN)/python experiments/bench_features.py --customers 1000000
+
+bench-service: install bench-tools ## The API under wrk (100k customers × 50k items) vs the bare stack and mlflow models serve
+	$(BIN)/python experiments/bench_service.py --users 100000 --items 50000
+
+bench-recaps: install ## Recaps of 1M customers vs one DuckDB GROUP BY; emails/s
+	@test -f $(BENCH)/store1m/purchases.parquet || $(MAKE) bench-generate
+	$(BIN)/python experiments/bench_recaps.py --store $(BENCH)/store1m --out $(BENCH)/recaps
+
+bench-tools: ## Install wrk (Debian's package), the load generator of bench-service
+	@command -v wrk >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wrk >/dev/null; }
 
 clean: ## Remove generated state (.reco/) and caches, keep .venv/
 	rm -rf .reco .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install browser demo test lint bench clean
+.PHONY: help install browser demo test lint bench bench-generate bench-train bench-features bench-service bench-recaps bench-tools clean

@@ -156,6 +156,7 @@ def _serve(*, settings: Settings, host: str, port: int, user: str, item: str, ye
         env=env,
         start_new_session=True,
     )
+    signal.signal(signal.SIGTERM, _interrupt)  # a killed demo stops its service too
     try:
         _wait_ready(base, server)
         paths = [
@@ -179,6 +180,10 @@ def _serve(*, settings: Settings, host: str, port: int, user: str, item: str, ye
                 server.wait(timeout=30)
     if server.returncode not in (0, -signal.SIGTERM, None):
         raise RecoError(f"The service exited with code {server.returncode}.")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _wait_ready(base: str, server: subprocess.Popen[bytes]) -> None:
