@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import tempfile
 import time
@@ -197,19 +198,17 @@ def main() -> None:
                 repo_path=FEATURE_REPO,
             )
             stock_store = FeatureStore(config=stock_config, repo_path=str(FEATURE_REPO))
-            pq.write_table(table.slice(0, args.feast_default_rows), path)
+            default_rows = min(args.feast_default_rows, table.num_rows)
+            pq.write_table(table.slice(0, default_rows), path)
             t = time.perf_counter()
             stock_store.materialize(
                 start_date=datetime(2025, 12, 1, tzinfo=UTC),
                 end_date=datetime(2026, 1, 1, tzinfo=UTC),
                 feature_views=["customer_profile"],
             )
-            default_rate = args.feast_default_rows / (time.perf_counter() - t)
+            default_rate = default_rows / (time.perf_counter() - t)
             figures["feast_default_materialize_rows_per_s"] = round(default_rate)
-            print(
-                f"Feast's default FeatureStore.materialize (first {args.feast_default_rows:,} rows):"
-                f" {default_rate:,.0f} rows/s"
-            )
+            print(f"Feast's default FeatureStore.materialize (first {default_rows:,} rows): {default_rate:,.0f} rows/s")
             pq.write_table(table, path)
 
         # Incremental path: Feast's default dedup (reads stored timestamps first), all rows newer.
@@ -269,6 +268,7 @@ def main() -> None:
         )
     finally:
         client.flushdb()
+        shutil.rmtree(home, ignore_errors=True)  # the temporary RECO_HOME (1M rows: ~100 MB)
     figures["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     print(json.dumps(figures))
     if args.out:

@@ -33,3 +33,25 @@ def redis_url_or_skip(db: int) -> str:
             pytest.fail(f"CI=true but Redis does not answer at {REDIS_HOST}:{REDIS_PORT} ({exc})")
         pytest.skip(f"Redis does not answer at {REDIS_HOST}:{REDIS_PORT}; start redis-server to run this test")
     return url
+
+
+@pytest.fixture(scope="session")
+def messy_store(small_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`small_store` with the contract's optional gaps the generator never makes: about one line in
+    nine without an order_id (an order on its own) and one in thirteen without a price."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    out = tmp_path_factory.mktemp("messy_store")
+    table = pq.read_table(small_store / "purchases.parquet")
+    line = np.arange(table.num_rows)
+    for name, every, offset in (("order_id", 9, 4), ("price", 13, 6)):
+        column = table.column(name)
+        gapped = pc.if_else(pa.array(line % every == offset), pa.nulls(table.num_rows, column.type), column)
+        table = table.set_column(table.schema.get_field_index(name), name, gapped)
+    pq.write_table(table, out / "purchases.parquet")
+    for extra in ("catalog.parquet", "recipes.json"):
+        (out / extra).write_bytes((small_store / extra).read_bytes())
+    return out

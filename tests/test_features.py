@@ -116,6 +116,14 @@ def _read(settings: Settings, service: str, rows: list[dict[str, Any]]) -> dict[
     return store.get_online_features(features=store.get_feature_service(service), entity_rows=rows).to_dict()
 
 
+def _redis(settings: Settings) -> Any:
+    """A redis-py client on the settings' Redis (Any: redis-py's types mix sync and async replies)."""
+    import redis
+
+    assert settings.redis_url
+    return redis.Redis.from_url(settings.redis_url)
+
+
 def _flush(url: str) -> None:
     import redis
 
@@ -123,8 +131,8 @@ def _flush(url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def frames(small_store: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return _purchases(small_store), pq.read_table(small_store / "catalog.parquet").to_pandas()
+def frames(messy_store: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return _purchases(messy_store), pq.read_table(messy_store / "catalog.parquet").to_pandas()
 
 
 @pytest.fixture(scope="module")
@@ -133,23 +141,25 @@ def sample(frames: tuple[pd.DataFrame, pd.DataFrame]) -> tuple[list[str], list[s
     users = sorted(df.user_id.unique())
     items = sorted(catalog.item_id)
     step_u, step_i = max(1, len(users) // SAMPLE), max(1, len(items) // SAMPLE)
+    sampled = df[df.user_id.isin(users[::step_u][:SAMPLE])]
+    assert sampled.order_id.isna().any() and sampled.price.isna().any(), "sample lines without order id and price"
     return users[::step_u][:SAMPLE], items[::step_i][:SAMPLE]
 
 
 @pytest.fixture(scope="module")
-def sqlite_home(small_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def sqlite_home(messy_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     settings = _settings(tmp_path_factory.mktemp("sqlite_home"), None)
-    build(settings=settings, purchases=small_store / "purchases.parquet", catalog=small_store / "catalog.parquet")
+    build(settings=settings, purchases=messy_store / "purchases.parquet", catalog=messy_store / "catalog.parquet")
     materialize(settings=settings)
     return settings
 
 
 @pytest.fixture(scope="module")
-def redis_home(small_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+def redis_home(messy_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     url = redis_url_or_skip(REDIS_DB)
     _flush(url)
     settings = _settings(tmp_path_factory.mktemp("redis_home"), url)
-    build(settings=settings, purchases=small_store / "purchases.parquet", catalog=small_store / "catalog.parquet")
+    build(settings=settings, purchases=messy_store / "purchases.parquet", catalog=messy_store / "catalog.parquet")
     materialize(settings=settings)
     yield settings
     _flush(url)
@@ -232,13 +242,13 @@ def test_unknown_entities_read_as_none(redis_home: Settings) -> None:
 
 
 @pytest.mark.redis
-def test_build_and_materialize_twice_is_idempotent(redis_home: Settings, small_store: Path, sample) -> None:
+def test_build_and_materialize_twice_is_idempotent(redis_home: Settings, messy_store: Path, sample) -> None:
     users, items = sample
     rows = [{"user_id": u} for u in users]
     before = _read(redis_home, "recommend_v1", rows)
     items_before = _read(redis_home, "items_v1", [{"item_id": i} for i in items])
     files = {p.name: p.read_bytes() for p in redis_home.feature_data_dir.glob("*.parquet")}
-    build(settings=redis_home, purchases=small_store / "purchases.parquet", catalog=small_store / "catalog.parquet")
+    build(settings=redis_home, purchases=messy_store / "purchases.parquet", catalog=messy_store / "catalog.parquet")
     assert {p.name: pq.read_table(p) for p in redis_home.feature_data_dir.glob("*.parquet")} == {
         name: pq.read_table(pa.BufferReader(data)) for name, data in files.items()
     }
@@ -253,11 +263,10 @@ def test_build_and_materialize_twice_is_idempotent(redis_home: Settings, small_s
 @pytest.mark.redis
 def test_parallel_writers_give_the_same_online_values(redis_home: Settings, sample) -> None:
     """Big Redis loads are split over forked writer processes: same keys, same values."""
-    import redis
 
     from training.features_online import write_view
 
-    client = redis.Redis.from_url(redis_home.redis_url)
+    client = _redis(redis_home)
     snapshot = {key: client.hgetall(key) for key in client.scan_iter(count=1000)}
     client.flushdb()
     store = open_store(redis_home, skip_dedup=True)
@@ -273,7 +282,6 @@ def test_feature_view_ttls_and_redis_key_ttl(redis_home: Settings, sample) -> No
     """View TTLs are as declared; Feast does not enforce them on online reads (feast#6821), so
     rows older than their TTL still come back with their event timestamp (the caller checks);
     the Redis key TTL, when configured, expires the whole key."""
-    import redis
 
     store = open_store(redis_home)
     ttls = {v.name: v.ttl for v in store.list_feature_views()}
@@ -288,10 +296,10 @@ def test_feature_view_ttls_and_redis_key_ttl(redis_home: Settings, sample) -> No
         features=store.get_feature_service("items_v1"), entity_rows=[{"item_id": items[0]}]
     ).to_dict(include_event_timestamps=True)
     age = datetime.now(UTC) - datetime.fromtimestamp(got["popularity_30d__ts"][0], UTC)  # epoch seconds
-    assert age > ttls["item_stats"], "the synthetic data ends in 2025: item_stats rows are past their TTL"
+    assert age > timedelta(days=30), "the synthetic data ends in 2025: item_stats rows are past their TTL"
     assert got["popularity_30d"][0] is not None, "Feast started enforcing TTL online: revisit the serving checks"
 
-    client = redis.Redis.from_url(redis_home.redis_url)
+    client = _redis(redis_home)
     key = next(client.scan_iter(count=1000))
     assert client.ttl(key) == -1, "no key TTL unless configured"
     from training.features_online import write_view
@@ -302,11 +310,28 @@ def test_feature_view_ttls_and_redis_key_ttl(redis_home: Settings, sample) -> No
     assert ttl_keys and all(0 < client.ttl(k) <= 3600 for k in ttl_keys)
     assert len(ttl_keys) == pq.read_metadata(redis_home.feature_data_dir / "item_stats.parquet").num_rows
 
+    # The key TTL really evicts: an item rewritten with a 1-second TTL is read back as missing.
+    from training.features_online import iter_rows
 
-def test_rebuild_keeps_timestamps_of_unchanged_rows(small_store: Path, tmp_path: Path) -> None:
+    source = pq.read_table(redis_home.feature_data_dir / "item_stats.parquet")
+    one_item = source.filter(pc.equal(source.column("item_id"), items[0]))
+    short = open_store(redis_home, key_ttl_seconds=1, skip_dedup=True)
+    fv = short.get_feature_view("item_stats")
+    for rows in iter_rows(one_item, fv):
+        short._get_provider().online_write_batch(short.config, fv, rows, None)
+    assert _read(redis_home, "items_v1", [{"item_id": items[0]}])["popularity_30d"] != [None]
+    deadline = time.monotonic() + 5
+    while _read(redis_home, "items_v1", [{"item_id": items[0]}])["popularity_30d"] != [None]:
+        assert time.monotonic() < deadline, "a key written with a 1 s TTL is still there after 5 s"
+        time.sleep(0.2)
+    assert _read(redis_home, "items_v1", [{"item_id": items[1]}])["popularity_30d"] != [None]
+    write_view(with_ttl, with_ttl.get_feature_view("item_stats"), redis_home.feature_data_dir / "item_stats.parquet")
+
+
+def test_rebuild_keeps_timestamps_of_unchanged_rows(messy_store: Path, tmp_path: Path) -> None:
     """Unchanged rows keep their event time; a file from an older schema counts as all changed."""
     settings = _settings(tmp_path, None)
-    args = {"purchases": small_store / "purchases.parquet", "catalog": small_store / "catalog.parquet"}
+    args = {"purchases": messy_store / "purchases.parquet", "catalog": messy_store / "catalog.parquet"}
     first = build(settings=settings, **args)
     path = settings.feature_data_dir / "item_stats.parquet"
     stamps = pq.read_table(path).column("event_timestamp")
@@ -333,7 +358,7 @@ def test_dead_redis_fails_fast(tmp_path: Path, sqlite_home: Settings) -> None:
         materialize(settings=settings, views=["item_stats"])
 
 
-def test_cli_build_and_materialize(small_store: Path, tmp_path: Path) -> None:
+def test_cli_build_and_materialize(messy_store: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
     from training.cli import app
@@ -346,9 +371,9 @@ def test_cli_build_and_materialize(small_store: Path, tmp_path: Path) -> None:
             "features",
             "build",
             "--purchases",
-            str(small_store / "purchases.parquet"),
+            str(messy_store / "purchases.parquet"),
             "--catalog",
-            str(small_store / "catalog.parquet"),
+            str(messy_store / "catalog.parquet"),
         ],
         env=env,
     )
@@ -366,13 +391,12 @@ def test_cli_build_and_materialize(small_store: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize("skip_dedup", [False, True])
 def test_fast_redis_store_writes_the_same_bytes_as_feasts(redis_home: Settings, skip_dedup: bool) -> None:
     """FastRedisOnlineStore.online_write_batch = RedisOnlineStore's, byte for byte (one- and two-key views)."""
-    import redis
     from feast.infra.online_stores.redis import RedisOnlineStore
 
     from training.features_online import iter_rows
     from training.features_redis import FastRedisOnlineStore
 
-    client = redis.Redis.from_url(redis_home.redis_url)
+    client = _redis(redis_home)
     store = open_store(redis_home, skip_dedup=skip_dedup)
     recap = pa.table(
         {
@@ -431,13 +455,13 @@ def test_recaps_are_published_through_recap_v1(redis_home: Settings) -> None:
 
 
 @pytest.mark.redis
-def test_new_purchases_update_only_what_changed(small_store: Path, tmp_path: Path, frames) -> None:
+def test_new_purchases_update_only_what_changed(messy_store: Path, tmp_path: Path, frames) -> None:
     """Runs last: it reuses DB 14 for its own home (flushes it first)."""
     url = redis_url_or_skip(REDIS_DB)
     _flush(url)
     settings = _settings(tmp_path / "home", url)
-    purchases = pq.read_table(small_store / "purchases.parquet")
-    build(settings=settings, purchases=small_store / "purchases.parquet", catalog=small_store / "catalog.parquet")
+    purchases = pq.read_table(messy_store / "purchases.parquet")
+    build(settings=settings, purchases=messy_store / "purchases.parquet", catalog=messy_store / "catalog.parquet")
     first = materialize(settings=settings)
     assert first.rows_written > 0
 
@@ -457,12 +481,12 @@ def test_new_purchases_update_only_what_changed(small_store: Path, tmp_path: Pat
     )
     more = tmp_path / "more.parquet"
     pq.write_table(pa.concat_tables([purchases, extra]), more)
-    build(settings=settings, purchases=more, catalog=small_store / "catalog.parquet")
+    build(settings=settings, purchases=more, catalog=messy_store / "catalog.parquet")
     second = materialize(settings=settings)
     per_view = {v.view: v.rows_written for v in second.views}
     assert per_view["customer_profile"] == 1 and per_view["customer_recent_items"] == 1, second.format_text()
     got = _read(settings, "recommend_v1", [{"user_id": user}])
-    new_df = _purchases(small_store)
+    new_df = _purchases(messy_store)
     new_df = pd.concat([new_df, extra.to_pandas().assign(basket="new-order-1")], ignore_index=True)
     want = expected_customer(new_df, catalog, user)
     assert {f: got[f][0] for f in CUSTOMER_FIELDS} == want

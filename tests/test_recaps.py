@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -136,10 +137,10 @@ def expected_recap(rows: list[dict[str, Any]], items: dict[str, dict[str, Any]],
 
 
 @pytest.fixture(scope="module")
-def store(small_store: Path) -> dict[str, Any]:
-    purchases, _ = load_purchases(small_store / "purchases.parquet")
-    catalog, _ = load_catalog(small_store / "catalog.parquet")
-    return {"dir": small_store, "purchases": purchases, "catalog": catalog}
+def store(messy_store: Path) -> dict[str, Any]:
+    purchases, _ = load_purchases(messy_store / "purchases.parquet")
+    catalog, _ = load_catalog(messy_store / "catalog.parquet")
+    return {"dir": messy_store, "purchases": purchases, "catalog": catalog}
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +187,9 @@ def test_sampled_recaps_equal_an_independent_computation(store: dict[str, Any], 
     in_year = sorted(u for u, rs in rows.items() if any(r["timestamp"].year == YEAR for r in rs))
     assert set(built) == set(in_year), "exactly the customers who bought in the year have a recap"
     sample = in_year[:: max(1, len(in_year) // 40)]
+    lines = [r for user in sample for r in rows[user] if r["timestamp"].year == YEAR]
+    assert any(r["order_id"] is None for r in lines), "the sample must include lines without an order id"
+    assert any(r["price"] is None for r in lines), "the sample must include lines without a price"
     for user in sample:
         want, got = expected_recap(rows[user], items, YEAR), built[user]
         assert set(got) >= CONTRACT_FIELDS
@@ -348,6 +352,52 @@ def test_sensitive_categories_are_never_highlighted() -> None:
 def test_sensitive_items_are_excluded_from_picks() -> None:
     assert sensitive_item_ids(CATALOG, ["pharmacy"]) == ["pills"]
     assert sensitive_item_ids(None, ["Pharmacy"]) == []
+    # Even from a recommender that does not know about them (the job also asks the model without them).
+    rows = [("u", "milk", f"2025-0{m}-01T10:00:00+00:00", 1, 1.0, f"o{m}") for m in range(1, 5)]
+    result = build_recaps(
+        purchases=_table(rows),
+        catalog=CATALOG,
+        options=RecapOptions(year=YEAR, picks_k=3),
+        recommend=lambda users: [[("pills", 0.9), ("coffee", 0.8), ("tea", 0.7)] for _ in users],
+    )
+    (recap,) = result.records()
+    assert [p["item_id"] for p in recap["picks"]] == ["coffee", "tea"]
+
+
+def test_no_other_customers_data_in_any_recap(store: dict[str, Any], built: dict[str, dict]) -> None:
+    """Every item, category and brand a recap names is the customer's own purchase of the year, and
+    no other customer's id appears anywhere in it (comparisons are aggregates only)."""
+    rows = _rows_by_customer(store["purchases"])
+    items = {r["item_id"]: r for r in store["catalog"].to_pylist()}
+    customers = set(rows)
+
+    def strings(value: Any) -> Iterable[str]:
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, dict):
+            for v in value.values():
+                yield from strings(v)
+        elif isinstance(value, list):
+            for v in value:
+                yield from strings(v)
+
+    for user, recap in built.items():
+        mine = [r for r in rows[user] if r["timestamp"].year == YEAR]
+        own_items = {r["item_id"] for r in mine}
+        named = {i["item_id"] for i in recap["top_items"]} | (
+            {recap["staple"]["item_id"]} if recap["staple"] else set()
+        )
+        assert named <= own_items, user
+        assert {c["category"] for c in recap["top_categories"]} <= {items[i]["category"] for i in own_items}, user
+        assert {b["brand"] for b in recap["top_brands"]} <= {items[i]["brand"] for i in own_items}, user
+        assert set(strings(recap)) & customers == {user}, user
+
+
+def test_build_shows_one_progress_bar_over_its_steps(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [("u", "milk", "2025-03-01T10:00:00+00:00", 1, 1.0, "o1")]
+    build_recaps(purchases=_table(rows), options=RecapOptions(year=YEAR), progress=True)
+    err = capsys.readouterr().err
+    assert "recaps: 100%" in err and "11/11" in err  # 9 aggregate tables, the picks, 1 partition
 
 
 def test_comparisons_respect_the_minimum_cohort(store: dict[str, Any], built: dict) -> None:
@@ -362,11 +412,14 @@ def test_comparisons_respect_the_minimum_cohort(store: dict[str, Any], built: di
 
 def test_orders_comparison_is_the_share_of_customers_with_fewer_orders(built: dict[str, dict]) -> None:
     orders = [r["orders"] for r in built.values()]
+    checked = 0
     for r in list(built.values())[:200]:
         for c in r["comparisons"]:
             if c["kind"] == "orders":
                 assert c["percent"] == 100 * sum(o < r["orders"] for o in orders) // len(orders)
                 assert c["percent"] >= 50
+                checked += 1
+    assert checked, "no orders comparison among the first 200 recaps"
 
 
 # --- picks, files, publishing -----------------------------------------------------------------
@@ -423,6 +476,9 @@ def test_job_writes_jsonl_manifest_and_emails_reproducibly(store: dict[str, Any]
     assert manifest["inputs"]["purchases"]["digest"].startswith("sha256:")
     assert manifest["inputs"]["opt_out"]["customers"] == 1
     assert manifest["code"]["templates"].startswith("sha256:") and manifest["options"]["year"] == YEAR
+    written = json.loads(manifest_path(out).read_text())
+    assert written["rendering"] == {"store": "us", "currency": "£", "unsubscribe_url": None}
+    assert written["options"]["sensitive_categories"] == ["Pharmacy"] and written["model"]["picks"] == "disabled"
     assert all(x["user_id"] != first_customer for x in lines)
     assert [x["user_id"] for x in lines] == sorted(x["user_id"] for x in lines)
     assert manifest["counts"]["emails"] == len(lines)
@@ -436,6 +492,37 @@ def test_email_file_names_cannot_escape_the_directory() -> None:
         stem = email_file_stem(bad)
         assert "/" not in stem and not stem.startswith(".") and len(stem) < 130
     assert email_file_stem("a/b") != email_file_stem("a%2Fb")
+
+
+def test_html_email_is_email_safe(built: dict[str, dict]) -> None:
+    """What email clients keep: tables for layout, inline styles only, nothing fetched or run."""
+    from html.parser import HTMLParser
+
+    class Audit(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tags: Counter[str] = Counter()
+            self.problems: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            self.tags[tag] += 1
+            if tag in {"script", "style", "link", "img", "iframe", "object", "embed", "form", "svg", "video", "base"}:
+                self.problems.append(f"<{tag}>")
+            for name, value in attrs:
+                if name in {"src", "srcset", "background"} or name.startswith("on"):
+                    self.problems.append(f"{tag}[{name}]")
+                if name == "style" and value and ("url(" in value or "position:" in value or "display:flex" in value):
+                    self.problems.append(f"{tag} style {value!r}")
+                if name == "href" and value and not value.startswith("https://shop.example/"):
+                    self.problems.append(f"{tag} href {value!r}")
+
+    recap = max(built.values(), key=lambda r: (len(r["comparisons"]), r["user_id"]))
+    recap = {**recap, "picks": [{"item_id": "x", "name": "Tea", "category": "Tea", "score": 0.5}]}
+    for record in (recap, next(r for r in built.values() if r["kind"] == "short")):
+        audit = Audit()
+        audit.feed(render_recap_html(record, unsubscribe_url="https://shop.example/unsubscribe?u=1"))
+        assert audit.problems == [], audit.problems
+        assert audit.tags["table"] >= 3 and audit.tags["td"] >= 24  # layout and the 12-month chart are tables
 
 
 def test_html_is_escaped() -> None:

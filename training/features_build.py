@@ -50,7 +50,10 @@ SELECT {col.USER_ID}, basket, min(ts) AS ts FROM lines GROUP BY ALL;
 _CUSTOMER_PROFILE = f"""
 WITH totals AS (
     SELECT {col.USER_ID}, count(DISTINCT basket) AS orders, sum(qty)::BIGINT AS items,
-           round(coalesce(sum(qty * unit_price), 0), 4) AS spend, count(DISTINCT {col.ITEM_ID}) AS distinct_items,
+           -- an exact decimal sum: a float sum depends on thread order, and a rebuild of the same file
+           -- must give the same values (else unchanged customers look changed and are rewritten)
+           round(coalesce(sum(CAST(qty * unit_price AS DECIMAL(38, 6))), 0), 4)::DOUBLE AS spend,
+           count(DISTINCT {col.ITEM_ID}) AS distinct_items,
            min(ts) AS first_purchase, max(ts) AS last_purchase
     FROM lines GROUP BY ALL
 ), gaps AS (

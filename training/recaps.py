@@ -22,7 +22,9 @@ Rules that decide what a customer sees:
 Definitions: `orders` counts distinct order ids (a line without one is an order of its own);
 an order's time is its first line's time, and it counts in the month, weekday, week and day of
 that time (`days_shopped` = distinct UTC dates with an order). `items` sums quantity, `spend`
-sums quantity × price (lines without a price add nothing). The calendar year is in UTC.
+sums quantity × price (lines without a price add nothing), as an exact decimal sum so that the same
+input always gives byte-identical recaps (a float sum depends on DuckDB's thread order). The
+calendar year is in UTC.
 """
 
 from __future__ import annotations
@@ -191,8 +193,13 @@ def build_recaps(
     `catalog` adds names, categories and brands; `recommend(user_ids)` returns each customer's
     picks as (item_id, score) lists (see `model_recommender`).
     """
+    from tqdm import tqdm
+
     started = time.perf_counter()
     timings: dict[str, float] = {}
+    parts = max(1, -(-purchases.num_rows // partition_rows))
+    # One bar over the whole job: each aggregate table, the picks, each partition of documents.
+    bar = tqdm(total=AGGREGATE_STEPS + 1 + parts, desc="recaps", unit="step", disable=not progress)
     con = connect(memory_fraction=memory_fraction)
     spill = tempfile.TemporaryDirectory(prefix="reco-recaps-")
     try:
@@ -202,8 +209,7 @@ def build_recaps(
         con.execute(f"SET max_temp_directory_size = '{MAX_SPILL}'")
         con.execute("SET preserve_insertion_order = false")
         _register_inputs(con, purchases=purchases, catalog=catalog, opt_out=opt_out, options=options)
-        parts = max(1, -(-purchases.num_rows // partition_rows))
-        counts = _stage_aggregates(con, options, timings, parts=parts)
+        counts = _stage_aggregates(con, options, timings, parts=parts, advance=bar.update)
         timings["aggregate_s"] = time.perf_counter() - started
         _stage_picks(
             con,
@@ -213,14 +219,20 @@ def build_recaps(
             batch_size=recommend_batch_size,
             progress=progress,
         )
+        bar.update()
         timings["picks_s"] = time.perf_counter() - started - timings["aggregate_s"]
         mark = time.perf_counter()
         # Customers in partitions: each query's hash tables hold a slice, so big stores fit in memory.
-        pieces = [con.sql(_final_sql(options, model_version, part=p)).to_arrow_table() for p in range(parts)]
+        pieces = []
+        for p in range(parts):
+            bar.set_postfix_str(f"documents {p + 1}/{parts}")
+            pieces.append(con.sql(_final_sql(options, model_version, part=p)).to_arrow_table())
+            bar.update()
         recaps = pa.concat_tables(pieces).sort_by(col.USER_ID)
         timings["assemble_s"] = time.perf_counter() - mark
         log.info("recaps: %d documents in %d partition(s) in %.1f s", recaps.num_rows, parts, timings["assemble_s"])
     finally:
+        bar.close()
         con.close()
         spill.cleanup()
     counts["recaps"] = recaps.num_rows
@@ -287,8 +299,16 @@ def _register_inputs(
         )
 
 
+AGGREGATE_STEPS = 9  # the `run(...)` calls of _stage_aggregates, for the progress bar
+
+
 def _stage_aggregates(
-    con: duckdb.DuckDBPyConnection, options: RecapOptions, timings: dict[str, float], *, parts: int
+    con: duckdb.DuckDBPyConnection,
+    options: RecapOptions,
+    timings: dict[str, float],
+    *,
+    parts: int,
+    advance: Callable[[], object] = lambda: None,
 ) -> dict[str, int]:
     """Aggregate tables, each from one scan of the purchases (or of a smaller table)."""
 
@@ -297,6 +317,7 @@ def _stage_aggregates(
         con.execute(sql)
         timings[f"{name}_s"] = round(time.perf_counter() - mark, 3)
         log.info("recaps: %s in %.1f s", name, timings[f"{name}_s"])
+        advance()
 
     y = options.year
     part = f"(hash(user_id) % {parts})::INTEGER"
@@ -308,7 +329,10 @@ def _stage_aggregates(
     run(
         "src",
         f"""CREATE TEMP VIEW src AS
-        SELECT p.user_id, p.item_id, p.timestamp AS ts, p.quantity AS q, p.quantity * p.price AS amount, p.order_id
+        SELECT p.user_id, p.item_id, p.timestamp AS ts, p.quantity AS q,
+               -- exact decimal sums: a float sum depends on the order DuckDB's threads add in, and the
+               -- same input must give the same recaps (the manifest's output digest)
+               CAST(p.quantity * p.price AS DECIMAL(38, 6)) AS amount, p.order_id
         FROM purchases_in p ANTI JOIN opt_out_in o ON p.user_id = o.user_id
         WHERE p.timestamp < {end}""",
     )
@@ -425,9 +449,11 @@ def _stage_picks(
     users = con.sql(f"SELECT user_id FROM totals WHERE y = {year} ORDER BY user_id")
     user_ids = users.to_arrow_table().column(0).to_pylist()
     parts: list[pa.Table] = []
-    for offset in tqdm(range(0, len(user_ids), batch_size), desc="picks", unit="batch", disable=not progress):
+    bar = tqdm(total=len(user_ids), desc="picks", unit="customer", leave=False, disable=not progress)
+    for offset in range(0, len(user_ids), batch_size):
         batch = user_ids[offset : offset + batch_size]
         lists = recommend(batch)
+        bar.update(len(batch))
         rows_user, rows_item, rows_score, rows_rank = [], [], [], []
         for user, picks in zip(batch, lists, strict=True):
             for rank, (item, score) in enumerate(picks[:k], start=1):
@@ -436,6 +462,7 @@ def _stage_picks(
                 rows_score.append(float(score))
                 rows_rank.append(rank)
         parts.append(pa.table([rows_user, rows_item, rows_score, rows_rank], schema=schema))
+    bar.close()
     con.register("picks_in", pa.concat_tables(parts) if parts else schema.empty_table())
 
 
@@ -467,7 +494,7 @@ cur AS (SELECT * FROM totals WHERE y = {y} AND part = {part}),
 prev AS (SELECT * FROM totals WHERE y = {y - 1} AND part = {part}),
 item_lists AS (
     SELECT user_id, sum(units) AS units,
-           arg_min({{'item_id': item_id, 'items': units, 'spend': round(coalesce(spend, 0), 2)}},
+           arg_min({{'item_id': item_id, 'items': units, 'spend': round(coalesce(spend, 0), 2)::DOUBLE}},
                    {{'u': -units, 's': -round(coalesce(spend, 0), 2), 'i': item_id}}, {n}) AS top,
            arg_min({{'item_id': item_id, 'orders': orders, 'items': units}},
                    {{'o': -orders, 'u': -units, 'i': item_id}}) FILTER (WHERE orders >= 2) AS staple
@@ -488,7 +515,7 @@ staple AS (
 user_category AS (SELECT * FROM user_category_all WHERE part = {part}),
 top_categories AS (
     SELECT user_id, count(*) AS categories,
-           arg_min({{'category': category, 'items': units, 'spend': round(coalesce(spend, 0), 2)}},
+           arg_min({{'category': category, 'items': units, 'spend': round(coalesce(spend, 0), 2)::DOUBLE}},
                    {{'u': -units, 's': -round(coalesce(spend, 0), 2), 'c': category}}, {n}) AS top_categories
     FROM user_category GROUP BY user_id),
 user_brand AS (
@@ -496,7 +523,7 @@ user_brand AS (
     FROM user_item WHERE brand IS NOT NULL AND part = {part} GROUP BY user_id, brand),
 top_brands AS (
     SELECT user_id,
-           arg_min({{'brand': brand, 'items': units, 'spend': round(coalesce(spend, 0), 2)}},
+           arg_min({{'brand': brand, 'items': units, 'spend': round(coalesce(spend, 0), 2)::DOUBLE}},
                    {{'u': -units, 's': -round(coalesce(spend, 0), 2), 'b': brand}}, {n}) AS top_brands
     FROM user_brand GROUP BY user_id),
 history_part AS (SELECT * FROM history WHERE part = {part}),
@@ -521,7 +548,8 @@ rhythm_lists AS (
            list_sort(list_distinct(list((epoch(date_trunc('week', ts)) // 604800)::BIGINT))) AS weeks
     FROM orders_year WHERE part = {part} GROUP BY user_id),
 rhythm AS (
-    SELECT user_id, list_transform(spend_m, lambda s: round(s, 2)) AS spend_by_month, orders_m AS orders_by_month,
+    SELECT user_id, list_transform(spend_m, lambda s: round(s, 2)::DOUBLE) AS spend_by_month,
+           orders_m AS orders_by_month,
            list_position(month_keys, list_max(month_keys)) AS busiest,
            list_position(orders_wd, list_max(orders_wd)) AS weekday, orders_wd,
            list_max(map_values(list_aggregate(islands, 'histogram'))) AS longest_weekly_streak
@@ -535,7 +563,10 @@ rhythm AS (
 picks AS (
     SELECT p.user_id, list({{'item_id': p.item_id, 'name': coalesce(i.name, p.item_id), 'category': i.category,
                             'score': round(p.score, 6)}} ORDER BY p.rank) AS picks
-    FROM picks_in p SEMI JOIN cur ON p.user_id = cur.user_id LEFT JOIN items i USING (item_id) GROUP BY p.user_id),
+    FROM picks_in p SEMI JOIN cur ON p.user_id = cur.user_id LEFT JOIN items i USING (item_id)
+    -- the job already asks the model without them; this holds for any recommender passed in
+    WHERE NOT coalesce(i.sensitive, FALSE)
+    GROUP BY p.user_id),
 features AS (
     SELECT cur.*, cur.units / cur.orders AS units_per_order, coalesce(tc.categories, 0) AS categories,
            coalesce(nc.n, 0) AS new_categories, coalesce(ti.top5_share, 0) AS top5_share
@@ -558,10 +589,10 @@ doc AS (
              'new_customer': r.user_id IS NULL,
              'orders': cur.orders,
              'items': cur.units,
-             'spend': round(cur.spend, 2),
+             'spend': round(cur.spend, 2)::DOUBLE,
              'days_shopped': cur.days,
              'previous_year': CASE WHEN prev.user_id IS NOT NULL THEN
-                 {{'year': {y - 1}, 'orders': prev.orders, 'items': prev.units, 'spend': round(prev.spend, 2),
+                 {{'year': {y - 1}, 'orders': prev.orders, 'items': prev.units, 'spend': round(prev.spend, 2)::DOUBLE,
                    'days_shopped': prev.days}} END,
              'change_vs_previous_year': CASE WHEN prev.user_id IS NOT NULL THEN
                  {{'orders_pct': round(100.0 * (cur.orders - prev.orders) / prev.orders, 1),
@@ -1007,6 +1038,8 @@ class RecapJob:
             "counts": {**result.counts, "emails": emails},
             "output": {"path": str(self.out), "digest": output_digest, "lines": result.recaps.num_rows},
             "emails_dir": None if self.html_dir is None else str(self.html_dir),
+            # With the recap line and the templates (digest above), all an email's rendering depends on.
+            "rendering": {"store": self.store_name, "currency": self.currency, "unsubscribe_url": None},
             "published": published,
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
         }
