@@ -88,6 +88,7 @@ def _start(settings: ServiceSettings) -> Services:
         log.warning("no model loaded at start-up (serving fallbacks until one loads): %s", exc)
     features = OnlineFeatures(settings)
     features.open()
+    features.warm()
     services = Services(
         settings=settings,
         holder=holder,

@@ -35,7 +35,11 @@ class ServiceSettings(Settings):
     # Per-customer top-N "home" candidates cached per model version (0 = rank every request).
     candidates: int = Field(default=50, ge=0, le=1_000, validation_alias=_env("RECO_CANDIDATES"))
     precompute_candidates: bool = Field(default=True, validation_alias=_env("RECO_PRECOMPUTE_CANDIDATES"))
-    max_events_per_request: int = Field(default=1_000, ge=1, validation_alias=_env("RECO_MAX_EVENTS"))
+    # At most 1,000 (the request schema's hard cap); lower it to bound a request's write.
+    max_events_per_request: int = Field(default=1_000, ge=1, le=1_000, validation_alias=_env("RECO_MAX_EVENTS"))
+    # The recap email page (format=html), as `reco recaps build --store-name/--currency` renders it.
+    recap_store_name: str = Field(default="us", min_length=1, validation_alias=_env("RECO_STORE_NAME"))
+    recap_currency: str = Field(default="£", min_length=1, validation_alias=_env("RECO_CURRENCY"))
 
     @field_validator("now")
     @classmethod

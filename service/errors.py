@@ -7,6 +7,7 @@ they become fallback answers with `degraded: true` (see service.recommend).
 from __future__ import annotations
 
 import logging
+import traceback
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
@@ -72,6 +73,13 @@ class RecapsUnavailable(ServiceError):
     headers: ClassVar[dict[str, str] | None] = {"Retry-After": "5"}
 
 
+class EventsUnavailable(ServiceError):
+    """The event log (a local SQLite file) cannot be written: the caller should retry."""
+
+    status = 503
+    headers: ClassVar[dict[str, str] | None] = {"Retry-After": "5"}
+
+
 def _body(detail: Any) -> dict[str, Any]:
     return {"detail": detail, "request_id": current_request_id()}
 
@@ -92,11 +100,46 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(_body(exc.detail), status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    # A bug, not an outage: log it with the traceback (no customer data in the message) and answer JSON.
-    # The route template, never the raw path (it holds customer ids).
-    log.exception("unhandled error on %s %s", request.method, getattr(request.scope.get("route"), "path", "?"))
-    return JSONResponse(_body("Internal error; the request id identifies it in the logs."), status_code=500)
+def log_unexpected(scope: dict[str, Any], exc: BaseException) -> None:
+    """A bug, not an outage: its type, route template and stack at ERROR; its message only at DEBUG,
+    because messages carry data (a KeyError names the customer id). Never the raw path either."""
+    route = getattr(scope.get("route"), "path", None) or "unmatched"
+    stack = "".join(traceback.format_tb(exc.__traceback__))
+    log.error("unhandled %s on %s %s\n%s", type(exc).__name__, scope.get("method", "?"), route, stack.rstrip())
+    log.debug("unhandled error message: %r", exc)
+
+
+class UnexpectedErrorMiddleware:
+    """Turns an unhandled exception into a JSON 500 and stops it there.
+
+    Starlette's own handler for `Exception` answers and then re-raises, and uvicorn logs the
+    re-raised exception with its message at ERROR: this middleware keeps it from getting there.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracking(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except Exception as exc:
+            log_unexpected(scope, exc)
+            if not started:
+                response = JSONResponse(
+                    _body("Internal error; the request id identifies it in the logs."), status_code=500
+                )
+                await response(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -104,4 +147,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
+    # Inside the request-id middleware (added later, so outermost): the 500 body carries the id.
+    app.add_middleware(UnexpectedErrorMiddleware)

@@ -9,8 +9,13 @@
   are read for the whole catalog in the background and kept in memory (`ItemCatalog`), so ranking
   never waits for them. Availability is pushed into the served bundle (ModelHolder.set_availability).
 * Recaps (`recap_v1`) are read per request like customer features.
+* Freshness: Feast does not enforce a feature view's `ttl` on online reads (feast#6821), so every
+  read checks each row's event timestamp against its view's ttl (0 = never expires) on the
+  service clock (`settings.clock()`). A stale customer row is treated as missing, a stale item row
+  as unknown availability and popularity; both are counted in `reco_stale_features_total`.
 
-Feast is imported and the feature services are resolved once, in `open()` (lifespan), never per request.
+Feast is imported and the feature services are resolved once, in `open()` (lifespan), never per
+request, and `warm()` runs each read path once so the first request pays no lazy set-up.
 """
 
 from __future__ import annotations
@@ -22,10 +27,10 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from service.observability import FEATURE_SECONDS
+from service.observability import FEATURE_SECONDS, STALE_FEATURES
 
 if TYPE_CHECKING:
     from service.config import ServiceSettings
@@ -34,6 +39,12 @@ log = logging.getLogger("reco.service.features")
 
 ITEM_CHUNK = 2_000
 TIMEOUTS_TO_BACKOFF = 3
+ITEM_FIELDS = ("name", "category", "brand", "price", "in_stock", "popularity_30d")
+LIVE_ITEM_FIELDS = ("in_stock", "popularity_30d")  # what changes between full reads
+RECAP_VIEW = "customer_year_recap"
+ITEM_VIEW = "item_stats"
+# An entity key no request can carry (ids are at most 128 characters): used to warm the read paths.
+_NOBODY = "\x00" * 129
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,7 @@ class ItemCatalog:
 
     items: dict[str, ItemInfo] = field(default_factory=dict)
     refreshed_at: datetime | None = None
+    stale: int = 0  # items whose item_stats row is older than the view's ttl (availability unknown)
 
     def name(self, item_id: str) -> str:
         info = self.items.get(item_id)
@@ -102,6 +114,8 @@ class OnlineFeatures:
         self.catalog = ItemCatalog()
         self._services: dict[str, Any] = {}
         self._customer_views: list[tuple[Any, list[str]]] = []
+        self._recap_view: Any = None
+        self._item_view: Any = None
         self._provider: Any = None
         self._skip_until = 0.0
         self._timeouts = 0
@@ -129,6 +143,10 @@ class OnlineFeatures:
                 (store.get_feature_view(p.name), [f.name for f in p.features])
                 for p in self._services["recommend_v1"].feature_view_projections
             ]
+            # Recaps too: get_online_features re-resolves the service whenever the registry cache
+            # expires (every 60 s), a slow call on the request path.
+            self._recap_view = store.get_feature_view(RECAP_VIEW)
+            self._item_view = store.get_feature_view(ITEM_VIEW)
             self._provider = store._get_provider()
             self.store = store
             kind = str(store.config.online_store.type).lower()
@@ -138,6 +156,20 @@ class OnlineFeatures:
             self.store = None
             self.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
             log.warning("online features unavailable, serving from the model alone: %s", self.error)
+
+    def warm(self) -> None:
+        """Run each per-request read once (blocking; at start-up): the first call of a Feast read
+        path pays lazy imports and set-up (about 50 ms on SQLite, the whole RECO_FEATURE_TIMEOUT_MS)."""
+        if self.store is None:
+            return
+        for name, read in (
+            ("customer", lambda: self._read_customer_blocking(_NOBODY)),
+            ("recap", lambda: self._read_recap_blocking(_NOBODY, 0)),
+        ):
+            try:
+                read()
+            except Exception as exc:  # the store may be down at start-up: requests degrade then
+                log.warning("warming the %s read failed: %s", name, _first_line(exc))
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -158,6 +190,19 @@ class OnlineFeatures:
         except OnlineStoreDown as exc:
             return CustomerRead(None, str(exc))
         return CustomerRead(_customer_features(row))
+
+    def _customer_row(self, per_view: Sequence[tuple[datetime | None, dict[str, Any] | None]]) -> dict[str, Any]:
+        """One {feature: python value} row from the views' reads, stale views left out."""
+        now = self.settings.clock()
+        kept = []
+        for (view, _), (event_ts, values) in zip(self._customer_views, per_view, strict=True):
+            if not _present(values):
+                continue
+            if not _fresh(event_ts, view.ttl, now):
+                STALE_FEATURES.labels(view=view.name).inc()
+                continue
+            kept.append(values)
+        return _decode(kept)
 
     async def _read_customer_async(self, user_id: str) -> dict[str, Any]:
         """Redis: both views with Feast's async online_read on the event loop (no thread hop)."""
@@ -182,13 +227,18 @@ class OnlineFeatures:
             raise OnlineStoreDown("online-store-error") from None
         FEATURE_SECONDS.labels(group="customer", outcome="ok").observe(time.perf_counter() - started)
         self._timeouts = 0
-        return _decode([values for [(_, values)] in results])
+        return self._customer_row([row for [row] in results])
 
     async def recap(self, user_id: str, year: int) -> dict[str, Any] | None:
         """The stored recap record, None when there is none; raises OnlineStoreDown."""
-        rows = await self._read(self._read_blocking, "recap_v1", [{"user_id": user_id, "year": year}], group="recap")
-        raw = rows[0].get("recap_json") if rows else None
-        return json.loads(raw) if raw else None
+        raw = await self._read(self._read_recap_blocking, user_id, year, group="recap")
+        if not raw:
+            return None
+        record: dict[str, Any] = json.loads(raw)
+        if str(record.get("user_id")) != user_id:  # never another customer's recap
+            log.debug("recap row for %s holds user_id %s", user_id, record.get("user_id"))
+            return None
+        return record
 
     async def _read(self, fn: Callable[..., Any], *args: Any, group: str) -> Any:
         if self.store is None:
@@ -228,16 +278,28 @@ class OnlineFeatures:
         key = _entity_key(user_id)
         found = []
         for view, names in self._customer_views:
-            [(_, values)] = self._provider.online_read(
+            [row] = self._provider.online_read(
                 config=self.store.config, table=view, entity_keys=[key], requested_features=names
             )
-            found.append(values)
-        return _decode(found)
+            found.append(row)
+        return self._customer_row(found)
 
-    def _read_blocking(self, service: str, entity_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        data = self.store.get_online_features(features=self._services[service], entity_rows=entity_rows).to_dict()
-        n = len(entity_rows)
-        return [{name: values[i] for name, values in data.items()} for i in range(n)]
+    def _read_recap_blocking(self, user_id: str, year: int) -> str | None:
+        """recap_v1's recap_json for (customer, year), None when there is none (its ttl is 0: never stale)."""
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        key = EntityKey(join_keys=["user_id", "year"], entity_values=[Value(string_val=user_id), Value(int64_val=year)])
+        [(event_ts, values)] = self._provider.online_read(
+            config=self.store.config, table=self._recap_view, entity_keys=[key], requested_features=["recap_json"]
+        )
+        if not _present(values):
+            return None
+        if not _fresh(event_ts, self._recap_view.ttl, self.settings.clock()):
+            STALE_FEATURES.labels(view=RECAP_VIEW).inc()
+            return None
+        raw = _decode([values]).get("recap_json")
+        return str(raw) if raw else None
 
     # --- background item catalog ----------------------------------------------------------------
 
@@ -251,34 +313,43 @@ class OnlineFeatures:
         """
         if self.store is None:
             return self.catalog
-        view = self.store.get_feature_view("item_stats")
-        fields = ["name", "category", "brand", "price", "in_stock", "popularity_30d"]
-        requested = fields if full or not self.catalog.items else ["in_stock", "popularity_30d"]
+        view = self._item_view
         previous = self.catalog.items
+        now = self.settings.clock()
         items: dict[str, ItemInfo] = {}
+        stale = 0
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.protos.feast.types.Value_pb2 import Value
 
         for start in range(0, len(item_ids), ITEM_CHUNK):
             chunk = [str(i) for i in item_ids[start : start + ITEM_CHUNK]]
+            # Items new to the catalog (e.g. of a newly loaded model) need every attribute.
+            requested = ITEM_FIELDS if full or any(i not in previous for i in chunk) else LIVE_ITEM_FIELDS
             keys = [EntityKey(join_keys=["item_id"], entity_values=[Value(string_val=i)]) for i in chunk]
             rows = self._provider.online_read(
-                config=self.store.config, table=view, entity_keys=keys, requested_features=requested
+                config=self.store.config, table=view, entity_keys=keys, requested_features=list(requested)
             )
-            for item_id, (_, values) in zip(chunk, rows, strict=True):
-                if not values:
+            for item_id, (event_ts, values) in zip(chunk, rows, strict=True):
+                if not _present(values):
                     continue  # not in the online store
                 row = _decode([values])
                 old = previous.get(item_id) or ItemInfo()
+                fresh = _fresh(event_ts, view.ttl, now)
+                if not fresh:
+                    stale += 1
                 items[item_id] = ItemInfo(
                     name=row.get("name", old.name),
                     category=row.get("category", old.category),
                     brand=row.get("brand", old.brand),
                     price=row.get("price", old.price),
-                    in_stock=row.get("in_stock"),
-                    popularity_30d=row.get("popularity_30d"),
+                    # A stale row's availability and popularity are unknown, not "as last written".
+                    in_stock=row.get("in_stock") if fresh else None,
+                    popularity_30d=row.get("popularity_30d") if fresh else None,
                 )
-        self.catalog = ItemCatalog(items=items, refreshed_at=datetime.now(UTC))
+        if stale:
+            STALE_FEATURES.labels(view=ITEM_VIEW).inc(stale)
+            log.warning("%d item_stats rows are older than the view's ttl: their availability is unknown", stale)
+        self.catalog = ItemCatalog(items=items, refreshed_at=datetime.now(UTC), stale=stale)
         return self.catalog
 
 
@@ -287,6 +358,24 @@ def _entity_key(user_id: str) -> Any:
     from feast.protos.feast.types.Value_pb2 import Value
 
     return EntityKey(join_keys=["user_id"], entity_values=[Value(string_val=user_id)])
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"
+
+
+def _present(values: dict[str, Any] | None) -> bool:
+    """True when a view's read holds at least one value (Redis answers a missing key with empty values)."""
+    return values is not None and any(v.WhichOneof("val") is not None for v in values.values())
+
+
+def _fresh(event_ts: datetime | None, ttl: timedelta | None, now: datetime) -> bool:
+    """Whether a row written at `event_ts` is still within its view's ttl (None or 0: never expires)."""
+    if not ttl or event_ts is None:
+        return True
+    when = event_ts if event_ts.tzinfo else event_ts.replace(tzinfo=UTC)
+    return now - when <= ttl
 
 
 def _decode(per_view: list[dict[str, Any] | None]) -> dict[str, Any]:

@@ -6,7 +6,9 @@ variable that log records and error bodies read, returns it as a header, and rec
 per route template (never the raw path: it holds customer ids).
 
 With several workers `reco serve` sets PROMETHEUS_MULTIPROC_DIR, and /metrics aggregates the
-workers' files (prometheus_client's multiprocess mode).
+workers' files (prometheus_client's multiprocess mode). The mode is the one prometheus_client chose
+when it was first imported, not the variable's value now: `import feast` sets
+PROMETHEUS_MULTIPROC_DIR for its own metrics, after this module's counters already count in memory.
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ FEATURE_SECONDS = Histogram(
     ["group", "outcome"],
     buckets=LATENCY_BUCKETS,
 )
+STALE_FEATURES = Counter(
+    "reco_stale_features_total",
+    "Online rows older than their feature view's ttl, read and ignored (Feast does not enforce ttl).",
+    ["view"],
+)
 MODEL_INFO = Gauge(
     "reco_model_info", "1 for the model version this worker serves.", ["version", "uri"], multiprocess_mode="livemax"
 )
@@ -59,13 +66,20 @@ def current_request_id() -> str:
 
 def metrics_body() -> tuple[bytes, str]:
     """The Prometheus exposition of this process, or of every worker in multiprocess mode."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if _values_in_files() and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST
+
+
+def _values_in_files() -> bool:
+    """Whether prometheus_client keeps metric values in per-process files (multiprocess mode)."""
+    from prometheus_client import values
+
+    return values.ValueClass is not values.MutexValue
 
 
 def set_model_info(*, version: str | None, uri: str, previous: str | None) -> None:

@@ -115,9 +115,12 @@ def recommend_for_customer(
 def popular(
     *, model: LoadedModel, catalog: ItemCatalog, k: int, category: str | None, exclude: Sequence[str], explain: bool
 ) -> list[tuple[str, float, str | None]]:
-    """Most popular available items (in `category` when given and it has any)."""
+    """Most popular available items (only of `category` when given: empty when none is available)."""
     bundle = model.bundle
     ranked = bundle.recommend_batch([_NOBODY], k=k, context="home", exclude_items=exclude, category=category)[0]
+    if category is not None:
+        # The core serves the unfiltered list for a sold-out category; this link must not.
+        ranked = [(i, s) for i, s in ranked if _category(model, i) == category]
     out = []
     for item_id, score in ranked:
         reason = None
@@ -149,8 +152,9 @@ def _item_to_item(
             totals[item_id] = totals.get(item_id, 0.0) + score
             if score > best_seed.get(item_id, (-1.0, ""))[0]:
                 best_seed[item_id] = (score, seed)
-    if category is not None:
-        totals = {i: s for i, s in totals.items() if _category(model, i) == category} or totals
+    if category is not None and category in set(bundle.categories.tolist()):
+        # No neighbour in the asked category: empty, so the chain moves on to popular-in-category.
+        totals = {i: s for i, s in totals.items() if _category(model, i) == category}
     ranked = sorted(totals.items(), key=lambda pair: (-pair[1], pair[0]))[:k]
     return [
         (i, float(s), f"because you bought {catalog.name(best_seed[i][1])}" if explain else None) for i, s in ranked
@@ -174,6 +178,8 @@ def _catalog_popular(catalog: ItemCatalog, *, k: int, category: str | None, excl
         )
         for item_id, info in candidates[:k]
     ]
+    if category is not None and not items:
+        return _catalog_popular(catalog, k=k, category=None, exclude=exclude, explain=explain)
     source = "popular-in-category" if category and items else "popular"
     return Ranked(items, source if items else "none", ["model-not-loaded"])
 
@@ -250,10 +256,18 @@ def similar_to_item(*, model: LoadedModel | None, catalog: ItemCatalog, item_id:
     bundle = model.bundle
     if bundle.knows_item(item_id) and bundle.collaborative is not None:
         ranked = bundle.similar_items(item_id, k=k)
-        name = catalog.name(item_id)
-        return Ranked(
-            [(i, s, f"customers who bought {name} also bought this" if explain else None) for i, s in ranked], "model"
-        )
+        if any(s > 0 for _, s in ranked):
+            name = catalog.name(item_id)
+            items = []
+            for i, s in ranked:
+                reason = None
+                if explain and s > 0:
+                    reason = f"customers who bought {name} also bought this"
+                elif explain:  # the core's fill-up (score 0): popular, not bought together
+                    item_category = _category(model, i)
+                    reason = f"popular in {item_category}" if item_category else "popular right now"
+                items.append((i, s, reason))
+            return Ranked(items, "model")
     category = _category(model, item_id) or catalog.get(item_id).category
     if category and category in set(bundle.categories.tolist()):
         items = popular(model=model, catalog=catalog, k=k, category=category, exclude=[item_id], explain=explain)
@@ -347,16 +361,14 @@ def recipe_cart(
     recipe: dict[str, Any],
     user_id: str,
     now: datetime,
+    just_bought: set[str],
 ) -> tuple[list[CartLine], str]:
     """One in-stock item per ingredient (category), chosen for this customer; ingredients they
-    probably still have at home (bought more recently than their own rhythm) are not added."""
+    probably still have at home (bought more recently than their own rhythm, or just now according
+    to posted events and online features) are not added."""
     lines: list[CartLine] = []
     if model is None:
-        for ingredient in recipe.get("ingredients", []):
-            lines.append(
-                CartLine(str(ingredient.get("category")), None, None, None, False, "unavailable", "no model loaded")
-            )
-        return lines, "none"
+        return _catalog_recipe_cart(catalog, recipe=recipe, just_bought=just_bought)
     bundle = model.bundle
     h = bundle.history
     row = bundle.user_index.get(user_id)
@@ -372,6 +384,21 @@ def recipe_cart(
         codes = np.flatnonzero(bundle.categories == category)
         in_category = np.isin(bundle.item_category, codes)
         candidates = np.flatnonzero(in_category & bundle.in_stock)
+        just = sorted(i for i in just_bought if i in bundle.item_index and in_category[bundle.item_index[i]])
+        if just:
+            info = catalog.get(just[0])
+            lines.append(
+                CartLine(
+                    category,
+                    just[0],
+                    catalog.name(just[0]),
+                    info.price,
+                    False,
+                    "probably-at-home",
+                    f"you just bought {catalog.name(just[0])}",
+                )
+            )
+            continue
         mine = [(n, int(i)) for n, i in enumerate(bought_items) if in_category[i]]
         if mine:
             # Their usual: most baskets in this category; "at home" when bought within their rhythm.
@@ -411,6 +438,38 @@ def recipe_cart(
             CartLine(category, item_id, catalog.name(item_id), catalog.get(item_id).price, True, "added", reason)
         )
     return lines, "model" if known else "popular-in-category"
+
+
+def _catalog_recipe_cart(
+    catalog: ItemCatalog, *, recipe: dict[str, Any], just_bought: set[str]
+) -> tuple[list[CartLine], str]:
+    """No model loaded: the most popular in-stock item of each ingredient's category, from item_stats."""
+    lines: list[CartLine] = []
+    for ingredient in recipe.get("ingredients", []):
+        category = str(ingredient.get("category"))
+        in_category = [(i, info) for i, info in catalog.items.items() if info.category == category]
+        just = sorted(i for i, _ in in_category if i in just_bought)
+        available = [(i, info) for i, info in in_category if info.in_stock]
+        if just:
+            name = catalog.name(just[0])
+            line = CartLine(
+                category,
+                just[0],
+                name,
+                catalog.get(just[0]).price,
+                False,
+                "probably-at-home",
+                f"you just bought {name}",
+            )
+        elif available:
+            item_id, info = min(available, key=lambda pair: (-(pair[1].popularity_30d or 0), pair[0]))
+            line = CartLine(
+                category, item_id, catalog.name(item_id), info.price, True, "added", f"popular in {category}"
+            )
+        else:
+            line = CartLine(category, None, None, None, False, "unavailable", f"nothing in {category} in stock")
+        lines.append(line)
+    return lines, "popular-in-category" if any(line.in_cart for line in lines) else "none"
 
 
 def _usual_brands(bundle: Any, catalog: ItemCatalog, items: np.ndarray, baskets: np.ndarray) -> dict[str, float]:
@@ -453,13 +512,14 @@ def _pick_for_customer(
 ) -> tuple[int, str]:
     """Among in-stock items of a category: their usual brand first, else a popular one at their price level."""
     if brands:
+        # Their most-bought brand in stock here, the most popular of its items.
         branded = [
-            (float(pop[i]), int(i))
+            (brands.get(catalog.get(str(bundle.item_ids[i])).brand or "", 0.0), float(pop[i]), int(i))
             for i in candidates
-            if brands.get(catalog.get(str(bundle.item_ids[i])).brand or "", 0) > 0
         ]
+        branded = [entry for entry in branded if entry[0] > 0]
         if branded:
-            _, choice = max(branded)
+            *_, choice = max(branded)
             return choice, f"your usual brand {catalog.get(str(bundle.item_ids[choice])).brand}"
     top = candidates[np.argsort(-pop[candidates], kind="stable")[:10]]
     prices = [catalog.get(str(bundle.item_ids[i])).price for i in top]

@@ -227,12 +227,22 @@ class Ready(BaseModel):
                         "uri": "models:/reco@champion",
                         "resolved_uri": "models:/reco/3",
                         "loaded_at": "2026-11-23T19:00:00+00:00",
+                        "load_seconds": 1.8,
                         "items": 50000,
                         "customers": 100000,
                         "last_error": None,
+                        "candidates_filled": 1.0,
+                        "candidates_seconds": 41.2,
                     },
-                    "features": {"online_store": "redis", "available": True, "items_cached": 50000, "error": None},
-                    "events": {"pending": 12},
+                    "features": {
+                        "online_store": "redis",
+                        "available": True,
+                        "items_cached": 50000,
+                        "items_stale": 0,
+                        "items_refreshed_at": "2026-11-23T19:01:00+00:00",
+                        "error": None,
+                    },
+                    "events": {"pending": 12, "error": None},
                 }
             ]
         }

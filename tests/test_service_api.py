@@ -11,7 +11,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.test_service_support import KEY_ALL, Live, World, live_server, register_second_version, set_champion, world
+from tests.test_service_support import (
+    HOSTILE_PERSONA,
+    KEY_ALL,
+    Live,
+    World,
+    live_server,
+    register_second_version,
+    set_champion,
+    world,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -40,6 +49,16 @@ def _bought(bundle: Any, user_id: str) -> set[str]:
 
 def _ids(body: dict[str, Any]) -> list[str]:
     return [i["item_id"] for i in body["items"]]
+
+
+def _category_of(bundle: Any, item_id: str) -> str:
+    return str(bundle.categories[bundle.item_category[bundle.item_index[item_id]]])
+
+
+def _category_with(bundle: Any, n: int, *, besides: str = "") -> str:
+    """A category with at least n items in stock."""
+    counts = np.bincount(bundle.item_category[bundle.in_stock & (bundle.item_category >= 0)])
+    return next(str(bundle.categories[c]) for c in np.flatnonzero(counts >= n) if bundle.categories[c] != besides)
 
 
 # --- recommendations ----------------------------------------------------------------------------
@@ -71,6 +90,7 @@ def test_explanations_speak_the_shoppers_language(live: Live, w: World) -> None:
         again = c.get(f"/v1/users/{user}/recommendations", params={"k": 5, "context": "buy-again", "explain": True})
         new = c.get(f"/v1/users/{user}/recommendations", params={"k": 5, "context": "discover", "explain": True})
         plain = c.get(f"/v1/users/{user}/recommendations", params={"k": 5})
+    assert again.json()["items"] and new.json()["items"] and plain.json()["items"]
     for item in again.json()["items"]:
         assert item["reason"].startswith(("you buy this about every", "you bought this before"))
     for item in new.json()["items"]:
@@ -87,7 +107,9 @@ def test_exclude_and_category_filters(live: Live, w: World, bundle: Any) -> None
         again = _ids(c.get(f"/v1/users/{user}/recommendations", params={"k": 5, "exclude": ",".join(excluded)}).json())
         category = str(bundle.categories[bundle.item_category[bundle.item_index[first[0]]]])
         in_category = c.get(f"/v1/users/{user}/recommendations", params={"k": 3, "category": category}).json()
-    assert not set(excluded) & set(again)
+    assert not set(excluded) & set(again) and len(again) == 5
+    code = bundle.item_category[bundle.item_index[first[0]]]
+    assert len(_ids(in_category)) == min(3, int((bundle.in_stock & (bundle.item_category == code)).sum()))
     for item_id in _ids(in_category):
         assert str(bundle.categories[bundle.item_category[bundle.item_index[item_id]]]) == category
 
@@ -187,10 +209,10 @@ def test_unknown_customer_gets_the_popular_fallback(live: Live, bundle: Any) -> 
 
 
 def test_unknown_customer_with_a_category_gets_popular_in_category(live: Live, bundle: Any) -> None:
-    category = str(bundle.categories[0])
+    category = _category_with(bundle, 3)
     with live.client() as c:
         body = c.get("/v1/users/no-such-customer/recommendations", params={"k": 3, "category": category}).json()
-    assert body["source"] == "popular-in-category"
+    assert body["source"] == "popular-in-category" and len(body["items"]) == 3
     for item_id in _ids(body):
         assert str(bundle.categories[bundle.item_category[bundle.item_index[item_id]]]) == category
 
@@ -214,6 +236,33 @@ def test_new_customer_with_posted_purchases_gets_item_to_item(live: Live, w: Wor
     assert body["source"] == "item-to-item"
     assert w.items[0] not in _ids(body)
     assert all(i["reason"].startswith("because you bought ") for i in body["items"])
+
+
+def test_item_to_item_keeps_to_the_asked_category(live: Live, w: World, bundle: Any) -> None:
+    seed = w.items[0]
+    category = _category_with(bundle, 4, besides=_category_of(bundle, seed))
+    event = {"event_id": "cat-1", "user_id": "new-with-category", "item_id": seed, "timestamp": "2025-12-31T10:00:00Z"}
+    with live.client() as c:
+        c.post("/v1/events", json={"events": [event]})
+        body = c.get("/v1/users/new-with-category/recommendations", params={"k": 4, "category": category}).json()
+    assert body["source"] in ("item-to-item", "popular-in-category") and len(body["items"]) == 4
+    assert {_category_of(bundle, i) for i in _ids(body)} == {category}
+
+
+def test_sold_out_category_is_not_served_as_popular_in_category(live: Live, bundle: Any) -> None:
+    holder = live.app.state.services.holder
+    category = _category_with(bundle, 3)
+    code = int(np.flatnonzero(bundle.categories == category)[0])
+    items = [str(i) for n, i in enumerate(bundle.item_ids) if bundle.item_category[n] == code]
+    was = {i: bool(holder.current.bundle.in_stock[bundle.item_index[i]]) for i in items}
+    holder.set_availability(dict.fromkeys(items, False))
+    try:
+        with live.client() as c:
+            body = c.get("/v1/users/no-such-customer/recommendations", params={"k": 3, "category": category}).json()
+    finally:
+        holder.set_availability(was)
+    assert body["source"] == "popular" and len(body["items"]) == 3
+    assert not set(_ids(body)) & set(items)
 
 
 # --- similar, basket, recipe, recap ---------------------------------------------------------------
@@ -262,15 +311,49 @@ def test_recipe_cart_has_one_line_per_ingredient(live: Live, w: World) -> None:
     assert missing.status_code == 404 and "no-such-recipe" in missing.json()["detail"]
 
 
+def test_recipe_cart_does_not_add_what_was_just_bought(live: Live, w: World, bundle: Any) -> None:
+    import json
+
+    recipe = json.loads((w.store / "recipes.json").read_text())["recipes"][0]
+    with live.client() as c:
+        # A customer and an ingredient the cart would add; then they buy another item of it now.
+        for user in w.users[100:200]:
+            lines = c.get(f"/v1/users/{user}/recipes/{recipe['recipe_id']}/cart").json()["lines"]
+            added = next((line for line in lines if line["status"] == "added"), None)
+            if added is not None:
+                break
+        assert added is not None
+        bought = next(
+            i
+            for i in w.items
+            if _category_of(bundle, i) == added["ingredient"] and i != added["item_id"] and i not in w.out_of_stock
+        )
+        event = {"event_id": f"recipe-{user}", "user_id": user, "item_id": bought, "timestamp": "2025-12-31T11:30:00Z"}
+        assert c.post("/v1/events", json={"events": [event]}).json()["accepted"] == 1
+        after = c.get(f"/v1/users/{user}/recipes/{recipe['recipe_id']}/cart").json()
+    line = next(line for line in after["lines"] if line["ingredient"] == added["ingredient"])
+    assert line["status"] == "probably-at-home" and line["item_id"] == bought and line["in_cart"] is False
+    assert line["reason"].startswith("you just bought ")
+    assert after["degraded"] is False
+
+
 def test_recaps_json_html_and_missing(live: Live, w: World) -> None:
-    user = w.recap_users[0]
+    from training.recaps import render_recap_html
+
+    user, other = w.recap_users
     with live.client() as c:
         record = c.get(f"/v1/users/{user}/recaps/2025")
+        theirs = c.get(f"/v1/users/{other}/recaps/2025")
         page = c.get(f"/v1/users/{user}/recaps/2025", params={"format": "html"})
         missing = c.get(f"/v1/users/{user}/recaps/2024")
     assert record.status_code == 200 and record.json()["user_id"] == user and record.json()["year"] == 2025
+    assert theirs.json()["user_id"] == other and theirs.json() != record.json()
+    assert record.json()["persona"]["name"] == HOSTILE_PERSONA
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert "<b>" not in page.text  # escaped
+    # the recap job's own email renderer, with the markup in the persona name escaped
+    assert page.text == render_recap_html(record.json())
+    assert "Weekend &lt;b&gt;Planner&lt;/b&gt;" in page.text and HOSTILE_PERSONA not in page.text
+    assert len(page.headers.get_list("x-request-id")) == 1
     assert missing.status_code == 404 and missing.json()["detail"]
 
 
@@ -331,6 +414,61 @@ def test_auth_is_declared_in_openapi(live: Live) -> None:
             assert schema_ok or path.startswith("/health"), path
 
 
+def _shape(value: Any) -> Any:
+    """JSON shape: dict keys, the first list entry's shape, the type of a scalar (None: any)."""
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shape(value[0])] if value else []
+    if value is None:
+        return None
+    return "number" if isinstance(value, int | float) and not isinstance(value, bool) else type(value).__name__
+
+
+def _same_shape(a: Any, b: Any, where: str = "") -> None:
+    if a is None or b is None or a == [] or b == []:
+        return
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), (where, sorted(a), sorted(b) if isinstance(b, dict) else b)
+        for k in a:
+            _same_shape(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list):
+        assert isinstance(b, list), where
+        _same_shape(a[0], b[0], f"{where}[0]")
+    else:
+        assert a == b, (where, a, b)
+
+
+def test_openapi_examples_are_real_answers(live: Live, w: World) -> None:
+    from service import schemas
+    from service.routes.recaps import EXAMPLE
+
+    for name in (
+        "Recommendations",
+        "BasketRequest",
+        "RecipeCart",
+        "EventsRequest",
+        "EventsAnswer",
+        "ReloadAnswer",
+        "Ready",
+    ):
+        model = getattr(schemas, name)
+        examples = model.model_config["json_schema_extra"]["examples"]
+        assert examples, name
+        for example in examples:
+            model.model_validate(example)
+    with live.client() as c:
+        spec = c.get("/openapi.json").json()
+        record = c.get(f"/v1/users/{w.recap_users[0]}/recaps/2025").json()
+        ready = c.get("/health/ready").json()
+    [ready_example] = schemas.Ready.model_config["json_schema_extra"]["examples"]
+    for part in ("model", "features", "events"):
+        assert ready_example[part].keys() == ready[part].keys(), part
+    documented = spec["paths"]["/v1/users/{user_id}/recaps/{year}"]["get"]["responses"]["200"]["content"]
+    assert documented["application/json"]["example"] == EXAMPLE
+    _same_shape(_shape(EXAMPLE), _shape(record))
+
+
 def test_auth_disabled_only_when_explicit(w: World) -> None:
     with live_server(w.env(RECO_AUTH="disabled")) as server, server.client(None) as c:
         assert c.get(f"/v1/users/{w.users[0]}/recommendations", params={"k": 2}).status_code == 200
@@ -355,6 +493,12 @@ def test_auth_disabled_only_when_explicit(w: World) -> None:
         ("POST", "/v1/baskets/complete", {"items": ["i" * 129]}),
         ("POST", "/v1/baskets/complete", {"items": ["i"], "k": 0}),
         ("GET", "/v1/users/u/recaps/1800", None),
+        ("GET", "/v1/users/" + "u" * 129 + "/recaps/2025", None),
+        ("GET", "/v1/users/u/recipes/" + "r" * 129 + "/cart", None),
+        ("GET", "/v1/users/u/recommendations?exclude=" + ",".join(f"i{n}" for n in range(101)), None),
+        ("GET", "/v1/users/u/recommendations?k=ten", None),
+        ("POST", "/v1/baskets/complete", {"items": ["i"], "user_id": "u" * 129}),
+        ("POST", "/v1/baskets/complete", {"items": ["i"], "k": 101}),
         ("POST", "/v1/events", {"events": []}),
     ],
 )
@@ -373,6 +517,57 @@ def test_request_id_is_echoed_or_made(live: Live, w: World) -> None:
     assert made.headers["x-request-id"] != "bad id with spaces" and len(made.headers["x-request-id"]) == 32
 
 
+def test_an_unexpected_error_is_json_and_its_message_stays_out_of_the_logs(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from starlette.testclient import TestClient
+
+    from service.app import create_app
+    from service.config import load_service_settings
+
+    app = create_app(load_service_settings(home=str(tmp_path), auth="disabled"))
+
+    customer = "-".join(("private", "customer", "42"))  # not in the source lines a traceback shows
+
+    async def boom() -> None:
+        raise KeyError(customer)
+
+    app.add_api_route("/boom", boom)
+    logger = logging.getLogger("reco")
+    logger.propagate = True
+    try:
+        with caplog.at_level(logging.INFO):
+            # raise_server_exceptions: an exception that got past the service would fail here
+            r = TestClient(app, raise_server_exceptions=True).get("/boom", headers={"X-Request-ID": "req-1"})
+    finally:
+        logger.propagate = False
+    assert r.status_code == 500 and r.json()["detail"] and r.json()["request_id"] == "req-1"
+    assert "KeyError" in caplog.text and "/boom" in caplog.text
+    assert "private-customer-42" not in caplog.text
+
+
+def test_a_broken_event_log_answers_503_and_recommendations_still_serve(tmp_path: Any, w: World) -> None:
+    (tmp_path / "events" / "events.db").mkdir(parents=True)  # a directory where the SQLite file belongs
+    with live_server(w.env(RECO_HOME=str(tmp_path))) as server, server.client() as c:
+        posted = c.post(
+            "/v1/events", json={"events": [{"event_id": "x", "user_id": "u", "item_id": "i", "timestamp": 1735000000}]}
+        )
+        answer = c.get(f"/v1/users/{w.users[0]}/recommendations", params={"k": 3})
+        ready = c.get("/health/ready")
+    assert posted.status_code == 503 and posted.json()["detail"] and posted.headers["retry-after"]
+    assert answer.status_code == 200 and "event-log-error" in answer.json()["degraded_reasons"]
+    assert ready.status_code == 200 and ready.json()["events"]["pending"] is None
+
+
+def test_max_events_per_request_is_enforced(w: World) -> None:
+    events = [{"event_id": f"m{n}", "user_id": "u", "item_id": "i", "timestamp": 1735000000} for n in range(3)]
+    with live_server(w.env(RECO_MAX_EVENTS="2")) as server, server.client() as c:
+        r = c.post("/v1/events", json={"events": events})
+    assert r.status_code == 422 and "At most 2 events" in r.json()["detail"]
+
+
 # --- health, metrics ------------------------------------------------------------------------------
 
 
@@ -387,6 +582,7 @@ def test_health_and_metrics(live: Live, w: World) -> None:
     body = ready.json()
     assert body["model"]["loaded"] and body["model"]["resolved_uri"].startswith("models:/reco/")
     assert body["features"]["online_store"] == "sqlite" and body["features"]["items_cached"] > 0
+    assert body["features"]["items_stale"] == 0
     lines = metrics.splitlines()
     assert any(
         line.startswith("reco_http_request_duration_seconds_bucket{")
@@ -399,6 +595,34 @@ def test_health_and_metrics(live: Live, w: World) -> None:
     )
     assert "reco_model_info{" in metrics
     assert "no-such-customer" not in metrics
+
+
+def test_metrics_survive_feast_setting_the_multiprocess_variable() -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    # The order of `reco serve` with one worker: the service's metrics first, then Feast (lifespan).
+    script = (
+        "import service.observability as o\n"
+        "import feast, os\n"
+        "assert os.environ.get('PROMETHEUS_MULTIPROC_DIR')  # set by feast.metrics\n"
+        "o.ANSWER_SOURCE.labels(endpoint='probe', source='model').inc()\n"
+        "print('endpoint=\"probe\"' in o.metrics_body()[0].decode())\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("PROMETHEUS_MULTIPROC")}
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=repo,
+        env={**env, "PYTHONPATH": str(repo)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().splitlines()[-1] == "True"
 
 
 def test_no_model_means_fallbacks_not_errors(w: World) -> None:

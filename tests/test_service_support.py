@@ -4,21 +4,22 @@ live uvicorn server on loopback per configuration.
 The world is built once per process (module-level cache) so every tests/test_service_*.py file
 reuses it: a synthetic store, `training.train.train` into a real MLflow registry (SQLite in a temp
 dir), a second registered version of the same artifacts (for reload tests), `features build` +
-`materialize` into the SQLite online store, and two stored recaps.
+`materialize` into the SQLite online store, and the 2025 recaps made by the real recap job.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
+import shutil
 import socket
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ def world() -> World:
     from training.train import train
 
     home = Path(tempfile.mkdtemp(prefix="reco-service-tests-"))
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
     store = home / "store"
     generate_store(store, users=800, items=200, years=2, seed=11)
     tracking_uri = f"sqlite:///{home}/mlflow.db"
@@ -90,8 +92,7 @@ def world() -> World:
         build(settings=settings, purchases=store / "purchases.parquet", catalog=store / "catalog.parquet")
         purchases = pq.read_table(store / "purchases.parquet", columns=["user_id"])
         users = sorted(set(purchases.column("user_id").to_pylist()))
-        recap_users = users[:2]
-        _write_recaps(settings.feature_data_dir / "customer_year_recap.parquet", recap_users)
+        recap_users = _publish_recaps(store, settings)
         materialize(settings=settings, full=True)
     catalog = pq.read_table(store / "catalog.parquet").to_pylist()
     return World(
@@ -105,43 +106,31 @@ def world() -> World:
     )
 
 
-def _write_recaps(path: Path, users: list[str]) -> None:
-    """Two recap records in the customer_year_recap source (the shape `reco recaps build` writes)."""
-    records = [
-        {
-            "schema_version": 1,
-            "user_id": u,
-            "year": 2025,
-            "orders": 10 + n,
-            "items": 40,
-            "spend": 123.45,
-            "top_categories": ["Milk"],
-            "top_items": ["Oat Milk"],
-            "top_brands": ["Old Mill"],
-            "staple": "Oat Milk",
-            "discoveries": [],
-            "busiest_month": "December",
-            "persona": "Weekly Planner <b>",
-            "picks": [],
-            "model_version": "1",
-        }
-        for n, u in enumerate(users)
-    ]
-    pq.write_table(
-        pa.table(
-            {
-                "user_id": [r["user_id"] for r in records],
-                "year": pa.array([2025] * len(records), pa.int64()),
-                "recap_json": [json.dumps(r) for r in records],
-                "schema_version": pa.array([1] * len(records), pa.int64()),
-                "model_version": ["1"] * len(records),
-                "event_timestamp": pa.array(
-                    [datetime(2026, 1, 1, tzinfo=UTC)] * len(records), pa.timestamp("us", tz="UTC")
-                ),
-            }
-        ),
-        path,
+HOSTILE_PERSONA = "Weekend <b>Planner</b>"
+
+
+def _publish_recaps(store: Path, settings: Any) -> list[str]:
+    """The 2025 recaps by the real recap job, published to the customer_year_recap source (the
+    online store gets them with the world's materialize); returns two customers with a full recap.
+    The first one's persona name carries markup, to check the email page escapes it."""
+    from training.data import load_catalog, load_purchases
+    from training.recaps import RecapOptions, RecapResult, build_recaps, publish_recaps
+
+    purchases, _ = load_purchases(store / "purchases.parquet")
+    catalog, _ = load_catalog(store / "catalog.parquet")
+    result = build_recaps(purchases=purchases, catalog=catalog, options=RecapOptions(year=2025))
+    records = list(result.records())
+    chosen = [r["user_id"] for r in records if r["kind"] == "full"][:2]
+    for record in records:
+        if record["user_id"] == chosen[0]:
+            record["persona"]["name"] = HOSTILE_PERSONA
+    table = result.recaps.set_column(
+        result.recaps.column_names.index("recap_json"), "recap_json", pa.array([json.dumps(r) for r in records])
     )
+    publish_recaps(
+        RecapResult(recaps=table, options=result.options, model_version=None), settings=settings, materialize=False
+    )
+    return chosen
 
 
 def register_second_version(w: World) -> str:

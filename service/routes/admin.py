@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
@@ -52,6 +53,10 @@ async def ready(services: ServicesDep) -> JSONResponse:
     """Ready when a model is loaded; says what is loaded and from where (200, else 503)."""
     current = services.holder.current
     features = services.features
+    try:
+        events: dict[str, Any] = {"pending": await asyncio.to_thread(services.events.pending), "error": None}
+    except Exception as exc:  # a broken event log must not turn the health check into a 500
+        events = {"pending": None, "error": type(exc).__name__}
     body = Ready(
         ready=current is not None,
         model={
@@ -71,10 +76,11 @@ async def ready(services: ServicesDep) -> JSONResponse:
             "online_store": features.kind,
             "available": features.available,
             "items_cached": len(features.catalog.items),
+            "items_stale": features.catalog.stale,
             "items_refreshed_at": features.catalog.refreshed_at.isoformat() if features.catalog.refreshed_at else None,
             "error": features.error,
         },
-        events={"pending": await asyncio.to_thread(services.events.pending)},
+        events=events,
     )
     return JSONResponse(body.model_dump(), status_code=200 if current is not None else 503)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from service.answers import model_reasons, record
+from service.answers import customer_context, model_reasons, record
 from service.deps import ModelDep, RecommendKey, ServicesDep
 from service.errors import NotFound
 from service.observability import current_request_id
@@ -33,10 +33,16 @@ async def recipe(
     found = services.recipes.get(recipe_id)
     if found is None:
         raise NotFound(f"No recipe {recipe_id!r}; known recipes: {', '.join(sorted(services.recipes)) or 'none'}.")
+    live = await customer_context(services, user_id)
     lines, source = recipe_cart(
-        model=model, catalog=services.features.catalog, recipe=found, user_id=user_id, now=services.settings.clock()
+        model=model,
+        catalog=services.features.catalog,
+        recipe=found,
+        user_id=user_id,
+        now=services.settings.clock(),
+        just_bought=live.just_bought,
     )
-    reasons = model_reasons(model)
+    reasons = list(dict.fromkeys([*live.degraded_reasons, *model_reasons(model)]))
     record("recipe", source, reasons)
     return RecipeCart(
         recipe_id=recipe_id,

@@ -1,0 +1,134 @@
+"""Online features on the service clock: Feast does not enforce a view's ttl on online reads, so the
+service does (stale customer rows are missing, stale item rows have unknown availability); and the
+first reads after start-up fit in the feature timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.features import _fresh, _present
+from tests.test_service_support import DATA_END, World, live_server, world
+
+pytestmark = pytest.mark.slow
+
+NOW = datetime.fromisoformat(DATA_END)
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def w() -> World:
+    return world()
+
+
+def _stale_count(view: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("reco_stale_features_total", {"view": view}) or 0.0
+
+
+def test_freshness_rule() -> None:
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    day = timedelta(days=1)
+    assert _fresh(NOW - 30 * day, 30 * day, NOW) and not _fresh(NOW - 31 * day, 30 * day, NOW)
+    assert _fresh(NOW - 10_000 * day, timedelta(0), NOW)  # ttl 0: never expires
+    assert _fresh(None, day, NOW)
+    assert not _fresh((NOW - 2 * day).replace(tzinfo=None), day, NOW)  # naive = UTC
+    # Redis answers a missing key with empty values (and event time 0): missing, not stale
+    assert not _present({"recent_items": Value()}) and not _present(None)
+    assert _present({"recent_items": Value(), "orders": Value(int64_val=3)})
+
+
+def _write_recent_items(store: Any, user_id: str, item_id: str, *, written: datetime) -> None:
+    import pandas as pd
+
+    bought = int((NOW - timedelta(days=2)).timestamp())
+    store.write_to_online_store(
+        "customer_recent_items",
+        pd.DataFrame(
+            {
+                "user_id": [user_id],
+                "recent_items": [[item_id]],
+                "recent_item_times": [[bought]],
+                "buy_again_items": [[]],
+                "buy_again_orders": [[]],
+                "event_timestamp": [written],
+            }
+        ),
+    )
+
+
+def test_stale_customer_rows_count_as_missing(w: World) -> None:
+    with live_server(w.env()) as server, server.client() as c:
+        features = server.app.state.services.features
+        # Two customers the model does not know, with the same recent purchase in the online store:
+        # one written a day ago, one 400 days ago (the view's ttl is 365 days).
+        _write_recent_items(features.store, "fresh-newcomer", w.items[0], written=NOW - timedelta(days=1))
+        _write_recent_items(features.store, "stale-newcomer", w.items[0], written=NOW - timedelta(days=400))
+        before = _stale_count("customer_recent_items")
+        fresh = asyncio.run(features.customer("fresh-newcomer")).features
+        stale = asyncio.run(features.customer("stale-newcomer")).features
+        assert fresh is not None and fresh.recent_items == (w.items[0],)
+        assert stale is not None and not stale.known and stale.recent_items == ()
+        assert _stale_count("customer_recent_items") == before + 1
+        fresh_answer = c.get("/v1/users/fresh-newcomer/recommendations", params={"k": 5}).json()
+        stale_answer = c.get("/v1/users/stale-newcomer/recommendations", params={"k": 5}).json()
+    assert fresh_answer["source"] == "item-to-item"  # seeded by the recent purchase
+    assert stale_answer["source"] == "popular"  # the year-old row is ignored
+
+
+def test_stale_item_stats_mean_unknown_availability(w: World) -> None:
+    later = (NOW + timedelta(days=40)).isoformat()  # item_stats' ttl is 30 days
+    before = _stale_count("item_stats")
+    with live_server(w.env(RECO_NOW=later)) as server, server.client() as c:
+        catalog = server.app.state.services.features.catalog
+        ready = c.get("/health/ready").json()
+        answer = c.get(f"/v1/users/{w.users[0]}/recommendations", params={"k": 10})
+    assert catalog.items and all(info.in_stock is None for info in catalog.items.values())
+    assert all(info.name for info in catalog.items.values())  # attributes are kept, only availability is unknown
+    assert ready["features"]["items_stale"] == ready["features"]["items_cached"] > 0
+    assert _stale_count("item_stats") >= before + len(catalog.items)
+    # unknown availability leaves the model's own catalog flags in force
+    assert answer.status_code == 200 and not {i["item_id"] for i in answer.json()["items"]} & w.out_of_stock
+
+
+def test_current_item_stats_are_not_stale(w: World) -> None:
+    with live_server(w.env()) as server:
+        catalog = server.app.state.services.features.catalog
+    assert catalog.stale == 0 and {i for i, info in catalog.items.items() if info.in_stock is False} == w.out_of_stock
+
+
+def test_first_recap_read_after_start_up_fits_the_feature_timeout(w: World) -> None:
+    # A fresh interpreter: Feast's lazy set-up on a first read is paid once per process.
+    script = (
+        "import json, sys\n"
+        "from tests.test_service_support import live_server\n"
+        "env, user = json.loads(sys.argv[1]), sys.argv[2]\n"
+        "with live_server(env) as server, server.client() as c:\n"
+        "    r = c.get(f'/v1/users/{user}/recaps/2025')\n"
+        "    print(json.dumps({'status': r.status_code, 'body': r.text[:200]}))\n"
+    )
+    env = w.env(RECO_FEATURE_TIMEOUT_MS="20", RECO_PRECOMPUTE_CANDIDATES="false")
+    run = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(env), w.recap_users[0]],
+        cwd=REPO,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.upper().startswith("PROMETHEUS_MULTIPROC")},
+            "PYTHONPATH": str(REPO),
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    answer = json.loads(run.stdout.strip().splitlines()[-1])
+    assert answer["status"] == 200, answer
