@@ -485,6 +485,10 @@ def test_new_purchases_update_only_what_changed(messy_store: Path, tmp_path: Pat
     second = materialize(settings=settings)
     per_view = {v.view: v.rows_written for v in second.views}
     assert per_view["customer_profile"] == 1 and per_view["customer_recent_items"] == 1, second.format_text()
+    # item_stats is re-confirmed by every build (its ttl measures the build's age): every row moves up.
+    assert per_view["item_stats"] == len(catalog), second.format_text()
+    stamps = pq.read_table(settings.feature_data_dir / "item_stats.parquet").column("event_timestamp")
+    assert pc.unique(stamps).to_pylist() == [when.replace(tzinfo=UTC)]
     got = _read(settings, "recommend_v1", [{"user_id": user}])
     new_df = _purchases(messy_store)
     new_df = pd.concat([new_df, extra.to_pandas().assign(basket="new-order-1")], ignore_index=True)

@@ -35,6 +35,10 @@ POPULARITY_WINDOWS_DAYS = (7, 30, 365)
 
 # Entity key columns and feature columns of each built view, in source file order.
 VIEW_KEYS = {"customer_profile": (col.USER_ID,), "customer_recent_items": (col.USER_ID,), "item_stats": (col.ITEM_ID,)}
+# Views whose ttl means "stale once builds stop": every build re-confirms each row (moves an unchanged
+# row's event time up to the build's as-of time), so the service's freshness check measures the age
+# of the build, not of the last change. Cheap: one row per catalog item.
+RECONFIRMED_VIEWS = ("item_stats",)
 
 _BASE = f"""
 CREATE TEMP TABLE lines AS
@@ -178,7 +182,7 @@ def build_features(*, settings: Settings, purchases: Path, catalog: Path | None 
                 f"CREATE OR REPLACE TEMP TABLE fresh AS {_QUERIES[view]}",
                 {"as_of": as_of} if "$as_of" in _QUERIES[view] else None,
             )
-            table = _stamp(con, path, keys=VIEW_KEYS[view], as_of=as_of)
+            table = _stamp(con, path, keys=VIEW_KEYS[view], as_of=as_of, reconfirm=view in RECONFIRMED_VIEWS)
             _write_atomically(table, path)
             rows[view] = table.num_rows
         return BuildResult(rows=rows, as_of=as_of, purchases_rejected=report.rows_rejected)
@@ -186,8 +190,9 @@ def build_features(*, settings: Settings, purchases: Path, catalog: Path | None 
         con.close()
 
 
-def _stamp(con: Any, previous_path: Path, *, keys: tuple[str, ...], as_of: datetime) -> pa.Table:
-    """`fresh` plus event_timestamp: the previous build's for unchanged rows, a newer one otherwise."""
+def _stamp(con: Any, previous_path: Path, *, keys: tuple[str, ...], as_of: datetime, reconfirm: bool) -> pa.Table:
+    """`fresh` plus event_timestamp: the previous build's for unchanged rows (or, with `reconfirm`, the
+    later of it and `as_of`), a newer one for changed rows. Rebuilding the same file changes nothing."""
     features = [c for c in con.sql("SELECT * FROM fresh LIMIT 0").to_arrow_table().column_names if c not in keys]
     order = ", ".join(keys)
     previous_columns = _columns(previous_path)
@@ -208,13 +213,15 @@ def _stamp(con: Any, previous_path: Path, *, keys: tuple[str, ...], as_of: datet
     changed_ts = as_of if previous_newest is None or previous_newest < as_of else previous_newest + timedelta(seconds=1)
     same = " AND ".join(f"f.{c} IS NOT DISTINCT FROM p.{c}" for c in features)
     join = " AND ".join(f"f.{k} = p.{k}" for k in keys)
+    unchanged = f"greatest(p.{EVENT_TIMESTAMP}, $as_of::TIMESTAMPTZ)" if reconfirm else f"p.{EVENT_TIMESTAMP}"
     query = f"""
-        SELECT f.*, CASE WHEN p.{EVENT_TIMESTAMP} IS NOT NULL AND {same} THEN p.{EVENT_TIMESTAMP}
+        SELECT f.*, CASE WHEN p.{EVENT_TIMESTAMP} IS NOT NULL AND {same} THEN {unchanged}
                          ELSE $changed::TIMESTAMPTZ END AS {EVENT_TIMESTAMP}
         FROM fresh f LEFT JOIN previous p ON {join}
         ORDER BY {", ".join(f"f.{k}" for k in keys)}
     """
-    return con.sql(query, params={"changed": changed_ts}).to_arrow_table().cast(_schema(con))
+    params = {"changed": changed_ts, **({"as_of": as_of} if reconfirm else {})}
+    return con.sql(query, params=params).to_arrow_table().cast(_schema(con))
 
 
 def _columns(path: Path) -> set[str]:
