@@ -29,7 +29,7 @@ GRID: dict[str, dict[str, list[Any]]] = {
     "popularity": {},
     "frequency": {},
     "hybrid": {},
-    "als": {"factors": [32, 64, 128], "regularization": [0.01, 0.1]},
+    "als": {"factors": [32, 64, 128], "regularization": [0.01, 0.1, 30.0]},
     "bpr": {"factors": [64], "learning_rate": [0.01, 0.05]},
     "knn-cosine": {"neighbours": [50, 200]},
     "knn-bm25": {"neighbours": [50, 200]},
@@ -94,6 +94,7 @@ def main() -> None:
                 blend=fitted.blend,
                 collaborative=None if fitted.collaborative is None else fitted.collaborative.scorer,
                 catalog=prepared.catalog,
+                timeline=True,
             )
             contexts = ("home", "discover") if model != "frequency" else ("home", "buy-again")
             val = evaluate(

@@ -1,8 +1,13 @@
 """Honest evaluation: a chronological split and ranking metrics computed on the ranking core's output.
 
 Split: each customer's last basket is the test, the one before it the validation basket (used for
-tuning only), everything earlier is training. Baskets are orders (`order_id`), or a customer's
-calendar day when the file has no order ids. Metrics @k: NDCG, recall, precision, MAP, hit rate,
+tuning only), everything earlier is training. (When too few customers have a validation basket,
+training.train.prepare holds some customers' last baskets out for tuning instead; they are then
+not test customers.) Baskets are orders (`order_id`), or a customer's calendar day when the file
+has no order ids. Each held-out basket is ranked as of its own day: the customer's history up to
+it and, through the bundle's popularity timeline, the popularity of that day from earlier lines
+only. (Other customers' later lines still shape the collaborative part: leave-last-basket-out is
+not a global time split.) Metrics @k: NDCG, recall, precision, MAP, hit rate,
 catalog coverage, novelty and mean popularity; for `home` also split into repeat items (bought
 before) and new items, and by segment (new customers: 1–2 earlier baskets; returning: ≥ 3).
 """
@@ -39,7 +44,20 @@ class Holdout:
         if len(self.users) <= max_users:
             return self
         keep = np.sort(np.random.default_rng(seed).choice(len(self.users), size=max_users, replace=False))
-        return Holdout(self.users[keep], self.now[keep], self.targets[keep], self.prior_baskets[keep])
+        return self.take(keep)
+
+    def take(self, rows: np.ndarray) -> Holdout:
+        """The holdout restricted to the given row positions."""
+        return Holdout(self.users[rows], self.now[rows], self.targets[rows], self.prior_baskets[rows])
+
+    def concat(self, other: Holdout) -> Holdout:
+        """Both holdouts' customers, this one's first."""
+        return Holdout(
+            np.concatenate([self.users, other.users]),
+            np.concatenate([self.now, other.now]),
+            sp.vstack([self.targets, other.targets]).tocsr(),
+            np.concatenate([self.prior_baskets, other.prior_baskets]),
+        )
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from training.errors import RecoError
 from training.matrix import Interactions
-from training.ranking import Blend, Collaborative, History, decay
+from training.ranking import Blend, Collaborative, History, PopularityTimeline, decay
 
 BASELINES = ("popularity", "frequency")
 COLLABORATIVE = ("als", "bpr", "knn-cosine", "knn-bm25", "ease")
@@ -162,6 +162,40 @@ def popularity(
     return np.bincount(item, weights=weights, minlength=interactions.n_items).astype(np.float32)
 
 
+TIMELINE_SNAPSHOTS = 256
+
+
+def popularity_timeline(
+    *,
+    interactions: Interactions,
+    half_life: float,
+    events: tuple[np.ndarray, np.ndarray] | None = None,
+    snapshots: int = TIMELINE_SNAPSHOTS,
+) -> PopularityTimeline:
+    """`popularity` as of evenly spaced days over the lines' span (the first snapshot is empty, the last
+    counts every line), each snapshot scaled to max 1; at most `snapshots` + 1 rows of n_items floats."""
+    item, day = events if events is not None else popularity_events(interactions)
+    n_items = interactions.n_items
+    if not len(day):
+        return PopularityTimeline(days=np.zeros(1), values=np.zeros((1, n_items), dtype=np.float32))
+    start, end = float(day.min()), float(day.max())
+    step = max((end - start) / snapshots, 1e-6) * (1 + 1e-9)
+    days = start + step * np.arange(snapshots + 1)  # days[-1] > end: the last snapshot has every line
+    bucket = np.searchsorted(days, day, side="right")  # first snapshot after the line
+    order = np.argsort(bucket, kind="stable")
+    bounds = np.searchsorted(bucket[order], np.arange(snapshots + 2))
+    values = np.zeros((snapshots + 1, n_items), dtype=np.float64)
+    for k in range(1, snapshots + 1):
+        values[k] = values[k - 1] * decay(age_days=np.array(step), half_life=half_life)
+        lines = order[bounds[k] : bounds[k + 1]]
+        if len(lines):
+            weights = decay(age_days=days[k] - day[lines], half_life=half_life)
+            values[k] += np.bincount(item[lines], weights=weights, minlength=n_items)
+    top = values.max(axis=1, keepdims=True)
+    np.divide(values, top, out=values, where=top > 0)
+    return PopularityTimeline(days=days, values=values.astype(np.float32))
+
+
 def _blas_single_thread() -> Any:
     """BLAS limited to one thread around implicit (it parallelizes itself; implicit warns otherwise)."""
     # Import implicit (and the BLAS it loads) first: threadpoolctl limits only libraries already loaded.
@@ -285,15 +319,27 @@ def baseline_blend(name: str) -> Blend:
     return Blend(collaborative=1.0, popularity=1e-3)
 
 
-# The hybrid's blend is tuned on validation by coordinate search over these axes (≈ 25 evaluations
-# instead of a full grid): repurchase weight, then the "due" boost, then the popularity prior,
-# then the repurchase weight again. The discovery weight is fixed at 1 (only ratios matter).
+# The hybrid's blend is tuned on validation by coordinate search (≈ 35 evaluations instead of a
+# full grid). Start: the repurchase weights, discovery-only blends (home without bought items) at
+# each popularity weight, and the plain baselines, so that on validation the hybrid is never worse
+# than popularity or personal frequency. Then, from the best: the "due" boost, the popularity prior,
+# whether home lists bought items, the collaborative weight and the repurchase weight again.
 REPURCHASE_WEIGHTS = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 DUE_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
-POPULARITY_WEIGHTS = (1e-3, 0.05, 0.2, 0.5)
+POPULARITY_WEIGHTS = (1e-3, 0.05, 0.2, 0.5, 2.0)
+# Zero last: on a tie the collaborative part stays (it is what `discover` serves).
+COLLABORATIVE_WEIGHTS = (0.3, 3.0, 0.0)
 HYBRID_START = Blend(repurchase=1.0, collaborative=1.0, popularity=1e-3)
+# `discover` gets its own collaborative/popularity mix, tuned on the validation baskets' new items:
+# (collaborative, popularity) pairs, popularity alone last.
+DISCOVER_MIXES = ((1.0, 1e-3), (1.0, 0.05), (1.0, 0.2), (1.0, 0.5), (1.0, 2.0), (0.0, 1.0))
 # Catalogue-style data (nobody buys the same film twice): home = discovery only.
 DISCOVERY_ONLY = Blend(collaborative=1.0, popularity=1e-3, home_excludes_bought=True)
+# ALS's regularization is chosen on validation (discover NDCG@10 of ALS alone) when the model search
+# is affordable: the best value depends on the data (0.05, implicit's example value, over-fits
+# small or sparse matrices badly; a large value can shrink the factors to nothing). Above
+# SEARCH_MAX_PAIRS one fit with DEFAULTS["regularization"].
+ALS_REGULARIZATIONS = (0.05, 30.0, 100.0)
 
 
 HALF_LIVES = (30.0, 90.0, 365.0, math.inf)

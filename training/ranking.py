@@ -10,12 +10,14 @@ Every model is the same blend of three per-item signals, each scaled to at most 
 * repurchase: the customer's own recency-weighted basket count for the item, boosted when the
   item is "due" (time since the last purchase ≈ the customer's usual interval for it);
 * collaborative: ALS/BPR factors, item-item kNN similarities or EASE weights;
-* popular: recency-weighted popularity, also the fallback for customers the model does not know.
+* popular: recency-weighted popularity, also the fallback for customers the model does not know
+  (in evaluation, as of each held-out basket's day: `PopularityTimeline`).
 
 Popularity, personal frequency, the pure collaborative models and the default hybrid differ only
 in their weights (see training.models). Contexts: `buy-again` keeps items the customer bought,
-`discover` keeps items never bought, `home` keeps both (unless the blend says home excludes
-bought items, as on catalogue-style data where nobody buys the same film twice).
+`discover` keeps items never bought (with its own collaborative/popularity mix when the blend has
+one), `home` keeps both (unless the blend says home excludes bought items, as on catalogue-style
+data where nobody buys the same film twice).
 """
 
 from __future__ import annotations
@@ -110,6 +112,23 @@ class Collaborative:
 
 
 @dataclass(frozen=True)
+class PopularityTimeline:
+    """Recency-weighted popularity as of past days, from snapshots (each scaled to max 1).
+
+    Evaluation ranks each held-out basket with the popularity of its own day, counting only lines
+    before it, as production does at serving time. Popularity as of the end of the data would tell
+    an early customer what became popular after their basket, and misses what was popular then."""
+
+    days: np.ndarray  # float64, ascending: snapshot k counts the lines before days[k]
+    values: np.ndarray  # float32, snapshots × items
+
+    def at(self, now: np.ndarray) -> np.ndarray:
+        """Popularity (rows × items) as of the latest snapshot at or before each `now`."""
+        index = np.searchsorted(self.days, np.asarray(now, dtype=np.float64), side="right") - 1
+        return self.values[np.clip(index, 0, len(self.days) - 1)]
+
+
+@dataclass(frozen=True)
 class Blend:
     """The weights that make a model out of the three signals (see module docstring)."""
 
@@ -118,6 +137,10 @@ class Blend:
     popularity: float = 1.0
     due: float = 0.0
     home_excludes_bought: bool = False
+    # `discover` lists only new items, so its collaborative/popularity mix is tuned on the new items
+    # of the validation baskets on its own (None: the home weights).
+    discover_collaborative: float | None = None
+    discover_popularity: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for config.json and MLflow params."""
@@ -127,7 +150,17 @@ class Blend:
             "popularity": self.popularity,
             "due": self.due,
             "home_excludes_bought": self.home_excludes_bought,
+            "discover_collaborative": self.discover_collaborative,
+            "discover_popularity": self.discover_popularity,
         }
+
+    def for_context(self, context: str) -> Blend:
+        """The weights a context ranks with (discover may have its own collaborative/popularity mix)."""
+        if context != "discover" or self.discover_collaborative is None or self.discover_popularity is None:
+            return self
+        return replace(
+            self, repurchase=0.0, collaborative=self.discover_collaborative, popularity=self.discover_popularity
+        )
 
 
 @dataclass
@@ -145,6 +178,8 @@ class ModelBundle:
     collaborative: Collaborative | None = None
     config: dict[str, Any] = field(default_factory=dict)
     version: str = ""
+    # Evaluation only (never saved): popularity as of each held-out basket's day.
+    popularity_timeline: PopularityTimeline | None = None
     _user_index: dict[str, int] | None = field(default=None, repr=False)
     _item_index: dict[str, int] | None = field(default=None, repr=False)
 
@@ -229,9 +264,11 @@ class ModelBundle:
             cf[~known] = 0.0
             top = np.abs(cf).max(axis=1, keepdims=True)
             np.divide(cf, top, out=cf, where=top > 0)
-        return Signals(
-            known=known, bought=bought, repurchase=repurchase, collaborative=cf, popular=self.popular_scores()
-        )
+        if self.popularity_timeline is not None and now is not None:
+            popular = self.popularity_timeline.at(when)
+        else:
+            popular = self.popular_scores()
+        return Signals(known=known, bought=bought, repurchase=repurchase, collaborative=cf, popular=popular)
 
     def score_rows(self, *, rows: np.ndarray, context: str, now: np.ndarray | None = None) -> np.ndarray:
         """Blended scores for history rows (−1 = unknown customer), −inf where the context excludes an item."""
@@ -322,7 +359,7 @@ class Signals:
     bought: np.ndarray  # bool rows × items
     repurchase: dict[float, np.ndarray]  # due weight → scores
     collaborative: np.ndarray | None
-    popular: np.ndarray  # per item
+    popular: np.ndarray  # per item, or rows × items (popularity as of each row's day)
 
 
 def check_context(context: str) -> str:
@@ -335,6 +372,7 @@ def check_context(context: str) -> str:
 def blend_scores(signals: Signals, *, blend: Blend, context: str) -> np.ndarray:
     """Blend the signals; −inf where the context excludes an item; unknown customers get popularity."""
     shape = signals.bought.shape
+    blend = blend.for_context(context)
     # In-place arithmetic and `copyto(where=)`: this runs for every customer batch and blend while tuning.
     if blend.repurchase:
         scores = np.multiply(signals.repurchase[blend.due], np.float32(blend.repurchase), dtype=np.float32)
@@ -345,12 +383,13 @@ def blend_scores(signals: Signals, *, blend: Blend, context: str) -> np.ndarray:
             scores += signals.collaborative
         else:
             scores += np.float32(blend.collaborative) * signals.collaborative
+    popular = signals.popular if signals.popular.ndim == 2 else signals.popular[None, :]
     if blend.popularity:
-        scores += (np.float32(blend.popularity) * signals.popular.astype(np.float32))[None, :]
+        scores += np.float32(blend.popularity) * popular.astype(np.float32)
     known = signals.known
     # Customers unknown to the model get the popularity fallback, whatever the blend.
     if not known.all():
-        scores[~known] = signals.popular[None, :]
+        scores[~known] = np.broadcast_to(popular, shape)[~known]
     if context == "buy-again":
         excluded = ~signals.bought if known.all() else ~signals.bought & known[:, None]
         np.copyto(scores, np.float32(-np.inf), where=excluded)

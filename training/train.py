@@ -32,12 +32,17 @@ from training.evaluation import (
     evaluate,
 )
 from training.matrix import Interactions, build_interactions
-from training.ranking import Blend, Collaborative, History, ModelBundle
+from training.ranking import Blend, Collaborative, History, ModelBundle, PopularityTimeline
 
 PROMOTE_CHOICES = ("auto", "always", "never")
 REFIT_CHOICES = ("auto", "full", "fold-in", "none")
 DEFAULT_EVAL_USERS = 10_000
 TUNE_USERS = 3_000
+# Sparse retail (most customers 1–3 orders) leaves few customers with a validation basket (their
+# second-to-last); below this many, a share of the test customers' last baskets is held out for
+# tuning instead (those customers are then not tested), so tuning never runs on nothing.
+MIN_VALIDATION_CUSTOMERS = 300
+HELD_OUT_SHARE = 0.2
 Log = Callable[[str], None]
 
 
@@ -61,6 +66,16 @@ class Prepared:
     tuning: Holdout  # the validation customers the hybrid's weights are tuned on (a subsample)
     test: Holdout
     item_share: np.ndarray  # share of training customers who bought each item (novelty)
+    held_out_customers: int = 0  # test customers whose last basket was moved to validation
+
+    def summary(self) -> dict[str, int]:
+        """Split sizes as used (after any held-out customers moved from test to validation), for logging."""
+        return {
+            **self.split.summary(),
+            "validation_customers": len(self.validation.users),
+            "test_customers": len(self.test.users),
+            "held_out_customers": self.held_out_customers,
+        }
 
 
 @dataclass
@@ -75,6 +90,7 @@ class Fitted:
     collaborative_name: str | None
     collaborative: m.FittedCollaborative | None
     test_bundle: ModelBundle
+    collaborative_params: dict[str, Any] = field(default_factory=dict)  # chosen on validation (refit uses them)
     validation_scores: dict[str, float] = field(default_factory=dict)
     choice: dict[str, Any] = field(default_factory=dict)
     fit_seconds: float = 0.0
@@ -110,15 +126,35 @@ def prepare(*, purchases: pa.Table, catalog: pa.Table | None, eval_users: int) -
     pairs = np.unique(train_users.astype(np.int64) * interactions.n_items + interactions.item[split.train])
     n_customers = max(len(np.unique(train_users)), 1)
     item_share = np.bincount(pairs % interactions.n_items, minlength=interactions.n_items) / n_customers
+    validation, test, held_out = _validation_and_test(split)
     return Prepared(
         interactions=interactions,
         split=split,
         catalog=_align_catalog(catalog=catalog, item_ids=interactions.item_ids),
-        validation=split.validation_holdout.sample(max_users=eval_users, seed=1),
-        tuning=split.validation_holdout.sample(max_users=min(eval_users, TUNE_USERS), seed=1),
-        test=split.test_holdout.sample(max_users=eval_users, seed=2),
+        validation=validation.sample(max_users=eval_users, seed=1),
+        tuning=validation.sample(max_users=min(eval_users, TUNE_USERS), seed=1),
+        test=test.sample(max_users=eval_users, seed=2),
         item_share=item_share.astype(np.float64),
+        held_out_customers=held_out,
     )
+
+
+def _validation_and_test(split: Split) -> tuple[Holdout, Holdout, int]:
+    """(validation, test, customers moved): with too few validation baskets, a random share of the test
+    customers without one (customers with exactly two baskets) is tuned on instead of tested.
+
+    Honest either way: their last basket is outside the training lines (as every test basket is),
+    and a customer is used for tuning or for the test, never both."""
+    validation, test = split.validation_holdout, split.test_holdout
+    if len(validation.users) >= MIN_VALIDATION_CUSTOMERS:
+        return validation, test, 0
+    eligible = np.flatnonzero(~np.isin(test.users, validation.users))
+    n = min(len(eligible), int(len(test.users) * HELD_OUT_SHARE), TUNE_USERS)
+    if n == 0:
+        return validation, test, 0
+    moved = np.sort(np.random.default_rng(3).choice(eligible, size=n, replace=False))
+    kept = np.setdiff1d(np.arange(len(test.users)), moved)
+    return validation.concat(test.take(moved)), test.take(kept), n
 
 
 def _align_catalog(*, catalog: pa.Table | None, item_ids: np.ndarray) -> Catalog:
@@ -153,8 +189,10 @@ def make_bundle(
     events: m.BasketEvents | None = None,
     history: History | None = None,
     popularity_events: tuple[np.ndarray, np.ndarray] | None = None,
+    timeline: bool = False,
 ) -> ModelBundle:
-    """A bundle whose history and popularity come from the given lines (pass `events` or `history` to reuse them)."""
+    """A bundle whose history and popularity come from the given lines (pass `events` or `history` to reuse them);
+    `timeline` adds popularity as of past days, for evaluation on held-out baskets."""
     reference = float(interactions.day.max()) if interactions.n_lines else 0.0
     if history is None:
         history = m.build_history(
@@ -173,6 +211,11 @@ def make_bundle(
         blend=blend,
         collaborative=collaborative,
         config=dict(config or {}),
+        popularity_timeline=m.popularity_timeline(
+            interactions=interactions, half_life=popularity_half_life, events=popularity_events
+        )
+        if timeline
+        else None,
     )
 
 
@@ -189,6 +232,10 @@ def _best(scores: Mapping[Any, float]) -> Any:
     return best_key if best_key is not None else next(iter(scores))
 
 
+def _rounded(scores: Mapping[Any, float]) -> dict[str, float]:
+    return {str(k): round(v, 4) for k, v in scores.items()}
+
+
 def candidates_for(*, model: str, params: Mapping[str, Any], interactions: Interactions, pairs: int) -> list[str]:
     """Collaborative models to fit: the model itself, or the hybrid's search space (bounded by data size)."""
     if model in m.BASELINES:
@@ -197,6 +244,8 @@ def candidates_for(*, model: str, params: Mapping[str, Any], interactions: Inter
         return [model]
     if "candidates" in params:
         chosen = [c.strip() for c in str(params["candidates"]).split(",") if c.strip()]
+        if not chosen:
+            raise RecoError("--param candidates= names no model: list one or more of " + ", ".join(m.COLLABORATIVE))
         for c in chosen:
             m.check_model(c)
             if c not in m.COLLABORATIVE:
@@ -215,19 +264,85 @@ def tune_blend(*, bundle: ModelBundle, holdout: Holdout) -> tuple[Blend, float]:
         res = evaluate(candidates=cands, holdout=holdout, ks=(10,), detail=False)
         return {b: _score(res, str(i)) for i, b in enumerate(blends)}
 
-    tried = run([m.DISCOVERY_ONLY, *(replace(m.HYBRID_START, repurchase=w) for w in m.REPURCHASE_WEIGHTS)])
+    # The baselines come last so that, on a tie, a blend with the collaborative part wins.
+    tried = run(
+        [
+            *(replace(m.HYBRID_START, repurchase=w) for w in m.REPURCHASE_WEIGHTS),
+            *(replace(m.DISCOVERY_ONLY, popularity=w) for w in m.POPULARITY_WEIGHTS),
+            m.baseline_blend("frequency"),
+            m.baseline_blend("popularity"),
+        ]
+    )
+    if all(math.isnan(v) for v in tried.values()):
+        # Nothing to tune on (no validation basket anywhere): own purchases first, then discovery.
+        return replace(m.HYBRID_START, repurchase=10.0), math.nan
     best = _best(tried)
     for axis, values in (
         ("due", m.DUE_WEIGHTS),
         ("popularity", m.POPULARITY_WEIGHTS),
+        ("home_excludes_bought", (False, True)),
+        ("collaborative", m.COLLABORATIVE_WEIGHTS),
         ("repurchase", m.REPURCHASE_WEIGHTS),
     ):
-        if best.home_excludes_bought:
-            break
+        if axis == "due" and (best.repurchase == 0.0 or best.home_excludes_bought):
+            continue  # no repurchase signal in the list: the boost changes nothing
+        if axis == "repurchase" and best.home_excludes_bought:
+            continue  # bought items are not listed in home
+        if axis == "popularity" and best.collaborative == 0.0 and best.repurchase == 0.0:
+            continue  # popularity alone ranks the same at any weight
         new = [b for b in (replace(best, **{axis: v}) for v in values) if b not in tried]
         tried.update(run(new))
         best = _best(tried)
     return best, tried[best]
+
+
+def tune_discover(*, bundle: ModelBundle, holdout: Holdout, blend: Blend) -> tuple[Blend, dict[str, float]]:
+    """The blend with its own `discover` mix, chosen on the new items of the validation baskets.
+
+    Home weights are tuned for home, where a grocery customer's own staples fill the list and the
+    collaborative part can drop out; discover still needs the best mix for new items. Blends that
+    keep bought items out of home already are discovery lists: they stay as they are."""
+    if blend.home_excludes_bought:
+        return blend, {}
+    mixes = [replace(blend, discover_collaborative=c, discover_popularity=p) for c, p in m.DISCOVER_MIXES]
+    cands = [Candidate(str(i), bundle, b, ("discover",)) for i, b in enumerate(mixes)]
+    res = evaluate(candidates=cands, holdout=holdout, ks=(10,), detail=False)
+    scores = {b: _score(res, str(i), "discover/ndcg_at_10") for i, b in enumerate(mixes)}
+    if all(math.isnan(v) for v in scores.values()):
+        return blend, {}
+    best = _best(scores)
+    return best, {f"{b.discover_collaborative}/{b.discover_popularity}": v for b, v in scores.items()}
+
+
+def fit_candidate(
+    *,
+    name: str,
+    matrix: Any,
+    params: Mapping[str, Any],
+    search: bool,
+    validation_bundle: Callable[[Collaborative], ModelBundle],
+    holdout: Holdout,
+) -> tuple[m.FittedCollaborative, dict[str, Any], dict[float, float]]:
+    """Fit one collaborative model; ALS tries a few regularizations (unless given) and keeps the best
+    discover NDCG@10 on validation. Returns (fit, parameters chosen, validation score per value)."""
+    if name != "als" or not search or "regularization" in params:
+        return m.fit_collaborative(name=name, matrix=matrix, params=params), {}, {}
+    fits: dict[float, m.FittedCollaborative] = {}
+    scores: dict[float, float] = {}
+    for reg in m.ALS_REGULARIZATIONS:
+        fit = m.fit_collaborative(name=name, matrix=matrix, params={**params, "regularization": reg})
+        bundle = validation_bundle(fit.scorer)
+        res = evaluate(
+            candidates=[Candidate("als", bundle, m.baseline_blend("als"), ("discover",))],
+            holdout=holdout,
+            ks=(10,),
+            detail=False,
+        )
+        fits[reg], scores[reg] = fit, _score(res, "als", "discover/ndcg_at_10")
+    reg = _best(scores) if not all(math.isnan(v) for v in scores.values()) else float(m.DEFAULTS["regularization"])
+    chosen = fits.get(reg) or m.fit_collaborative(name=name, matrix=matrix, params=params)
+    seconds = sum(f.seconds for f in fits.values())
+    return replace(chosen, seconds=seconds), {"regularization": reg}, scores
 
 
 def fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepared, log: Log) -> Fitted:
@@ -242,8 +357,10 @@ def fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepar
     events = {id(train): m.basket_events(train)}
     popular_events = {id(train): m.popularity_events(train)}
 
+    timelines: dict[tuple[int, float], PopularityTimeline] = {}
+
     def bundle(lines: Interactions, hl: float, phl: float, blend: Blend, cf: Collaborative | None) -> ModelBundle:
-        return make_bundle(
+        made = make_bundle(
             interactions=lines,
             half_life=hl,
             popularity_half_life=phl,
@@ -253,6 +370,12 @@ def fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepar
             events=events.get(id(lines)),
             popularity_events=popular_events.get(id(lines)),
         )
+        key = (id(lines), phl)
+        if key not in timelines:
+            timelines[key] = m.popularity_timeline(
+                interactions=lines, half_life=phl, events=popular_events.get(id(lines))
+            )
+        return replace(made, popularity_timeline=timelines[key])
 
     choice: dict[str, Any] = {}
     # 1. Recency of the customer's own purchases and of popularity, on validation.
@@ -286,9 +409,21 @@ def fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepar
     matrix = m.history_matrix(train_history, n_items=inter.n_items)
     names = candidates_for(model=model, params=params, interactions=inter, pairs=matrix.nnz)
     fits: dict[str, m.FittedCollaborative] = {}
+    chosen_params: dict[str, dict[str, Any]] = {}
     for name in names:
-        fits[name] = m.fit_collaborative(name=name, matrix=matrix, params=params)
-        log(f"  fitted {name} on the training split in {fits[name].seconds:.1f} s")
+        fits[name], chosen_params[name], scores = fit_candidate(
+            name=name,
+            matrix=matrix,
+            params=params,
+            search=matrix.nnz <= m.SEARCH_MAX_PAIRS,
+            validation_bundle=lambda cf: bundle(train, half_life, pop_half_life, m.baseline_blend("als"), cf),
+            holdout=val,
+        )
+        if scores:
+            choice[f"{name}_discover_scores"] = {str(k): v for k, v in scores.items()}
+            log(f"  {name} validation discover/ndcg_at_10 by regularization: {_rounded(scores)}")
+        chosen_text = "".join(f" {k}={v}" for k, v in chosen_params[name].items())
+        log(f"  fitted {name}{chosen_text} on the training split in {fits[name].seconds:.1f} s")
     if model in m.BASELINES:
         blend, chosen = m.baseline_blend(model), None
     elif model != "hybrid":
@@ -304,11 +439,23 @@ def fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepar
                 f" with {per_candidate[name][0]}"
             )
         chosen = _best({name: score for name, (_, score) in per_candidate.items()})
-        blend = per_candidate[chosen][0]
+        blend, discover_scores = tune_discover(
+            bundle=bundle(train, half_life, pop_half_life, m.HYBRID_START, fits[chosen].scorer),
+            holdout=tune,
+            blend=per_candidate[chosen][0],
+        )
+        if discover_scores:
+            choice["discover_mix_scores"] = discover_scores
+            log(
+                f"  discover mix (collaborative, popularity) = ({blend.discover_collaborative}, "
+                f"{blend.discover_popularity}) on validation discover/ndcg_at_10 {_rounded(discover_scores)}"
+            )
         choice["candidates"] = {
             name: {"validation_score": s, "blend": b.to_dict()} for name, (b, s) in per_candidate.items()
         }
         choice["chosen"] = chosen
+    if chosen and chosen_params.get(chosen):
+        choice["chosen_params"] = chosen_params[chosen]
     # 3. The test-time bundle: history up to each customer's test basket; ALS customers folded in.
     cf_fit = fits.get(chosen) if chosen else None
     test_history = m.build_history(
@@ -327,6 +474,7 @@ def fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepar
         collaborative=test_cf,
         catalog=prepared.catalog,
         history=test_history,
+        timeline=True,
     )
     fitted = Fitted(
         model=model,
@@ -336,6 +484,7 @@ def fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepar
         popularity_half_life=pop_half_life,
         collaborative_name=chosen,
         collaborative=cf_fit,
+        collaborative_params=chosen_params.get(chosen, {}) if chosen else {},
         test_bundle=test_bundle,
         choice=choice,
         fit_seconds=time.perf_counter() - start,
@@ -384,7 +533,9 @@ def refit_all(*, fitted: Fitted, prepared: Prepared, refit: str, log: Log) -> tu
     if cf_fit is not None and fitted.collaborative_name is not None:
         matrix = m.history_matrix(history, n_items=inter.n_items)
         if mode == "full":
-            cf_fit = m.fit_collaborative(name=fitted.collaborative_name, matrix=matrix, params=fitted.params)
+            cf_fit = m.fit_collaborative(
+                name=fitted.collaborative_name, matrix=matrix, params={**fitted.params, **fitted.collaborative_params}
+            )
             log(f"  refit {fitted.collaborative_name} on all data in {cf_fit.seconds:.1f} s")
             scorer = cf_fit.scorer
         else:
@@ -474,7 +625,7 @@ def train(
     timings["load_seconds"] = time.perf_counter() - t
     log(
         f"loaded {purchases.num_rows:,} lines: {prepared.interactions.n_users:,} customers, "
-        f"{prepared.interactions.n_items:,} items; split {prepared.split.summary()}"
+        f"{prepared.interactions.n_items:,} items; split {prepared.summary()}"
     )
 
     t = time.perf_counter()
@@ -590,13 +741,14 @@ def _log_run(
             {
                 "model": fitted.model,
                 "chosen_collaborative": fitted.collaborative_name or "",
+                **{f"chosen_{k}": v for k, v in fitted.collaborative_params.items()},
                 "half_life_days": fitted.half_life,
                 "popularity_half_life_days": fitted.popularity_half_life,
                 "refit": refit_used,
                 "promote": decision["mode"],
                 **{f"blend_{k}": v for k, v in fitted.blend.to_dict().items()},
                 **{f"param_{k}": v for k, v in fitted.params.items()},
-                **prepared.split.summary(),
+                **prepared.summary(),
                 "eval_customers": len(prepared.test.users),
             }
         )
@@ -612,6 +764,15 @@ def _log_run(
             if key == "candidates":
                 mlflow.log_metrics(
                     {f"validation/hybrid_{c}/{PRIMARY_METRIC}": v["validation_score"] for c, v in value.items()}
+                )
+            elif key.endswith("_discover_scores"):  # e.g. ALS by regularization
+                model_name = key.removesuffix("_discover_scores")
+                mlflow.log_metrics(
+                    {
+                        f"validation/{model_name}_regularization_{r}/discover/ndcg_at_10": v
+                        for r, v in value.items()
+                        if math.isfinite(v)
+                    }
                 )
         mlflow.log_metrics({f"timing/{k}": v for k, v in timings.items()})
         out = Path(tmp)
