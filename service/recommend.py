@@ -78,12 +78,17 @@ def recommend_for_customer(
             ranked = bundle.recommend_batch([user_id], k=k, context=context, exclude_items=excluded, category=category)[
                 0
             ]
-        reasons = (
-            explain_for_customer(model=model, catalog=catalog, user_id=user_id, items=[i for i, _ in ranked])
-            if explain
-            else []
+        if ranked or category is None:
+            reasons = (
+                explain_for_customer(model=model, catalog=catalog, user_id=user_id, items=[i for i, _ in ranked])
+                if explain
+                else []
+            )
+            return Ranked([(i, s, reasons[n] if explain else None) for n, (i, s) in enumerate(ranked)], "model")
+        # Nothing of this category is available: the popular link below says so in `source`.
+        return Ranked(
+            popular(model=model, catalog=catalog, k=k, category=None, exclude=excluded, explain=explain), "popular"
         )
-        return Ranked([(i, s, reasons[n] if explain else None) for n, (i, s) in enumerate(ranked)], "model")
 
     # Unknown to the model: what the online store (or posted events) says they bought recently.
     recent = [i for i in (features.recent_items if features else ()) if bundle.knows_item(i)]
@@ -118,9 +123,6 @@ def popular(
     """Most popular available items (only of `category` when given: empty when none is available)."""
     bundle = model.bundle
     ranked = bundle.recommend_batch([_NOBODY], k=k, context="home", exclude_items=exclude, category=category)[0]
-    if category is not None:
-        # The core serves the unfiltered list for a sold-out category; this link must not.
-        ranked = [(i, s) for i, s in ranked if _category(model, i) == category]
     out = []
     for item_id, score in ranked:
         reason = None

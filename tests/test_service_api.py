@@ -208,6 +208,13 @@ def test_unknown_customer_gets_the_popular_fallback(live: Live, bundle: Any) -> 
     assert all(i["reason"].startswith("popular") for i in body["items"])
 
 
+def test_known_customer_with_an_unknown_category_gets_popular_named_in_source(live: Live, w: World) -> None:
+    user = w.users[0]
+    with live.client() as c:
+        body = c.get(f"/v1/users/{user}/recommendations", params={"k": 3, "category": "No Such Aisle"}).json()
+    assert body["source"] == "popular" and len(body["items"]) == 3
+
+
 def test_unknown_customer_with_a_category_gets_popular_in_category(live: Live, bundle: Any) -> None:
     category = _category_with(bundle, 3)
     with live.client() as c:

@@ -67,8 +67,8 @@ def test_filters_exclude_items_out_of_stock_and_category(hybrid: ModelBundle) ->
     in_category = hybrid.recommend_batch([user, "nobody"], k=3, category=category)
     codes = {hybrid.item_category[hybrid.item_index[i]] for rec in in_category for i, _ in rec}
     assert [hybrid.categories[c] for c in codes] == [category]
-    # An unknown category serves the unfiltered list rather than nothing.
-    assert len(hybrid.recommend_batch([user], k=3, category="no such category")[0]) == 3
+    # An unknown (or sold-out) category allows nothing: never items of another category.
+    assert hybrid.recommend_batch([user, "nobody"], k=3, category="no such category") == [[], []]
 
 
 def test_similar_items_and_unknown_item_fallback(hybrid: ModelBundle) -> None:

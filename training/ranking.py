@@ -343,11 +343,9 @@ class ModelBundle:
             if i is not None:
                 allowed[i] = False
         if category is not None:
-            codes = np.flatnonzero(self.categories == category)
-            in_category = allowed & np.isin(self.item_category, codes)
-            # Fallback chain: an unknown or sold-out category serves the unfiltered list.
-            if in_category.any():
-                allowed = in_category
+            # Strict: an unknown or sold-out category allows nothing (the caller's fallback chain
+            # decides what to serve instead and says so), never items of other categories.
+            allowed &= np.isin(self.item_category, np.flatnonzero(self.categories == category))
         return allowed
 
 
