@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from service.observability import FEATURE_SECONDS, STALE_FEATURES
+from service.observability import FEATURE_SECONDS, STALE_FEATURES, redact
 
 if TYPE_CHECKING:
     from service.config import ServiceSettings
@@ -154,7 +154,7 @@ class OnlineFeatures:
             self.error = None
         except Exception as exc:  # no registry yet, Feast missing, bad REDIS_URL: serve without features
             self.store = None
-            self.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            self.error = redact(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
             log.warning("online features unavailable, serving from the model alone: %s", self.error)
 
     def warm(self) -> None:

@@ -26,6 +26,12 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 _request_id: ContextVar[str] = ContextVar("request_id", default="-")
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def redact(text: str) -> str:
+    """Hide the `user:password@` of any URL in a message (MLflow and Redis errors quote their URIs)."""
+    return _URL_CREDENTIALS.sub("***@", text)
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -138,6 +144,11 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class _RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
 def configure_logging(level: str = "INFO") -> None:
     """One line per record with the request id; customer ids and keys are only logged at DEBUG."""
     logger = logging.getLogger("reco")
@@ -145,7 +156,7 @@ def configure_logging(level: str = "INFO") -> None:
         return
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
+    handler.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from service.candidates import CandidateTable
-from service.observability import MODEL_RELOADS, set_model_info
+from service.observability import MODEL_RELOADS, redact, set_model_info
 
 if TYPE_CHECKING:
     from service.config import ServiceSettings
@@ -83,7 +83,7 @@ class ModelHolder:
                 _warm(bundle)
                 bundle = _with_availability(bundle, self._in_stock)
             except Exception as exc:
-                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.last_error = redact(f"{type(exc).__name__}: {exc}")
                 MODEL_RELOADS.labels(outcome="failed").inc()
                 raise
             label = version if version is not None else bundle.version or resolved

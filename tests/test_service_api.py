@@ -723,3 +723,38 @@ def test_key_and_customer_id_never_logged_above_debug(w: World, caplog: pytest.L
     finally:
         logger.propagate = False
     assert "secret-key-value" not in caplog.text and "private-customer-42" not in caplog.text
+
+
+def test_credentials_of_a_dependency_url_stay_out_of_health_and_logs(
+    w: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """MLflow and Redis errors quote their URLs: a password in one must not reach /health/ready or the logs."""
+    import logging
+
+    from service.observability import redact
+
+    assert redact("cannot reach redis://:pw@host:6379/0 or http://u:pw@mlflow:5000") == (
+        "cannot reach redis://***@host:6379/0 or http://***@mlflow:5000"
+    )
+    env = w.env(
+        MLFLOW_TRACKING_URI="http://reco:s3cret-pw@127.0.0.1:1",
+        REDIS_URL="redis://:s3cret-pw@127.0.0.1:1/0",
+        MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
+        MLFLOW_HTTP_REQUEST_TIMEOUT="2",
+    )
+    logger = logging.getLogger("reco")
+    logger.propagate = True
+    try:
+        with caplog.at_level(logging.INFO, logger="reco"), live_server(env) as server, server.client() as c:
+            ready = c.get("/health/ready")
+            answer = c.get(f"/v1/users/{w.users[0]}/recommendations", params={"k": 3})
+    finally:
+        logger.propagate = False
+    assert ready.status_code == 503 and ready.json()["model"]["last_error"]
+    assert "s3cret-pw" not in ready.text
+    assert answer.status_code == 200 and answer.json()["degraded"] is True
+    # caplog records the raw message; the handler's formatter redacts what is written out.
+    from service.observability import _RedactingFormatter
+
+    formatter = _RedactingFormatter("%(message)s")
+    assert all("s3cret-pw" not in formatter.format(r) for r in caplog.records)
