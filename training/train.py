@@ -31,7 +31,7 @@ from training.evaluation import (
     comparison_table,
     evaluate,
 )
-from training.matrix import Interactions, build_interactions
+from training.matrix import Interactions, build_interactions, distinct
 from training.ranking import Blend, Collaborative, History, ModelBundle, PopularityTimeline
 
 PROMOTE_CHOICES = ("auto", "always", "never")
@@ -123,8 +123,8 @@ def prepare(*, purchases: pa.Table, catalog: pa.Table | None, eval_users: int) -
     if len(split.test_holdout.users) == 0:
         raise RecoError("No customer has two baskets: there is nothing to evaluate on (need order_id or several days).")
     train_users = interactions.user[split.train]
-    pairs = np.unique(train_users.astype(np.int64) * interactions.n_items + interactions.item[split.train])
-    n_customers = max(len(np.unique(train_users)), 1)
+    pairs = distinct(train_users.astype(np.int64) * interactions.n_items + interactions.item[split.train])
+    n_customers = max(int(np.count_nonzero(np.bincount(train_users, minlength=1))), 1)
     item_share = np.bincount(pairs % interactions.n_items, minlength=interactions.n_items) / n_customers
     validation, test, held_out = _validation_and_test(split)
     return Prepared(
