@@ -101,3 +101,17 @@ def test_hung_redis_costs_one_timeout_not_a_hang(w: World, redis_url: str) -> No
     assert all(set(x) <= {"online-store-timeout", "online-store-error", "online-store-backoff"} for x in reasons)
     assert sum(x == ["online-store-backoff"] for x in reasons) >= 7
     assert rest_seconds < 1.0
+
+
+@pytest.mark.redis
+def test_repeated_reads_do_not_grow_the_requested_features(w: World, redis_url: str) -> None:
+    """Feast's Redis store appends "_ts:<view>" to the feature list it is given: a list shared across
+    requests grew by one entry per read, until reads timed out and the service answered degraded."""
+    with live_server(w.env(REDIS_URL=redis_url)) as server, server.client() as c:
+        answers = [
+            c.get(f"/v1/users/{w.users[n % len(w.users)]}/recommendations", params={"k": 5}).json() for n in range(300)
+        ]
+        features = server.app.state.services.features
+        sizes = {view.name: len(names) for view, names in features._customer_views}
+    assert not [a for a in answers if a["degraded"]]
+    assert sizes == {view.name: len(view.features) for view, _ in features._customer_views}
