@@ -97,7 +97,18 @@ def _start(settings: ServiceSettings) -> Services:
         recipes=_load_recipes(settings),
     )
     _refresh_items(services)
+    _freeze_heap()
     return services
+
+
+def _freeze_heap() -> None:
+    """Move what start-up allocated (id maps, catalog, Feast registry: millions of long-lived objects)
+    out of the garbage collector's view: a full collection walking them stalls every request for
+    tens of milliseconds. They are still freed when their last reference goes."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def _refresh_items(services: Services, *, full: bool = True) -> None:
