@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -61,6 +62,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             services.features.close()
+            gc.unfreeze()  # let the interpreter's shutdown collect them as usual
 
     app = FastAPI(
         title="reco",
@@ -105,8 +107,6 @@ def _freeze_heap() -> None:
     """Move what start-up allocated (id maps, catalog, Feast registry: millions of long-lived objects)
     out of the garbage collector's view: a full collection walking them stalls every request for
     tens of milliseconds. They are still freed when their last reference goes."""
-    import gc
-
     gc.collect()
     gc.freeze()
 
