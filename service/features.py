@@ -24,6 +24,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,7 +39,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("reco.service.features")
 
 ITEM_CHUNK = 2_000
-TIMEOUTS_TO_BACKOFF = 3
+# Circuit breaker on timeouts: a share of the recent reads, not a run, because concurrent requests
+# time out together when the process is starved of CPU for a moment (a load spike is not an outage,
+# and backing off then would turn every answer degraded). A hung store times out every read.
+BREAKER_WINDOW = 20
+BREAKER_MIN_TIMEOUTS = 5
 ITEM_FIELDS = ("name", "category", "brand", "price", "in_stock", "popularity_30d")
 LIVE_ITEM_FIELDS = ("in_stock", "popularity_30d")  # what changes between full reads
 RECAP_VIEW = "customer_year_recap"
@@ -118,7 +123,7 @@ class OnlineFeatures:
         self._item_view: Any = None
         self._provider: Any = None
         self._skip_until = 0.0
-        self._timeouts = 0
+        self._recent_timeouts: deque[bool] = deque(maxlen=BREAKER_WINDOW)
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="feast-read")
         self.timeout = settings.feature_timeout_ms / 1000.0
 
@@ -228,7 +233,7 @@ class OnlineFeatures:
             log.debug("online read failed: %s", exc)
             raise OnlineStoreDown("online-store-error") from None
         FEATURE_SECONDS.labels(group="customer", outcome="ok").observe(time.perf_counter() - started)
-        self._timeouts = 0
+        self._recent_timeouts.append(False)
         return self._customer_row([row for [row] in results])
 
     async def recap(self, user_id: str, year: int) -> dict[str, Any] | None:
@@ -260,16 +265,19 @@ class OnlineFeatures:
             log.debug("online read failed: %s", exc)
             raise OnlineStoreDown("online-store-error") from None
         FEATURE_SECONDS.labels(group=group, outcome="ok").observe(time.perf_counter() - started)
-        self._timeouts = 0
+        self._recent_timeouts.append(False)
         return rows
 
     def _fail(self, group: str, outcome: str, started: float) -> None:
         FEATURE_SECONDS.labels(group=group, outcome=outcome).observe(time.perf_counter() - started)
-        self._timeouts = self._timeouts + 1 if outcome == "timeout" else 0
-        # An error (refused, reset) means the store is down: back off at once. One slow read under
-        # load is not an outage: back off after TIMEOUTS_TO_BACKOFF timeouts in a row.
-        if outcome == "timeout" and self._timeouts < TIMEOUTS_TO_BACKOFF:
-            return
+        # An error (refused, reset) means the store is down: back off at once. Timeouts open the
+        # breaker when they are at least half of the recent reads (and BREAKER_MIN_TIMEOUTS).
+        if outcome == "timeout":
+            self._recent_timeouts.append(True)
+            timeouts = sum(self._recent_timeouts)
+            if timeouts < BREAKER_MIN_TIMEOUTS or 2 * timeouts < len(self._recent_timeouts):
+                return
+        self._recent_timeouts.clear()
         if self.settings.feature_backoff_seconds > 0:
             if time.monotonic() >= self._skip_until:
                 log.warning("online store %s; skipping it for %.0f s", outcome, self.settings.feature_backoff_seconds)
