@@ -33,6 +33,7 @@ def redact(text: str) -> str:
     """Hide the `user:password@` of any URL in a message (MLflow and Redis errors quote their URIs)."""
     return _URL_CREDENTIALS.sub("***@", text)
 
+
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 REQUEST_SECONDS = Histogram(
