@@ -8,10 +8,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, field_validator
 
-from training.errors import RecoError
-from training.settings import Settings
+from training.settings import Settings, build_settings
 
 
 def _env(name: str) -> AliasChoices:
@@ -72,8 +71,4 @@ class ServiceSettings(Settings):
 
 def load_service_settings(**overrides: object) -> ServiceSettings:
     """Build the settings, turning a validation error into one readable sentence."""
-    try:
-        return ServiceSettings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise RecoError(f"Invalid setting {'.'.join(map(str, first['loc']))}: {first['msg']}.") from None
+    return build_settings(ServiceSettings, **overrides)

@@ -25,13 +25,14 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from service.observability import FEATURE_SECONDS, STALE_FEATURES, redact
+from training.columns import UNREQUESTABLE_ID
 
 if TYPE_CHECKING:
     from service.config import ServiceSettings
@@ -48,8 +49,6 @@ ITEM_FIELDS = ("name", "category", "brand", "price", "in_stock", "popularity_30d
 LIVE_ITEM_FIELDS = ("in_stock", "popularity_30d")  # what changes between full reads
 RECAP_VIEW = "customer_year_recap"
 ITEM_VIEW = "item_stats"
-# An entity key no request can carry (ids are at most 128 characters): used to warm the read paths.
-_NOBODY = "\x00" * 129
 
 
 @dataclass(frozen=True)
@@ -135,7 +134,7 @@ class OnlineFeatures:
             self.error = "disabled by RECO_FEATURES"
             return
         try:
-            from training.features import open_store
+            from training.features import online_store_kind, open_store
 
             store = open_store(self.settings, socket_timeout=max(self.timeout, 0.02))
             self._services = {
@@ -156,8 +155,7 @@ class OnlineFeatures:
             self._item_view = store.get_feature_view(ITEM_VIEW)
             self._provider = store._get_provider()
             self.store = store
-            kind = str(store.config.online_store.type).lower()
-            self.kind = next((k for k in ("redis", "sqlite") if k in kind), kind)
+            self.kind = online_store_kind(store.config)
             self.error = None
         except Exception as exc:  # no registry yet, Feast missing, bad REDIS_URL: serve without features
             self.store = None
@@ -170,8 +168,8 @@ class OnlineFeatures:
         if self.store is None:
             return
         for name, read in (
-            ("customer", lambda: self._read_customer_blocking(_NOBODY)),
-            ("recap", lambda: self._read_recap_blocking(_NOBODY, 0)),
+            ("customer", lambda: self._read_customer_blocking(UNREQUESTABLE_ID)),
+            ("recap", lambda: self._read_recap_blocking(UNREQUESTABLE_ID, 0)),
         ):
             try:
                 read()
@@ -213,27 +211,18 @@ class OnlineFeatures:
 
     async def _read_customer_async(self, user_id: str) -> dict[str, Any]:
         """Redis: both views with Feast's async online_read on the event loop (no thread hop)."""
-        if time.monotonic() < self._skip_until:
-            raise OnlineStoreDown("online-store-backoff")
-        started = time.perf_counter()
         key = _entity_key(user_id)
-        reads = [
-            self._provider.online_read_async(
-                config=self.store.config, table=view, entity_keys=[key], requested_features=list(names)
-            )
-            for view, names in self._customer_views
-        ]
-        try:
-            results = await asyncio.wait_for(asyncio.gather(*reads), timeout=self.timeout)
-        except TimeoutError:
-            self._fail("customer", "timeout", started)
-            raise OnlineStoreDown("online-store-timeout") from None
-        except Exception as exc:
-            self._fail("customer", "error", started)
-            log.debug("online read failed: %s", exc)
-            raise OnlineStoreDown("online-store-error") from None
-        FEATURE_SECONDS.labels(group="customer", outcome="ok").observe(time.perf_counter() - started)
-        self._recent_timeouts.append(False)
+        results = await self._bounded(
+            lambda: asyncio.gather(
+                *(
+                    self._provider.online_read_async(
+                        config=self.store.config, table=view, entity_keys=[key], requested_features=list(names)
+                    )
+                    for view, names in self._customer_views
+                )
+            ),
+            group="customer",
+        )
         return self._customer_row([row for [row] in results])
 
     async def recap(self, user_id: str, year: int) -> dict[str, Any] | None:
@@ -248,15 +237,19 @@ class OnlineFeatures:
         return record
 
     async def _read(self, fn: Callable[..., Any], *args: Any, group: str) -> Any:
+        """A blocking read in the feature thread pool, bounded like every read (see `_bounded`)."""
+        loop = asyncio.get_running_loop()
+        return await self._bounded(lambda: loop.run_in_executor(self._pool, fn, *args), group=group)
+
+    async def _bounded(self, start: Callable[[], Awaitable[Any]], *, group: str) -> Any:
+        """Await the read `start()` begins within the timeout, through the breaker; raises OnlineStoreDown."""
         if self.store is None:
             raise OnlineStoreDown("online-store-unavailable")
         if time.monotonic() < self._skip_until:
             raise OnlineStoreDown("online-store-backoff")
-        loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        future = loop.run_in_executor(self._pool, fn, *args)
         try:
-            rows = await asyncio.wait_for(future, timeout=self.timeout)
+            result = await asyncio.wait_for(start(), timeout=self.timeout)
         except TimeoutError:
             self._fail(group, "timeout", started)
             raise OnlineStoreDown("online-store-timeout") from None
@@ -266,7 +259,7 @@ class OnlineFeatures:
             raise OnlineStoreDown("online-store-error") from None
         FEATURE_SECONDS.labels(group=group, outcome="ok").observe(time.perf_counter() - started)
         self._recent_timeouts.append(False)
-        return rows
+        return result
 
     def _fail(self, group: str, outcome: str, started: float) -> None:
         FEATURE_SECONDS.labels(group=group, outcome=outcome).observe(time.perf_counter() - started)

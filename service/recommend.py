@@ -22,10 +22,9 @@ import numpy as np
 from service.candidates import top_from_candidates
 from service.features import CustomerFeatures, ItemCatalog
 from service.state import LoadedModel
+from training.columns import UNREQUESTABLE_ID
 
 FALLBACK_CHAIN = ("model", "item-to-item", "popular-in-category", "popular")
-# A customer id no request can carry (ids are ≤ 128 characters): the core ranks popularity for it.
-_NOBODY = "\x00" * 129
 _SEED_ITEMS = 5
 _BASKET_SEEDS = 20
 
@@ -122,7 +121,9 @@ def popular(
 ) -> list[tuple[str, float, str | None]]:
     """Most popular available items (only of `category` when given: empty when none is available)."""
     bundle = model.bundle
-    ranked = bundle.recommend_batch([_NOBODY], k=k, context="home", exclude_items=exclude, category=category)[0]
+    ranked = bundle.recommend_batch([UNREQUESTABLE_ID], k=k, context="home", exclude_items=exclude, category=category)[
+        0
+    ]
     out = []
     for item_id, score in ranked:
         reason = None

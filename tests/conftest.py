@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
+from training import columns as col
 from training.synthetic import generate_store
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
@@ -55,3 +57,22 @@ def messy_store(small_store: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     for extra in ("catalog.parquet", "recipes.json"):
         (out / extra).write_bytes((small_store / extra).read_bytes())
     return out
+
+
+def purchase_lines(rows: list[tuple], *, price: float | None = None) -> pa.Table:
+    """Known-answer purchases: (user, item, time[, order_id]) rows → a contract table, quantity 1 and
+    `price` on every line (no order_id column values when the rows have none)."""
+    from training.data import PURCHASE_SCHEMA
+
+    n = len(rows)
+    return pa.table(
+        {
+            col.USER_ID: [r[0] for r in rows],
+            col.ITEM_ID: [r[1] for r in rows],
+            col.TIMESTAMP: pa.array([r[2] for r in rows], type=pa.timestamp("us", tz="UTC")),
+            col.QUANTITY: pa.array([1] * n, type=pa.int32()),
+            col.PRICE: pa.array([price] * n, type=pa.float64()),
+            col.ORDER_ID: pa.array([r[3] if len(r) > 3 else None for r in rows], type=pa.string()),
+        },
+        schema=PURCHASE_SCHEMA,
+    )

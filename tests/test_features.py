@@ -201,29 +201,25 @@ def test_plain_feast_apply_accepts_the_repo(tmp_path: Path) -> None:
     assert not list(FEATURE_REPO.glob("*.db")), "Feast state must live under RECO_HOME, not in the repo"
 
 
-def test_sqlite_values_match_independent_computation(sqlite_home: Settings, frames, sample) -> None:
+def _assert_values_match_independent_computation(settings: Settings, frames, sample) -> None:
     df, catalog = frames
     users, items = sample
-    got = _read(sqlite_home, "recommend_v1", [{"user_id": u} for u in users])
+    got = _read(settings, "recommend_v1", [{"user_id": u} for u in users])
     for i, user in enumerate(users):
         assert {f: got[f][i] for f in CUSTOMER_FIELDS} == expected_customer(df, catalog, user), user
-    got_items = _read(sqlite_home, "items_v1", [{"item_id": i} for i in items])
+    got_items = _read(settings, "items_v1", [{"item_id": i} for i in items])
     for i, item in enumerate(items):
         want = expected_item(df, catalog, item)
         assert {f: got_items[f][i] for f in want} == want, item
+
+
+def test_sqlite_values_match_independent_computation(sqlite_home: Settings, frames, sample) -> None:
+    _assert_values_match_independent_computation(sqlite_home, frames, sample)
 
 
 @pytest.mark.redis
 def test_redis_values_match_independent_computation(redis_home: Settings, frames, sample) -> None:
-    df, catalog = frames
-    users, items = sample
-    got = _read(redis_home, "recommend_v1", [{"user_id": u} for u in users])
-    for i, user in enumerate(users):
-        assert {f: got[f][i] for f in CUSTOMER_FIELDS} == expected_customer(df, catalog, user), user
-    got_items = _read(redis_home, "items_v1", [{"item_id": i} for i in items])
-    for i, item in enumerate(items):
-        want = expected_item(df, catalog, item)
-        assert {f: got_items[f][i] for f in want} == want, item
+    _assert_values_match_independent_computation(redis_home, frames, sample)
 
 
 @pytest.mark.redis

@@ -10,8 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from training import columns as col
-from training.data import PURCHASE_SCHEMA
+from tests.conftest import purchase_lines
 from training.evaluation import chronological_split, ranking_metrics
 from training.matrix import build_interactions
 from training.train import evaluate_on_test, fit_configuration, prepare
@@ -59,17 +58,7 @@ def _checkerboard(customers: int = 40, items: int = 20) -> pa.Table:
                 if i != withheld:
                     rows.append((f"U{u:03d}", f"I{i:03d}", start + timedelta(days=7 * week, hours=u), f"O{u}-{week}"))
         rows.append((f"U{u:03d}", f"I{withheld:03d}", start + timedelta(days=35, hours=u), f"O{u}-last"))
-    return pa.table(
-        {
-            col.USER_ID: [r[0] for r in rows],
-            col.ITEM_ID: [r[1] for r in rows],
-            col.TIMESTAMP: pa.array([r[2] for r in rows], type=pa.timestamp("us", tz="UTC")),
-            col.QUANTITY: pa.array([1] * len(rows), type=pa.int32()),
-            col.PRICE: pa.array([1.0] * len(rows)),
-            col.ORDER_ID: [r[3] for r in rows],
-        },
-        schema=PURCHASE_SCHEMA,
-    )
+    return purchase_lines(rows, price=1.0)
 
 
 def test_split_holds_out_each_customers_last_basket() -> None:
@@ -107,17 +96,7 @@ def _catalogue_style(customers: int = 240, items: int = 90, seed: int = 5) -> pa
         seen = rng.choice(group, size=12, replace=False, p=weights / weights.sum())
         for day, item in enumerate(seen):
             rows.append((f"U{u:03d}", f"F{item:03d}", start + timedelta(days=3 * day, hours=u % 24)))
-    return pa.table(
-        {
-            col.USER_ID: [r[0] for r in rows],
-            col.ITEM_ID: [r[1] for r in rows],
-            col.TIMESTAMP: pa.array([r[2] for r in rows], type=pa.timestamp("us", tz="UTC")),
-            col.QUANTITY: pa.array([1] * len(rows), type=pa.int32()),
-            col.PRICE: pa.array([None] * len(rows), type=pa.float64()),
-            col.ORDER_ID: pa.array([None] * len(rows), type=pa.string()),
-        },
-        schema=PURCHASE_SCHEMA,
-    )
+    return purchase_lines(rows)
 
 
 def test_default_hybrid_adapts_to_data_without_repeat_purchases() -> None:

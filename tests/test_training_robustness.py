@@ -13,10 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from training import columns as col
+from tests.conftest import purchase_lines
 from training import models as m
 from training.bundle import load_bundle_dir, save_bundle
-from training.data import PURCHASE_SCHEMA
 from training.evaluation import Candidate, evaluate
 from training.ranking import Blend, Signals, blend_scores
 from training.train import Catalog, fit_configuration, make_bundle, prepare, refit_all, tune_blend
@@ -34,17 +33,7 @@ def _two_orders_at_most(customers: int = 400, items: int = 40, seed: int = 3) ->
             basket = rng.choice(group, size=1 + rng.integers(3), replace=False, p=weights / weights.sum())
             when = start + timedelta(days=int(rng.integers(300)) + 40 * order, hours=u % 24)
             rows += [(f"U{u}", f"I{i:02d}", when, f"O{u}-{order}") for i in basket]
-    return pa.table(
-        {
-            col.USER_ID: [r[0] for r in rows],
-            col.ITEM_ID: [r[1] for r in rows],
-            col.TIMESTAMP: pa.array([r[2] for r in rows], type=pa.timestamp("us", tz="UTC")),
-            col.QUANTITY: pa.array([1] * len(rows), type=pa.int32()),
-            col.PRICE: pa.array([None] * len(rows), type=pa.float64()),
-            col.ORDER_ID: [r[3] for r in rows],
-        },
-        schema=PURCHASE_SCHEMA,
-    )
+    return purchase_lines(rows)
 
 
 def test_without_validation_baskets_some_customers_are_held_out_for_tuning_not_tested() -> None:
@@ -164,17 +153,7 @@ def test_evaluation_ranks_with_the_popularity_of_the_baskets_own_day() -> None:
     rows = [(f"U{u}", "A", start + timedelta(days=u)) for u in range(6)]
     rows += [(f"V{u}", "B", start + timedelta(days=150 + u)) for u in range(9)]
     rows += [("W", "C", start + timedelta(days=165))]
-    table = pa.table(
-        {
-            col.USER_ID: [r[0] for r in rows],
-            col.ITEM_ID: [r[1] for r in rows],
-            col.TIMESTAMP: pa.array([r[2] for r in rows], type=pa.timestamp("us", tz="UTC")),
-            col.QUANTITY: pa.array([1] * len(rows), type=pa.int32()),
-            col.PRICE: pa.array([None] * len(rows), type=pa.float64()),
-            col.ORDER_ID: pa.array([None] * len(rows), type=pa.string()),
-        },
-        schema=PURCHASE_SCHEMA,
-    )
+    table = purchase_lines(rows)
     from training.matrix import build_interactions
 
     inter = build_interactions(purchases=table)

@@ -20,3 +20,6 @@ CATALOG_REQUIRED = (ITEM_ID,)
 CATALOG_COLUMNS = (ITEM_ID, NAME, CATEGORY, BRAND, PRICE, IN_STOCK)
 
 ID_MAX_LENGTH = 128
+# An id no request can carry (ids are at most ID_MAX_LENGTH characters): the service ranks popularity
+# for it and warms the online-store read paths with it.
+UNREQUESTABLE_ID = "\x00" * (ID_MAX_LENGTH + 1)

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from training import columns as col
-from training.data import load_catalog, load_purchases
+from training.data import CATALOG_SCHEMA, load_catalog, load_purchases
 from training.duck import connect
 from training.errors import RecoError
 from training.features import BUILT_VIEWS, EVENT_TIMESTAMP, source_path
@@ -132,17 +132,6 @@ _QUERIES = {
     "item_stats": _ITEM_STATS,
 }
 
-_EMPTY_CATALOG = pa.schema(
-    [
-        (col.ITEM_ID, pa.string()),
-        (col.NAME, pa.string()),
-        (col.CATEGORY, pa.string()),
-        (col.BRAND, pa.string()),
-        (col.PRICE, pa.float64()),
-        (col.IN_STOCK, pa.bool_()),
-    ]
-)
-
 
 @dataclass(frozen=True)
 class BuildResult:
@@ -165,14 +154,14 @@ def build_features(*, settings: Settings, purchases: Path, catalog: Path | None 
     purchase_table, report = load_purchases(purchases)
     if purchase_table.num_rows == 0:
         raise RecoError(f"{purchases} has no valid purchase rows ({report.rows_rejected} rejected).")
-    catalog_table = load_catalog(catalog)[0] if catalog is not None else _EMPTY_CATALOG.empty_table()
+    catalog_table = load_catalog(catalog)[0] if catalog is not None else CATALOG_SCHEMA.empty_table()
     out_dir = settings.feature_data_dir
     out_dir.mkdir(parents=True, exist_ok=True)
 
     con = connect()
     try:
         con.register("purchases", purchase_table)
-        con.register("catalog", catalog_table.select(list(_EMPTY_CATALOG.names)))
+        con.register("catalog", catalog_table.select(list(CATALOG_SCHEMA.names)))
         con.execute(_BASE)
         as_of = con.execute("SELECT max(ts) FROM lines").fetchall()[0][0]
         rows = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -80,10 +80,18 @@ class Settings(BaseSettings):
         return self.home / "features"
 
 
+S = TypeVar("S", bound="Settings")
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build the settings, turning a validation error into one readable sentence."""
+    return build_settings(Settings, **overrides)
+
+
+def build_settings(cls: type[S], **overrides: object) -> S:
+    """`cls(**overrides)` (None overrides dropped) with a validation error as one readable sentence."""
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
         raise RecoError(f"Invalid setting {'.'.join(map(str, first['loc']))}: {first['msg']}.") from None
