@@ -124,6 +124,26 @@ def test_counts_are_conserved_and_row_numbers_point_at_the_file(tmp_path: Path) 
     assert report.to_dict()["rows_rejected"] == 3
 
 
+def test_ids_are_checked_as_they_are_kept_whitespace_and_nan(tmp_path: Path) -> None:
+    """A tab or a no-break space around an id is trimmed, an id of only whitespace (or a NaN float
+    id) is missing: the checks and the kept values agree, so no accepted row has a null id."""
+    path = tmp_path / "p.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "user_id": ["\tu1\n", "\u00a0u2", "\t", "u4"],
+                "item_id": [1.0, 2.0, 3.0, float("nan")],
+                "timestamp": [1740823200] * 4,
+            }
+        ),
+        path,
+    )
+    table, report = load_purchases(path)
+    assert table.column("user_id").to_pylist() == ["u1", "u2"]
+    assert table.column("item_id").to_pylist() == ["1", "2"]
+    assert [(r["row"], r["code"]) for r in report.rejected.to_pylist()] == [(3, "missing user_id"), (4, "missing item_id")]
+
+
 def test_missing_column_is_one_clear_sentence(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "p.csv", [("u1", "i1")], header="user_id,item_id\n")
     with pytest.raises(InvalidPurchases, match=r"has no column 'timestamp' \(required: user_id, item_id, timestamp"):

@@ -122,3 +122,19 @@ def test_collaborative_scores_agree_with_implicit_recommend(small_store: Path) -
     ours = bundle.recommend_batch(inter.user_ids[rows].tolist(), k=10, context="discover")
     for expected, got in zip(ids, ours, strict=True):
         assert [inter.item_ids[i] for i in expected][:5] == [i for i, _ in got][:5]
+
+
+def test_split_events_taken_from_all_lines_equal_events_built_from_the_split(small_store: Path) -> None:
+    """The trainer builds the (basket, item) events once and gives each split its baskets' events."""
+    from training.data import load_purchases
+    from training.evaluation import chronological_split
+    from training.matrix import build_interactions
+
+    inter = build_interactions(purchases=load_purchases(small_store / "purchases.parquet")[0])
+    split = chronological_split(inter)
+    every = m.basket_events(inter)
+    for lines in (split.train, split.train | split.validation, split.test):
+        direct = m.basket_events(inter.subset(lines))
+        taken = every.of_baskets(m.baskets_of(inter, lines))
+        for name in ("keys", "pair", "day", "baskets", "first_day", "last_day", "basket"):
+            np.testing.assert_array_equal(getattr(taken, name), getattr(direct, name), err_msg=name)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -226,19 +227,36 @@ def _read_raw(path: Path, *, error: type[RecoError], what: str) -> tuple[pa.Tabl
         raise error(f"The {what} {path} does not exist.")
     name = path.name.lower()
     try:
-        if name.endswith((".parquet", ".pq")) or path.is_dir():
+        if path.is_dir():  # a Parquet dataset: rows numbered in pyarrow's file order
             table = pq.read_table(path)
-            malformed = REJECTED_SCHEMA.empty_table()
+        elif name.endswith((".parquet", ".pq")):
+            return _read_parquet_file(path), REJECTED_SCHEMA.empty_table()
         elif name.endswith((".csv", ".csv.gz", ".txt")):
             table, malformed = _read_csv(path)
         else:
             raise error(f"The {what} {path} is neither CSV (.csv, .csv.gz) nor Parquet (.parquet).")
-    except (pa.ArrowException, OSError, ValueError) as exc:
+    except (pa.ArrowException, duckdb.Error, OSError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        kind = "Parquet" if "parquet" in name else "CSV"
+        kind = "Parquet" if "parquet" in name or path.is_dir() else "CSV"
         raise error(f"The {what} {path} cannot be read as {kind}: {reason}.") from None
+    if path.is_dir():
+        malformed = REJECTED_SCHEMA.empty_table()
     rows = _row_numbers(table.num_rows, malformed.column("row").to_numpy())
     return table.append_column(_ROW, pa.array(rows, pa.int64())), malformed
+
+
+def _read_parquet_file(path: Path) -> pa.Table:
+    """One Parquet file with its 1-based row numbers, read by DuckDB (about twice pyarrow's speed on
+    two cores; insertion order is preserved, so rows stay in file order)."""
+    con = connect()
+    try:
+        source = "'" + str(path).replace("'", "''") + "'"
+        return con.sql(
+            f"SELECT * EXCLUDE (file_row_number), file_row_number + 1 AS {_q(_ROW)} "
+            f"FROM read_parquet({source}, file_row_number = true)"
+        ).to_arrow_table()
+    finally:
+        con.close()
 
 
 def _read_csv(path: Path) -> tuple[pa.Table, pa.Table]:
@@ -317,17 +335,11 @@ def _wrong_type(name: str, typ: pa.DataType, expected: str, error: type[RecoErro
 
 
 def _id_expr(name: str, types: dict[str, pa.DataType], error: type[RecoError]) -> str:
-    typ, q = types[name], _q(name)
-    if _is_text(typ):
-        return f"NULLIF(trim(CAST({q} AS VARCHAR)), '')"
-    if pa.types.is_integer(typ):
-        return f"CAST({q} AS VARCHAR)"
-    if pa.types.is_floating(typ):  # ids written by a tool that turned them into floats
-        return (
-            f"CASE WHEN isnan({q}) THEN NULL WHEN {q} = trunc({q}) AND abs({q}) < 1e18 "
-            f"THEN CAST(CAST({q} AS BIGINT) AS VARCHAR) ELSE CAST({q} AS VARCHAR) END"
-        )
-    raise _wrong_type(name, typ, "text or integer ids", error)
+    """The id as the checks see it: already cleaned by `_clean_text` (text, integer or integral-float ids)."""
+    typ = types[name]
+    if not (_is_text(typ) or pa.types.is_integer(typ) or pa.types.is_floating(typ)):
+        raise _wrong_type(name, typ, "text or integer ids", error)
+    return _q(name)
 
 
 def _id_checks(name: str) -> list[tuple[str, str, str]]:
@@ -349,7 +361,7 @@ def _text_expr(name: str, types: dict[str, pa.DataType]) -> str:
 
 
 def _optional_text(name: str, types: dict[str, pa.DataType]) -> str:
-    return f"NULLIF(trim(CAST({_q(name)} AS VARCHAR)), '')" if name in types else "CAST(NULL AS VARCHAR)"
+    return _q(name) if name in types else "CAST(NULL AS VARCHAR)"
 
 
 def _number_expr(name: str, types: dict[str, pa.DataType], error: type[RecoError], *, allow_time: bool = False) -> str:
@@ -406,6 +418,10 @@ def _validate(
     """Run the checks in one SQL pass (the first failing check names a row's reason) and return
     (accepted rows, rejected rows). Parsed values (times, numbers) come from SQL; text columns are
     cleaned with Arrow, which avoids copying every string through DuckDB and back."""
+    # Text first: the checks see the same cleaned values that are returned.
+    cleaned = {name: _clean_text(raw.column(name)) for name in text if name in raw.column_names}
+    for name, values in cleaned.items():
+        raw = raw.set_column(raw.schema.get_field_index(name), name, values)
     code = "CASE " + " ".join(f"WHEN {cond} THEN '{c}'" for cond, c, _ in checks) + " END"
     reason = "CASE " + " ".join(f"WHEN {cond} THEN {msg}" for cond, _, msg in checks) + " END"
     parsed = ", ".join(f"{expr} AS {_q(alias)}" for alias, expr in select.items())
@@ -424,29 +440,41 @@ def _validate(
     if not result.column("row").equals(raw.column(_ROW)):  # window functions may reorder rows
         result = result.take(pc.sort_indices(result, [("row", "ascending")]))
     bad = pc.is_valid(result.column("reason"))
-    good = pc.invert(bad)
-    rejected = result.filter(bad).select(["row", "code", "reason"])
-    accepted = result.filter(good).drop_columns(["row", "code", "reason"])
+    if pc.any(bad).as_py():
+        good = pc.invert(bad)
+        rejected = result.filter(bad).select(["row", "code", "reason"])
+        accepted = result.filter(good).drop_columns(["row", "code", "reason"])
+    else:  # the common case: no copy of every column
+        good = None
+        rejected = result.select(["row", "code", "reason"]).slice(0, 0)
+        accepted = result.drop_columns(["row", "code", "reason"])
     for name in text:
-        values = _clean_text(raw.column(name)) if name in raw.column_names else pa.nulls(raw.num_rows, pa.string())
-        accepted = accepted.append_column(name, values.filter(good))
+        values = cleaned.get(name, pa.chunked_array([pa.nulls(raw.num_rows, pa.string())]))
+        accepted = accepted.append_column(name, values if good is None else values.filter(good))
     for name in passthrough or []:
-        accepted = accepted.append_column(name, raw.column(name).filter(good))
+        values = raw.column(name)
+        accepted = accepted.append_column(name, values if good is None else values.filter(good))
     return accepted, rejected
 
 
 def _clean_text(values: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Text as the SQL checks saw it: trimmed, empty → null; integer (or integral float) ids as digits."""
+    """Text as it is checked and kept: trimmed of Unicode whitespace, empty → null; integer (or
+    integral float) ids as digits."""
     typ = values.type
     if pa.types.is_dictionary(typ):
         values, typ = values.cast(typ.value_type), typ.value_type
     if pa.types.is_floating(typ):
+        values = pc.if_else(pc.is_nan(values), pa.scalar(None, typ), values)  # NaN is a missing id
         integral = pc.equal(values, pc.trunc(values))
         if pc.all(pc.or_kleene(integral, pc.is_null(values))).as_py():
             values = values.cast(pa.int64())
     if not _is_text(values.type):
         return values.cast(pa.string())
-    trimmed = pc.utf8_trim_whitespace(values.cast(pa.string()))
+    values = values.cast(pa.string())
+    trimmed = pc.utf8_trim_whitespace(values)
+    lengths = pc.binary_length(values)
+    if pc.sum(pc.binary_length(trimmed)).as_py() == pc.sum(lengths).as_py() and (pc.min(lengths).as_py() or 0) > 0:
+        return values  # nothing to trim and nothing empty (the common case): the column as it is
     return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
 
 

@@ -86,6 +86,34 @@ class BasketEvents:
     baskets: np.ndarray  # float32 per pair
     first_day: np.ndarray
     last_day: np.ndarray
+    basket: np.ndarray  # int64 per event: its basket index
+
+    def of_baskets(self, keep: np.ndarray) -> BasketEvents:
+        """The events of the baskets where `keep` (bool per basket index) is true: what
+        `basket_events` gives for the lines of those baskets, without sorting them again."""
+        kept = keep[self.basket]
+        pair = self.pair[kept]
+        present = np.bincount(pair, minlength=len(self.keys)) > 0
+        pair = (np.cumsum(present) - 1)[pair]
+        return _grouped(self.n_users, self.n_items, self.keys[present], pair, self.day[kept], self.basket[kept])
+
+
+def _grouped(
+    n_users: int, n_items: int, keys: np.ndarray, pair: np.ndarray, day: np.ndarray, basket: np.ndarray
+) -> BasketEvents:
+    first_day = np.full(len(keys), np.inf)
+    np.minimum.at(first_day, pair, day)
+    last_day = np.full(len(keys), -np.inf)
+    np.maximum.at(last_day, pair, day)
+    baskets = np.bincount(pair, minlength=len(keys)).astype(np.float32)
+    return BasketEvents(n_users, n_items, keys, pair, day, baskets, first_day, last_day, basket)
+
+
+def baskets_of(interactions: Interactions, lines: np.ndarray) -> np.ndarray:
+    """Bool per basket index: the baskets of the lines where `lines` is true (for `BasketEvents.of_baskets`)."""
+    keep = np.zeros(int(interactions.basket.max(initial=-1)) + 1, dtype=bool)
+    keep[interactions.basket[lines]] = True
+    return keep
 
 
 def basket_events(interactions: Interactions) -> BasketEvents:
@@ -99,21 +127,7 @@ def basket_events(interactions: Interactions) -> BasketEvents:
     day = interactions.day[line]
     pair_key = interactions.user[line].astype(np.int64) * n_items + interactions.item[line]
     keys, inverse = np.unique(pair_key, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    first_day = np.full(len(keys), np.inf)
-    np.minimum.at(first_day, inverse, day)
-    last_day = np.full(len(keys), -np.inf)
-    np.maximum.at(last_day, inverse, day)
-    return BasketEvents(
-        n_users=interactions.n_users,
-        n_items=n_items,
-        keys=keys,
-        pair=inverse,
-        day=day,
-        baskets=np.bincount(inverse, minlength=len(keys)).astype(np.float32),
-        first_day=first_day,
-        last_day=last_day,
-    )
+    return _grouped(interactions.n_users, n_items, keys, inverse.reshape(-1), day, interactions.basket[line])
 
 
 def build_history(
@@ -182,15 +196,14 @@ def popularity_timeline(
     step = max((end - start) / snapshots, 1e-6) * (1 + 1e-9)
     days = start + step * np.arange(snapshots + 1)  # days[-1] > end: the last snapshot has every line
     bucket = np.searchsorted(days, day, side="right")  # first snapshot after the line
-    order = np.argsort(bucket, kind="stable")
-    bounds = np.searchsorted(bucket[order], np.arange(snapshots + 2))
+    # Each line's weight as of its bucket's day, summed per (bucket, item) in one pass (no sort).
+    weights = decay(age_days=days[np.minimum(bucket, snapshots)] - day, half_life=half_life)
+    added = np.bincount(bucket * n_items + item, weights=weights, minlength=(snapshots + 2) * n_items)
+    added = added.reshape(snapshots + 2, n_items)
     values = np.zeros((snapshots + 1, n_items), dtype=np.float64)
+    step_decay = decay(age_days=np.array(step), half_life=half_life)
     for k in range(1, snapshots + 1):
-        values[k] = values[k - 1] * decay(age_days=np.array(step), half_life=half_life)
-        lines = order[bounds[k] : bounds[k + 1]]
-        if len(lines):
-            weights = decay(age_days=days[k] - day[lines], half_life=half_life)
-            values[k] += np.bincount(item[lines], weights=weights, minlength=n_items)
+        values[k] = values[k - 1] * step_decay + added[k]
     top = values.max(axis=1, keepdims=True)
     np.divide(values, top, out=values, where=top > 0)
     return PopularityTimeline(days=days, values=values.astype(np.float32))

@@ -408,8 +408,9 @@ def top_k(scores: np.ndarray, *, k: int) -> tuple[np.ndarray, np.ndarray]:
     # Threshold at each row's k-th best value (np.partition is about twice as fast as argpartition),
     # then sort only the few entries at or above it.
     threshold = np.partition(scores, n - k, axis=1)[:, n - k]
-    threshold = np.where(np.isfinite(threshold), threshold, np.finfo(np.float32).max)[:, None]
-    row, col = np.nonzero((scores >= threshold) | ((threshold == np.finfo(np.float32).max) & np.isfinite(scores)))
+    # A row with fewer than k finite scores keeps all of them: its threshold is the lowest finite float.
+    threshold = np.where(np.isfinite(threshold), threshold, np.finfo(np.float32).min)[:, None]
+    row, col = np.nonzero(scores >= threshold)
     value = scores[row, col]
     order = np.lexsort((col, -value, row))
     row, col, value = row[order], col[order], value[order]
@@ -425,4 +426,4 @@ def decay(*, age_days: np.ndarray, half_life: float) -> np.ndarray:
     """0.5^(age / half_life); an infinite half-life weighs every purchase 1."""
     if not math.isfinite(half_life):
         return np.ones_like(age_days, dtype=np.float64)
-    return np.power(0.5, np.maximum(age_days, 0.0) / half_life)
+    return np.exp2(np.maximum(age_days, 0.0) * (-1.0 / half_life))

@@ -66,6 +66,7 @@ class Prepared:
     tuning: Holdout  # the validation customers the hybrid's weights are tuned on (a subsample)
     test: Holdout
     item_share: np.ndarray  # share of training customers who bought each item (novelty)
+    events: m.BasketEvents  # one per (basket, item) over all lines; each split takes its baskets' events
     held_out_customers: int = 0  # test customers whose last basket was moved to validation
 
     def summary(self) -> dict[str, int]:
@@ -135,6 +136,7 @@ def prepare(*, purchases: pa.Table, catalog: pa.Table | None, eval_users: int) -
         tuning=validation.sample(max_users=min(eval_users, TUNE_USERS), seed=1),
         test=test.sample(max_users=eval_users, seed=2),
         item_share=item_share.astype(np.float64),
+        events=m.basket_events(interactions),
         held_out_customers=held_out,
     )
 
@@ -194,6 +196,8 @@ def make_bundle(
     """A bundle whose history and popularity come from the given lines (pass `events` or `history` to reuse them);
     `timeline` adds popularity as of past days, for evaluation on held-out baskets."""
     reference = float(interactions.day.max()) if interactions.n_lines else 0.0
+    if popularity_events is None and timeline:  # popularity and its timeline share the events
+        popularity_events = m.popularity_events(interactions)
     if history is None:
         history = m.build_history(
             interactions=interactions, reference_day=reference, half_life=half_life, events=events
@@ -354,7 +358,8 @@ def fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepar
     before_test = inter.subset(split.train | split.validation)
     val = prepared.tuning
 
-    events = {id(train): m.basket_events(train)}
+    # Splits hold whole baskets, so each one's events are the all-lines events of its baskets.
+    events = {id(train): prepared.events.of_baskets(m.baskets_of(inter, split.train))}
     popular_events = {id(train): m.popularity_events(train)}
 
     timelines: dict[tuple[int, float], PopularityTimeline] = {}
@@ -459,7 +464,10 @@ def fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepar
     # 3. The test-time bundle: history up to each customer's test basket; ALS customers folded in.
     cf_fit = fits.get(chosen) if chosen else None
     test_history = m.build_history(
-        interactions=before_test, reference_day=float(before_test.day.max()), half_life=half_life
+        interactions=before_test,
+        reference_day=float(before_test.day.max()),
+        half_life=half_life,
+        events=prepared.events.of_baskets(m.baskets_of(inter, split.train | split.validation)),
     )
     test_cf = None
     if cf_fit is not None:
@@ -528,7 +536,9 @@ def refit_all(*, fitted: Fitted, prepared: Prepared, refit: str, log: Log) -> tu
         mode = "fold-in" if big and fitted.collaborative_name == "als" else "full"
     if mode == "none":
         return fitted.test_bundle, mode
-    history = m.build_history(interactions=inter, reference_day=float(inter.day.max()), half_life=fitted.half_life)
+    history = m.build_history(
+        interactions=inter, reference_day=float(inter.day.max()), half_life=fitted.half_life, events=prepared.events
+    )
     scorer = None
     if cf_fit is not None and fitted.collaborative_name is not None:
         matrix = m.history_matrix(history, n_items=inter.n_items)
