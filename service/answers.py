@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from fastapi import Response
+
 from service.features import CustomerFeatures
 from service.observability import ANSWER_SOURCE, DEGRADED, current_request_id
 from service.recommend import Ranked
@@ -47,11 +49,12 @@ def model_reasons(model: LoadedModel | None) -> list[str]:
 
 def recommendations_answer(
     *, endpoint: str, ranked: Ranked, model: LoadedModel | None, extra_reasons: list[str]
-) -> Recommendations:
-    """The JSON answer of a ranking endpoint."""
+) -> Response:
+    """The JSON answer of a ranking endpoint, serialized here: the model is built (and validated)
+    once, FastAPI does not validate it again against the route's response_model."""
     reasons = list(dict.fromkeys([*extra_reasons, *ranked.degraded_reasons, *model_reasons(model)]))
     record(endpoint, ranked.source, reasons)
-    return Recommendations(
+    answer = Recommendations(
         items=[Item(item_id=i, score=round(s, 6), reason=r) for i, s, r in ranked.items],
         model_version=model.version if model else None,
         source=ranked.source,
@@ -59,3 +62,4 @@ def recommendations_answer(
         degraded_reasons=reasons,
         request_id=current_request_id(),
     )
+    return Response(content=answer.model_dump_json(), media_type="application/json")

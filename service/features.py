@@ -121,6 +121,7 @@ class OnlineFeatures:
         self._recap_view: Any = None
         self._item_view: Any = None
         self._provider: Any = None
+        self._reader: Any = None  # Redis: training.features_redis.HashReader over recommend_v1's views
         self._skip_until = 0.0
         self._recent_timeouts: deque[bool] = deque(maxlen=BREAKER_WINDOW)
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="feast-read")
@@ -156,6 +157,12 @@ class OnlineFeatures:
             self._provider = store._get_provider()
             self.store = store
             self.kind = online_store_kind(store.config)
+            if self.kind == "redis":
+                from training.features_redis import HashReader
+
+                # Both views are keyed by user_id, so they live in one Redis hash: one HMGET reads
+                # them (Feast's online_read_async costs one round trip per view).
+                self._reader = HashReader(self._provider.online_store, store.config, self._customer_views)
             self.error = None
         except Exception as exc:  # no registry yet, Feast missing, bad REDIS_URL: serve without features
             self.store = None
@@ -210,20 +217,9 @@ class OnlineFeatures:
         return _decode(kept)
 
     async def _read_customer_async(self, user_id: str) -> dict[str, Any]:
-        """Redis: both views with Feast's async online_read on the event loop (no thread hop)."""
+        """Redis: both views in one HMGET on the event loop (no thread hop)."""
         key = _entity_key(user_id)
-        results = await self._bounded(
-            lambda: asyncio.gather(
-                *(
-                    self._provider.online_read_async(
-                        config=self.store.config, table=view, entity_keys=[key], requested_features=list(names)
-                    )
-                    for view, names in self._customer_views
-                )
-            ),
-            group="customer",
-        )
-        return self._customer_row([row for [row] in results])
+        return self._customer_row(await self._bounded(lambda: self._reader.read(key), group="customer"))
 
     async def recap(self, user_id: str, year: int) -> dict[str, Any] | None:
         """The stored recap record, None when there is none; raises OnlineStoreDown."""

@@ -141,7 +141,8 @@ def test_ids_are_checked_as_they_are_kept_whitespace_and_nan(tmp_path: Path) -> 
     table, report = load_purchases(path)
     assert table.column("user_id").to_pylist() == ["u1", "u2"]
     assert table.column("item_id").to_pylist() == ["1", "2"]
-    assert [(r["row"], r["code"]) for r in report.rejected.to_pylist()] == [(3, "missing user_id"), (4, "missing item_id")]
+    rejected = [(r["row"], r["code"]) for r in report.rejected.to_pylist()]
+    assert rejected == [(3, "missing user_id"), (4, "missing item_id")]
 
 
 def test_missing_column_is_one_clear_sentence(tmp_path: Path) -> None:

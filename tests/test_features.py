@@ -425,6 +425,41 @@ def test_fast_redis_store_writes_the_same_bytes_as_feasts(redis_home: Settings, 
 
 
 @pytest.mark.redis
+def test_one_hmget_reader_returns_what_feasts_async_read_returns(redis_home: Settings, sample) -> None:
+    """HashReader (the service's Redis read of recommend_v1) = Feast's online_read_async per view."""
+    import asyncio
+
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    from training.features_redis import HashReader
+
+    users, _ = sample
+    store = open_store(redis_home)
+    provider = store._get_provider()
+    views = [
+        (store.get_feature_view(p.name), [f.name for f in p.features])
+        for p in store.get_feature_service("recommend_v1").feature_view_projections
+    ]
+    reader = HashReader(provider.online_store, store.config, views)
+
+    async def both(user: str) -> tuple[list[Any], list[Any]]:
+        key = EntityKey(join_keys=["user_id"], entity_values=[Value(string_val=user)])
+        feast_rows = [
+            (await provider.online_read_async(store.config, view, [key], list(names)))[0] for view, names in views
+        ]
+        return await reader.read(key), feast_rows
+
+    async def all_users() -> list[tuple[list[Any], list[Any]]]:
+        return [await both(u) for u in [*users, "no-such-customer"]]
+
+    pairs = asyncio.run(all_users())
+    assert len(views) == 2 and all(ours == theirs for ours, theirs in pairs)
+    found = [v for ours, _ in pairs[:-1] for _, values in ours for v in (values or {}).values() if v.WhichOneof("val")]
+    assert found, "the known customers have values"
+
+
+@pytest.mark.redis
 def test_recaps_are_published_through_recap_v1(redis_home: Settings) -> None:
     """The recap job writes customer_year_recap.parquet and calls materialize(views=[...])."""
     path = redis_home.feature_data_dir / "customer_year_recap.parquet"

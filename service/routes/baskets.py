@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from service.answers import customer_context, recommendations_answer
 from service.deps import ModelDep, RecommendKey, ServicesDep
@@ -15,7 +15,7 @@ router = APIRouter(tags=["recommendations"])
 @router.post("/v1/baskets/complete", response_model=Recommendations, responses=ERRORS)
 async def basket_complete(
     basket: BasketRequest, _key: RecommendKey, services: ServicesDep, model: ModelDep
-) -> Recommendations:
+) -> Response:
     """Items that complete the cart, personalized when `user_id` is given."""
     reasons: list[str] = []
     just_bought: set[str] = set()

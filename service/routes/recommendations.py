@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 
 from service.answers import customer_context, recommendations_answer
 from service.deps import FeaturesDep, ModelDep, RecommendKey, ServicesDep
@@ -35,7 +35,7 @@ async def recommendations(
     category: Annotated[str | None, Query(min_length=1, max_length=ID_MAX_LENGTH, examples=["Bakery"])] = None,
     exclude: Annotated[list[str] | None, Query(description="Item ids to leave out (repeat or comma-separate).")] = None,
     explain: Explain = False,
-) -> Recommendations:
+) -> Response:
     """Top-k items for a customer; unknown customers get the fallback chain, named in `source`."""
     excluded = _split_ids(exclude)
     live = await customer_context(services, user_id)
@@ -64,7 +64,7 @@ async def similar(
     model: ModelDep,
     k: K = 10,
     explain: Explain = False,
-) -> Recommendations:
+) -> Response:
     """ "Customers also bought": items bought with this one (fallback: popular in its category)."""
     ranked = similar_to_item(model=model, catalog=features.catalog, item_id=item_id, k=k, explain=explain)
     return recommendations_answer(endpoint="similar", ranked=ranked, model=model, extra_reasons=[])
