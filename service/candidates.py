@@ -51,15 +51,12 @@ class CandidateTable:
         return self.items[user_row], self.scores[user_row]
 
     def _fill(self, bundle: ModelBundle, rows: np.ndarray) -> None:
-        users = [str(u) for u in bundle.user_ids[rows]]
-        ranked = bundle.recommend_batch(users, k=self.size, context="home")
-        index = bundle.item_index
-        for row, answer in zip(rows.tolist(), ranked, strict=True):
-            n = len(answer)
-            self.items[row, :n] = [index[i] for i, _ in answer]
-            self.scores[row, :n] = [s for _, s in answer]
-            self.items[row, n:] = -1
-            self.filled[row] = True
+        # Customer rows of the table are the bundle's history rows (both follow bundle.user_ids).
+        ids, scores = bundle.top_rows(rows, k=self.size, context="home")
+        finite = np.isfinite(scores)
+        self.items[rows, : ids.shape[1]] = np.where(finite, ids, -1)
+        self.scores[rows, : ids.shape[1]] = np.where(finite, scores, 0.0)
+        self.filled[rows] = True
 
     def precompute(self, bundle: ModelBundle, *, pause: Callable[[], None] = lambda: None) -> None:
         """Fill every customer row in batches (background thread; stops when `stop()` is called)."""
@@ -82,16 +79,14 @@ def top_from_candidates(
 ) -> list[tuple[str, float]] | None:
     """The first k cached candidates that pass the live filters, or None when fewer than k survive."""
     items, scores = table.row(bundle, user_row)
-    blocked = {bundle.item_index[i] for i in excluded if i in bundle.item_index}
-    in_stock = bundle.in_stock
-    out: list[tuple[str, float]] = []
-    for i, s in zip(items.tolist(), scores.tolist(), strict=True):
-        if i < 0:
-            break
-        if i in blocked or not in_stock[i]:
-            continue
-        out.append((str(bundle.item_ids[i]), float(s)))
-        if len(out) == k:
-            return out
-    # Fewer than k survived: the full list was shorter than N (return it) or filters ate too many.
-    return out if items[-1] < 0 else None
+    n = int(np.count_nonzero(items >= 0))  # the list is filled from the front
+    listed = items[:n]
+    keep = bundle.in_stock[listed]
+    blocked = [bundle.item_index[i] for i in excluded if i in bundle.item_index]
+    if blocked:
+        keep &= ~np.isin(listed, blocked)
+    chosen = np.flatnonzero(keep)[:k]
+    if len(chosen) < k and n == table.size:
+        return None  # filters ate too many of a full list: the core ranks on the spot
+    # Fewer than k only when the customer's whole list is shorter than N.
+    return list(zip(bundle.item_ids[listed[chosen]].tolist(), scores[chosen].tolist(), strict=True))

@@ -163,6 +163,16 @@ class EventStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
+        self._seen_file = False
+        self._next_look = 0.0
+
+    def _exists(self) -> bool:
+        """Whether the log file exists; once seen it is not looked up again, and until then at most
+        once a second (another worker creates it with the shop's first event)."""
+        if not self._seen_file and time.monotonic() >= self._next_look:
+            self._seen_file = self.path.exists()
+            self._next_look = time.monotonic() + 1.0
+        return self._seen_file
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -173,6 +183,7 @@ class EventStore:
             conn.execute("PRAGMA synchronous=FULL")
             conn.executescript(_SCHEMA)
             self._local.conn = conn
+            self._seen_file = True
         return conn
 
     def ingest(self, raw_events: Iterable[Any], *, now: datetime) -> IngestResult:
@@ -216,7 +227,7 @@ class EventStore:
 
     def bought_since(self, user_id: str, since: datetime) -> set[str]:
         """Items this customer bought at or after `since`, according to posted events."""
-        if not self.path.exists():
+        if not self._exists():
             return set()
         rows = (
             self._conn()

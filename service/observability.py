@@ -17,7 +17,7 @@ import logging
 import os
 import re
 import time
-import uuid
+import secrets
 from contextvars import ContextVar
 from typing import Any
 
@@ -112,7 +112,7 @@ class RequestContextMiddleware:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
                 break
-        request_id = incoming if _SANE_ID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if _SANE_ID.match(incoming) else secrets.token_hex(16)
         token = _request_id.set(request_id)
         started = time.perf_counter()
         status = 500

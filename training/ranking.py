@@ -288,20 +288,36 @@ class ModelBundle:
         now: datetime | None = None,
     ) -> list[list[tuple[str, float]]]:
         """Top-k (item_id, score) per customer; unknown customers get the popular fallback, never an error."""
-        check_context(context)
-        k = max(int(k), 0)
-        allowed = self._allowed_items(exclude_items=exclude_items, category=category)
-        when = None if now is None else now.timestamp() / 86_400.0
         out: list[list[tuple[str, float]]] = []
         users = [str(u) for u in user_ids]
         for start in range(0, len(users), _BATCH):
-            chunk = users[start : start + _BATCH]
-            rows = np.array([self._history_row(u) for u in chunk], dtype=np.int64)
-            scores = self.score_rows(rows=rows, context=context, now=None if when is None else np.full(len(rows), when))
-            scores[:, ~allowed] = -np.inf
-            for ids, vals in zip(*top_k(scores, k=k), strict=True):
-                out.append([(self.item_ids[i], float(v)) for i, v in zip(ids, vals, strict=True) if np.isfinite(v)])
+            rows = np.array([self._history_row(u) for u in users[start : start + _BATCH]], dtype=np.int64)
+            ids, vals = self.top_rows(
+                rows, k=k, context=context, exclude_items=exclude_items, category=category, now=now
+            )
+            for row_ids, row_vals in zip(ids, vals, strict=True):
+                finite = np.isfinite(row_vals)
+                out.append(list(zip(self.item_ids[row_ids[finite]].tolist(), row_vals[finite].tolist(), strict=True)))
         return out
+
+    def top_rows(
+        self,
+        rows: np.ndarray,
+        *,
+        k: int,
+        context: str = "home",
+        exclude_items: Sequence[str] = (),
+        category: str | None = None,
+        now: datetime | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`recommend_batch` for history rows (−1 = unknown customer), as arrays: item indices and
+        scores, rows × k, best first, padded with −inf scores."""
+        check_context(context)
+        allowed = self._allowed_items(exclude_items=exclude_items, category=category)
+        when = None if now is None else np.full(len(rows), now.timestamp() / 86_400.0)
+        scores = self.score_rows(rows=np.asarray(rows, dtype=np.int64), context=context, now=when)
+        scores[:, ~allowed] = -np.inf
+        return top_k(scores, k=max(int(k), 0))
 
     def similar_items(self, item_id: str, *, k: int, exclude_items: Sequence[str] = ()) -> list[tuple[str, float]]:
         """Items most like `item_id`; unknown items (or models without one) fall back to popular in its category."""
