@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-import time
 import secrets
+import time
 from contextvars import ContextVar
 from typing import Any
 
