@@ -25,7 +25,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,7 +39,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("reco.service.features")
 
-ITEM_CHUNK = 2_000
+ITEM_CHUNK = 500
+ITEM_CHUNK_PAUSE = 0.001  # seconds between chunks of a refresh: requests get the GIL back in between
+ASYNC_ITEM_CHUNK = 100  # items per step of the background refresh on the event loop (about 1 ms)
 # Circuit breaker on timeouts: a share of the recent reads, not a run, because concurrent requests
 # time out together when the process is starved of CPU for a moment (a load spike is not an outage,
 # and backing off then would turn every answer degraded). A hung store times out every read.
@@ -122,6 +124,8 @@ class OnlineFeatures:
         self._item_view: Any = None
         self._provider: Any = None
         self._reader: Any = None  # Redis: training.features_redis.HashReader over recommend_v1's views
+        self._item_readers: dict[tuple[str, ...], Any] = {}  # Redis: HashReader per item_stats field set
+        self._items_seen: dict[str, tuple[tuple[bytes | None, ...], datetime | None, bool]] = {}
         self._skip_until = 0.0
         self._recent_timeouts: deque[bool] = deque(maxlen=BREAKER_WINDOW)
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="feast-read")
@@ -307,50 +311,130 @@ class OnlineFeatures:
         """Read item_stats for these items (blocking, in chunks) into a new in-memory catalog.
 
         `full` reads every attribute (start-up, new model); otherwise only `in_stock` and the
-        popularity are re-read and the other attributes kept. Uses the online store's `online_read`
-        (one pipelined call per chunk): Feast's get_online_features costs several times more CPU,
-        and this runs beside request handling in the same process.
+        popularity are re-read and the other attributes kept. On Redis one HMGET per item
+        (`HashReader`, pipelined per chunk), and a row whose bytes did not change since the last
+        refresh is not decoded again: through Feast's online_read this cost about 1.2 s of CPU
+        for 50k items, beside request handling in the same process.
         """
         if self.store is None:
             return self.catalog
-        view = self._item_view
-        previous = self.catalog.items
-        now = self.settings.clock()
-        items: dict[str, ItemInfo] = {}
-        stale = 0
+        refresh = _ItemRefresh(self, full=full)
+        for n, chunk in enumerate(refresh.chunks(item_ids)):
+            if n:
+                time.sleep(ITEM_CHUNK_PAUSE)
+            requested = refresh.requested(chunk)
+            if self.kind == "redis":
+                reader = self._item_reader(requested)
+                refresh.add_raw(chunk, reader, reader.raw_many([reader.key.string("item_id", i) for i in chunk]))
+            else:
+                refresh.add_rows(chunk, self._online_read_items(chunk, requested))
+        return self._set_catalog(refresh)
+
+    async def refresh_items_async(self, item_ids: Sequence[str], *, full: bool = False) -> ItemCatalog:
+        """`refresh_items` for the background refresh: on Redis it runs on the event loop, a small
+        chunk at a time between requests (in a thread it would hold the GIL against them; p99 went
+        from 9 to 18 ms with a refresh every 10 s); other stores read in a thread."""
+        if self.store is None or self.kind != "redis":
+            return await asyncio.to_thread(self.refresh_items, item_ids, full=full)
+        refresh = _ItemRefresh(self, full=full)
+        for chunk in refresh.chunks(item_ids, size=ASYNC_ITEM_CHUNK):
+            await asyncio.sleep(0)  # let waiting requests run
+            reader = self._item_reader(refresh.requested(chunk))
+            keys = [reader.key.string("item_id", i) for i in chunk]
+            refresh.add_raw(chunk, reader, await reader.raw_many_async(keys))
+        return self._set_catalog(refresh)
+
+    def _item_reader(self, requested: tuple[str, ...]) -> Any:
+        from training.features_redis import HashReader
+
+        reader = self._item_readers.get(requested)
+        if reader is None:
+            reader = self._item_readers[requested] = HashReader(
+                self._provider.online_store, self.store.config, [(self._item_view, list(requested))]
+            )
+        return reader
+
+    def _online_read_items(self, chunk: list[str], requested: tuple[str, ...]) -> list[Any]:
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.protos.feast.types.Value_pb2 import Value
 
-        for start in range(0, len(item_ids), ITEM_CHUNK):
-            chunk = [str(i) for i in item_ids[start : start + ITEM_CHUNK]]
-            # Items new to the catalog (e.g. of a newly loaded model) need every attribute.
-            requested = ITEM_FIELDS if full or any(i not in previous for i in chunk) else LIVE_ITEM_FIELDS
-            keys = [EntityKey(join_keys=["item_id"], entity_values=[Value(string_val=i)]) for i in chunk]
-            rows = self._provider.online_read(
-                config=self.store.config, table=view, entity_keys=keys, requested_features=list(requested)
+        keys = [EntityKey(join_keys=["item_id"], entity_values=[Value(string_val=i)]) for i in chunk]
+        return list(
+            self._provider.online_read(
+                config=self.store.config, table=self._item_view, entity_keys=keys, requested_features=list(requested)
             )
-            for item_id, (event_ts, values) in zip(chunk, rows, strict=True):
-                if not _present(values):
-                    continue  # not in the online store
-                row = _decode([values])
-                old = previous.get(item_id) or ItemInfo()
-                fresh = _fresh(event_ts, view.ttl, now)
-                if not fresh:
-                    stale += 1
-                items[item_id] = ItemInfo(
-                    name=row.get("name", old.name),
-                    category=row.get("category", old.category),
-                    brand=row.get("brand", old.brand),
-                    price=row.get("price", old.price),
-                    # A stale row's availability and popularity are unknown, not "as last written".
-                    in_stock=row.get("in_stock") if fresh else None,
-                    popularity_30d=row.get("popularity_30d") if fresh else None,
-                )
-        if stale:
-            STALE_FEATURES.labels(view=ITEM_VIEW).inc(stale)
-            log.warning("%d item_stats rows are older than the view's ttl: their availability is unknown", stale)
-        self.catalog = ItemCatalog(items=items, refreshed_at=datetime.now(UTC), stale=stale)
+        )
+
+    def _set_catalog(self, refresh: _ItemRefresh) -> ItemCatalog:
+        if refresh.stale:
+            STALE_FEATURES.labels(view=ITEM_VIEW).inc(refresh.stale)
+            log.warning(
+                "%d item_stats rows are older than the view's ttl: their availability is unknown", refresh.stale
+            )
+        self._items_seen = refresh.seen
+        self.catalog = ItemCatalog(items=refresh.items, refreshed_at=datetime.now(UTC), stale=refresh.stale)
         return self.catalog
+
+
+class _ItemRefresh:
+    """One pass over item_stats: the new catalog, built chunk by chunk from raw Redis replies or Feast rows."""
+
+    def __init__(self, features: OnlineFeatures, *, full: bool) -> None:
+        self.full = full
+        self.ttl = features._item_view.ttl
+        self.now = features.settings.clock()
+        self.previous = features.catalog.items
+        self.previous_seen = features._items_seen
+        self.items: dict[str, ItemInfo] = {}
+        self.seen: dict[str, tuple[tuple[bytes | None, ...], datetime | None, bool]] = {}
+        self.stale = 0
+
+    @staticmethod
+    def chunks(item_ids: Sequence[str], size: int = ITEM_CHUNK) -> Iterator[list[str]]:
+        for start in range(0, len(item_ids), size):
+            yield [str(i) for i in item_ids[start : start + size]]
+
+    def requested(self, chunk: list[str]) -> tuple[str, ...]:
+        # Items new to the catalog (e.g. of a newly loaded model) need every attribute.
+        return ITEM_FIELDS if self.full or any(i not in self.previous for i in chunk) else LIVE_ITEM_FIELDS
+
+    def add_raw(self, chunk: list[str], reader: Any, raws: list[list[bytes | None]]) -> None:
+        for item_id, reply in zip(chunk, raws, strict=True):
+            raw = tuple(reply)
+            known = self.previous_seen.get(item_id)
+            if known is not None and known[0] == raw and item_id in self.previous:
+                fresh = _fresh(known[1], self.ttl, self.now)
+                if fresh == known[2]:  # same bytes, same freshness: the same ItemInfo
+                    self.items[item_id], self.seen[item_id] = self.previous[item_id], known
+                    self.stale += not fresh
+                    continue
+            event_ts, values = reader.parse(raw)[0]
+            added = self._add(item_id, event_ts, values)
+            if added is not None:
+                self.seen[item_id] = (raw, event_ts, added)
+
+    def add_rows(self, chunk: list[str], rows: list[Any]) -> None:
+        for item_id, (event_ts, values) in zip(chunk, rows, strict=True):
+            self._add(item_id, event_ts, values)
+
+    def _add(self, item_id: str, event_ts: datetime | None, values: dict[str, Any] | None) -> bool | None:
+        """Add one item's row; returns its freshness (None: not in the online store)."""
+        if not _present(values):
+            return None
+        row = _decode([values])
+        old = self.previous.get(item_id) or ItemInfo()
+        fresh = _fresh(event_ts, self.ttl, self.now)
+        self.stale += not fresh
+        self.items[item_id] = ItemInfo(
+            name=row.get("name", old.name),
+            category=row.get("category", old.category),
+            brand=row.get("brand", old.brand),
+            price=row.get("price", old.price),
+            # A stale row's availability and popularity are unknown, not "as last written".
+            in_stock=row.get("in_stock") if fresh else None,
+            popularity_30d=row.get("popularity_30d") if fresh else None,
+        )
+        return fresh
 
 
 def _entity_key(user_id: str) -> Any:

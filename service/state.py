@@ -109,6 +109,8 @@ class ModelHolder:
         """Apply live availability (item_stats.in_stock; merged into what is known) to the served bundle:
         a new bundle, swapped atomically."""
         with self._lock:
+            if in_stock.items() <= self._in_stock.items():
+                return  # nothing changed (the usual refresh): no 50k-item pass beside requests
             self._in_stock.update(in_stock)
             current = self.current
             if current is not None:

@@ -141,3 +141,45 @@ def test_a_burst_of_timeouts_under_load_does_not_open_the_breaker() -> None:
     fresh._skip_until = 0.0
     fresh._fail("customer", "error", time.perf_counter())
     assert fresh._skip_until > time.monotonic(), "a refused connection backs off at once"
+
+
+@pytest.mark.redis
+def test_background_item_refresh_takes_items_out_of_stock(w: World, redis_url: str) -> None:
+    """The refresh on the event loop (refresh_items_async) sees a sold-out item within a second:
+    it leaves the answers; untouched items keep their catalog entries."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from training.features import open_store
+    from training.settings import load_settings
+
+    with live_server(w.env(REDIS_URL=redis_url, RECO_ITEM_REFRESH_SECONDS="0.2")) as server, server.client() as c:
+        user = w.users[0]
+        top = c.get(f"/v1/users/{user}/recommendations", params={"k": 5}).json()["items"][0]["item_id"]
+        features = server.app.state.services.features
+        started, deadline = features.catalog.refreshed_at, time.monotonic() + 5
+        while features.catalog.refreshed_at == started:  # one background refresh after start-up's full read
+            assert time.monotonic() < deadline, "no background refresh ran"
+            time.sleep(0.05)
+        before = dict(features.catalog.items)
+        settings = load_settings(home=str(w.home), mlflow_tracking_uri=w.tracking_uri, redis_url=redis_url)
+        rows = pq.read_table(settings.feature_data_dir / "item_stats.parquet")
+        row = rows.filter(pc.equal(rows.column("item_id"), top)).to_pandas()
+        row["in_stock"] = False
+        row["event_timestamp"] = row["event_timestamp"] + pd_seconds(1)
+        open_store(settings).write_to_online_store("item_stats", row)
+        deadline = time.monotonic() + 5
+        while features.catalog.items[top].in_stock is not False:
+            assert time.monotonic() < deadline, "the refresh did not see the change"
+            time.sleep(0.05)
+        answer = c.get(f"/v1/users/{user}/recommendations", params={"k": 5}).json()
+        assert top not in [i["item_id"] for i in answer["items"]] and answer["degraded"] is False
+        after = features.catalog.items
+        untouched = [i for i in before if i != top]
+        assert all(after[i] is before[i] for i in untouched)  # unchanged rows are not decoded again
+
+
+def pd_seconds(n: int) -> object:
+    import pandas as pd
+
+    return pd.Timedelta(seconds=n)

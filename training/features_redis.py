@@ -132,24 +132,27 @@ class _KeyEncoder:
         if self.version >= 3 and len(entity_key.join_keys) == 1:
             value = entity_key.entity_values[0]
             if value.WhichOneof("val") == "string_val":
-                name = entity_key.join_keys[0]
-                prefix = self.prefixes.get(name)
-                if prefix is None:
-                    encoded = name.encode("utf8")
-                    prefix = self.prefixes[name] = (
-                        _U32.pack(1)
-                        + _U32.pack(ValueType.STRING)
-                        + _U32.pack(len(encoded))
-                        + encoded
-                        + _U32.pack(ValueType.STRING)
-                    )
-                text = value.string_val.encode("utf8")
-                return prefix + _U32.pack(len(text)) + text + self.project
+                return self.string(entity_key.join_keys[0], value.string_val)
         return serialize_entity_key(entity_key, entity_key_serialization_version=self.version) + self.project
+
+    def string(self, name: str, text: str) -> bytes:
+        """The key of an entity with one string join key `name` = `text` (serialization v3)."""
+        prefix = self.prefixes.get(name)
+        if prefix is None:
+            encoded = name.encode("utf8")
+            prefix = self.prefixes[name] = (
+                _U32.pack(1)
+                + _U32.pack(ValueType.STRING)
+                + _U32.pack(len(encoded))
+                + encoded
+                + _U32.pack(ValueType.STRING)
+            )
+        raw = text.encode("utf8")
+        return prefix + _U32.pack(len(raw)) + raw + self.project
 
 
 class HashReader:
-    """`online_read_async` of several views for one entity key, in one HMGET (see module docstring).
+    """`online_read` of several views for entity keys, one HMGET per key (see module docstring).
 
     `views` are (feature view, feature names) pairs of views keyed by the same entity; field names
     are hashed once here, not per read."""
@@ -158,21 +161,41 @@ class HashReader:
         online = config.online_store
         assert isinstance(online, RedisOnlineStoreConfig)
         self._store, self._online = store, online
-        self._encode = _KeyEncoder(config.project, config.entity_key_serialization_version)
-        self._fields: list[bytes | str] = []
+        self.key = _KeyEncoder(config.project, config.entity_key_serialization_version)
+        self.fields: list[bytes | str] = []
         self._layout: list[tuple[int, list[tuple[str, int]]]] = []  # per view: ts field, (feature, field)
         for view, names in views:
             name = _versioned_fv_name(view, config)
             features = []
             for feature in names:
-                features.append((feature, len(self._fields)))
-                self._fields.append(_mmh3(f"{name}:{feature}"))
-            self._layout.append((len(self._fields), features))
-            self._fields.append(f"_ts:{name}")
+                features.append((feature, len(self.fields)))
+                self.fields.append(_mmh3(f"{name}:{feature}"))
+            self._layout.append((len(self.fields), features))
+            self.fields.append(f"_ts:{name}")
 
     async def read(self, entity_key: EntityKeyProto) -> list[tuple[datetime | None, dict[str, ValueProto] | None]]:
+        """One entity: per view, what `online_read_async` returns (async client, one round trip)."""
         client = await self._store._get_client_async(self._online)
-        raw = await client.hmget(self._encode(entity_key), self._fields)
+        return self.parse(await client.hmget(self.key(entity_key), self.fields))
+
+    def raw_many(self, keys: Sequence[bytes]) -> list[list[bytes | None]]:
+        """HMGET replies (in `fields` order) for Redis keys (`self.key(...)`), in one pipeline."""
+        client = self._store._get_client(self._online)
+        with client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.execute_command("HMGET", key, *self.fields)
+            return list(pipe.execute())
+
+    async def raw_many_async(self, keys: Sequence[bytes]) -> list[list[bytes | None]]:
+        """`raw_many` with the async client (on the event loop)."""
+        client = await self._store._get_client_async(self._online)
+        async with client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.execute_command("HMGET", key, *self.fields)
+            return list(await pipe.execute())
+
+    def parse(self, raw: Sequence[bytes | None]) -> list[tuple[datetime | None, dict[str, ValueProto] | None]]:
+        """One HMGET reply → per view (event time, {feature: ValueProto}), as Feast's reads give them."""
         out: list[tuple[datetime | None, dict[str, ValueProto] | None]] = []
         for ts_at, features in self._layout:
             if not features:
