@@ -41,7 +41,6 @@ log = logging.getLogger("reco.service.features")
 
 ITEM_CHUNK = 500
 ITEM_CHUNK_PAUSE = 0.001  # seconds between chunks of a refresh: requests get the GIL back in between
-ASYNC_ITEM_CHUNK = 100  # items per step of the background refresh on the event loop (about 1 ms)
 # Circuit breaker on timeouts: a share of the recent reads, not a run, because concurrent requests
 # time out together when the process is starved of CPU for a moment (a load spike is not an outage,
 # and backing off then would turn every answer degraded). A hung store times out every read.
@@ -330,19 +329,20 @@ class OnlineFeatures:
                 refresh.add_rows(chunk, self._online_read_items(chunk, requested))
         return self._set_catalog(refresh)
 
-    async def refresh_items_async(self, item_ids: Sequence[str], *, full: bool = False) -> ItemCatalog:
-        """`refresh_items` for the background refresh: on Redis it runs on the event loop, a small
-        chunk at a time between requests (in a thread it would hold the GIL against them; p99 went
-        from 9 to 18 ms with a refresh every 10 s); other stores read in a thread."""
+    def item_writes(self) -> int | None:
+        """How many batches were written to item_stats so far (Redis: the counter our writer bumps,
+        `training.features_redis.writes_key`); None when the store cannot tell (SQLite, Redis down)."""
         if self.store is None or self.kind != "redis":
-            return await asyncio.to_thread(self.refresh_items, item_ids, full=full)
-        refresh = _ItemRefresh(self, full=full)
-        for chunk in refresh.chunks(item_ids, size=ASYNC_ITEM_CHUNK):
-            await asyncio.sleep(0)  # let waiting requests run
-            reader = self._item_reader(refresh.requested(chunk))
-            keys = [reader.key.string("item_id", i) for i in chunk]
-            refresh.add_raw(chunk, reader, await reader.raw_many_async(keys))
-        return self._set_catalog(refresh)
+            return None
+        from training.features_redis import writes_key
+
+        try:
+            client = self._provider.online_store._get_client(self.store.config.online_store)
+            value = client.get(writes_key(self.store.config.project, self._item_view.name))
+        except Exception as exc:
+            log.debug("item_stats write counter unreadable: %s", exc)
+            return None
+        return int(value or 0)
 
     def _item_reader(self, requested: tuple[str, ...]) -> Any:
         from training.features_redis import HashReader
@@ -390,9 +390,9 @@ class _ItemRefresh:
         self.stale = 0
 
     @staticmethod
-    def chunks(item_ids: Sequence[str], size: int = ITEM_CHUNK) -> Iterator[list[str]]:
-        for start in range(0, len(item_ids), size):
-            yield [str(i) for i in item_ids[start : start + size]]
+    def chunks(item_ids: Sequence[str]) -> Iterator[list[str]]:
+        for start in range(0, len(item_ids), ITEM_CHUNK):
+            yield [str(i) for i in item_ids[start : start + ITEM_CHUNK]]
 
     def requested(self, chunk: list[str]) -> tuple[str, ...]:
         # Items new to the catalog (e.g. of a newly loaded model) need every attribute.

@@ -124,6 +124,11 @@ def _redis(settings: Settings) -> Any:
     return redis.Redis.from_url(settings.redis_url)
 
 
+def _hashes(client: Any) -> dict[bytes, dict[bytes, bytes]]:
+    """Every Feast hash in the DB (our writer's `reco:writes:*` counters left out)."""
+    return {key: client.hgetall(key) for key in client.scan_iter(count=1000) if not key.startswith(b"reco:")}
+
+
 def _flush(url: str) -> None:
     import redis
 
@@ -263,14 +268,14 @@ def test_parallel_writers_give_the_same_online_values(redis_home: Settings, samp
     from training.features_online import write_view
 
     client = _redis(redis_home)
-    snapshot = {key: client.hgetall(key) for key in client.scan_iter(count=1000)}
+    snapshot = _hashes(client)
     client.flushdb()
     store = open_store(redis_home, skip_dedup=True)
     for name in ("customer_profile", "customer_recent_items", "item_stats"):
         path = redis_home.feature_data_dir / f"{name}.parquet"
         result = write_view(store, store.get_feature_view(name), path, workers=2, batch_rows=50)
         assert result.rows_written == pq.read_metadata(path).num_rows
-    assert {key: client.hgetall(key) for key in client.scan_iter(count=1000)} == snapshot
+    assert _hashes(client) == snapshot
 
 
 @pytest.mark.redis
@@ -296,7 +301,7 @@ def test_feature_view_ttls_and_redis_key_ttl(redis_home: Settings, sample) -> No
     assert got["popularity_30d"][0] is not None, "Feast started enforcing TTL online: revisit the serving checks"
 
     client = _redis(redis_home)
-    key = next(client.scan_iter(count=1000))
+    key = next(iter(_hashes(client)))
     assert client.ttl(key) == -1, "no key TTL unless configured"
     from training.features_online import write_view
 
@@ -390,7 +395,7 @@ def test_fast_redis_store_writes_the_same_bytes_as_feasts(redis_home: Settings, 
     from feast.infra.online_stores.redis import RedisOnlineStore
 
     from training.features_online import iter_rows
-    from training.features_redis import FastRedisOnlineStore
+    from training.features_redis import FastRedisOnlineStore, writes_key
 
     client = _redis(redis_home)
     store = open_store(redis_home, skip_dedup=skip_dedup)
@@ -416,12 +421,15 @@ def test_fast_redis_store_writes_the_same_bytes_as_feasts(redis_home: Settings, 
             fv = store.get_feature_view(name)
             for rows in iter_rows(table, fv):
                 writer.online_write_batch(store.config, fv, rows, None)
-        return {key: client.hgetall(key) for key in client.scan_iter(count=1000)}
+        return _hashes(client)
 
     stock, fast = dump(RedisOnlineStore()), dump(FastRedisOnlineStore())
+    # The one addition: a write counter per view written (what the service polls).
+    counters = {key: int(client.get(key)) for key in client.scan_iter(match="reco:writes:*")}
     client.flushdb()
     materialize(settings=redis_home, full=True)  # leave DB 14 as the other tests expect it
     assert len(stock) == 40 + 40 + 3 and fast == stock
+    assert set(counters) == {writes_key(store.config.project, v).encode() for v in tables} and all(counters.values())
 
 
 @pytest.mark.redis

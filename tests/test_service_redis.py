@@ -145,8 +145,8 @@ def test_a_burst_of_timeouts_under_load_does_not_open_the_breaker() -> None:
 
 @pytest.mark.redis
 def test_background_item_refresh_takes_items_out_of_stock(w: World, redis_url: str) -> None:
-    """The refresh on the event loop (refresh_items_async) sees a sold-out item within a second:
-    it leaves the answers; untouched items keep their catalog entries."""
+    """The background refresh re-reads item_stats only after a write (the writer's counter) and
+    then sees a sold-out item: it leaves the answers; untouched items keep their catalog entries."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -161,7 +161,9 @@ def test_background_item_refresh_takes_items_out_of_stock(w: World, redis_url: s
         while features.catalog.refreshed_at == started:  # one background refresh after start-up's full read
             assert time.monotonic() < deadline, "no background refresh ran"
             time.sleep(0.05)
-        before = dict(features.catalog.items)
+        before, read_at = dict(features.catalog.items), features.catalog.refreshed_at
+        time.sleep(0.7)
+        assert features.catalog.refreshed_at == read_at, "item_stats was not written: no re-read"
         settings = load_settings(home=str(w.home), mlflow_tracking_uri=w.tracking_uri, redis_url=redis_url)
         rows = pq.read_table(settings.feature_data_dir / "item_stats.parquet")
         row = rows.filter(pc.equal(rows.column("item_id"), top)).to_pandas()

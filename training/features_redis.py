@@ -11,6 +11,8 @@ store's. What it saves per row, where the stock loop spends most of its time:
     types go through Feast's `serialize_entity_key`);
   - event timestamps shared between rows are serialized once per batch;
   - HSET goes to the pipeline as one flat command, without redis-py's per-call mapping handling.
+It adds one thing: a batch that writes rows increments the counter `reco:writes:<project>:<view>`
+(`writes_key`), so the service re-reads a view only after it was written.
 The timestamp dedup (skip rows not newer than the stored ones) and `skip_dedup` behave as in Feast.
 
 `HashReader` reads several feature views of one entity with one HMGET: views of the same entity
@@ -35,6 +37,13 @@ from feast.protos.feast.types.Value_pb2 import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 
 STORE_TYPE = "training.features_redis.FastRedisOnlineStore"
+
+
+def writes_key(project: str, view: str) -> str:
+    """A counter every batch write to `view` increments: readers re-read a view only when it moved."""
+    return f"reco:writes:{project}:{view}"
+
+
 _U32 = struct.Struct("<I")
 
 
@@ -90,9 +99,11 @@ class FastRedisOnlineStore(RedisOnlineStore):
                     pipe.execute_command("HSET", key, *fields(stamp(when)[0], values))
                     if ttl:
                         pipe.expire(name=key, time=ttl)
-                results = pipe.execute()
+                if data:
+                    pipe.incr(writes_key(config.project, view))
+                pipe.execute()
                 if progress:
-                    progress(len(results))
+                    progress(len(data))
                 return
 
             keys = [redis_key(entity_key) for entity_key, _, _, _ in data]
@@ -100,7 +111,6 @@ class FastRedisOnlineStore(RedisOnlineStore):
                 pipe.hmget(key, ts_key)
             previous = [reply[0] for reply in pipe.execute()]
             latest: dict[bytes, int] = {}  # newest timestamp queued per key in this batch (as Feast does)
-            skipped = 0
             for key, stored, (_, values, when, _) in zip(keys, previous, data, strict=True):
                 ts_bytes, nanos = stamp(when)
                 seen = latest.get(key, 0)
@@ -109,15 +119,16 @@ class FastRedisOnlineStore(RedisOnlineStore):
                     old.ParseFromString(stored)
                     seen = max(seen, old.seconds * 1_000_000_000 + old.nanos)
                 if seen and nanos <= seen:
-                    skipped += 1
                     continue
                 latest[key] = nanos
                 pipe.execute_command("HSET", key, *fields(ts_bytes, values))
                 if ttl:
                     pipe.expire(name=key, time=ttl)
-            results = pipe.execute()
+            if latest:
+                pipe.incr(writes_key(config.project, view))
+            pipe.execute()
             if progress:
-                progress(len(results) + skipped)
+                progress(len(data))  # written + skipped
 
 
 class _KeyEncoder:
@@ -185,14 +196,6 @@ class HashReader:
             for key in keys:
                 pipe.execute_command("HMGET", key, *self.fields)
             return list(pipe.execute())
-
-    async def raw_many_async(self, keys: Sequence[bytes]) -> list[list[bytes | None]]:
-        """`raw_many` with the async client (on the event loop)."""
-        client = await self._store._get_client_async(self._online)
-        async with client.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.execute_command("HMGET", key, *self.fields)
-            return list(await pipe.execute())
 
     def parse(self, raw: Sequence[bytes | None]) -> list[tuple[datetime | None, dict[str, ValueProto] | None]]:
         """One HMGET reply → per view (event time, {feature: ValueProto}), as Feast's reads give them."""
