@@ -8,6 +8,7 @@ the new bundle is downloaded, loaded and warmed in a worker thread while the old
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 import time
@@ -141,6 +142,7 @@ class ModelHolder:
                 result = await asyncio.to_thread(self.reload)
                 if result.changed:
                     log.info("alias moved: version %s → %s", result.previous, result.version)
+                    gc.freeze()  # the new model's long-lived objects, as at start-up (service.app)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
