@@ -1,13 +1,16 @@
 """Online features for serving, read through Feast with short timeouts and a back-off.
 
-* Customer features (feature service `recommend_v1`: profile + recent items) are read per request
-  in a small dedicated thread pool, bounded by `RECO_FEATURE_TIMEOUT_MS`. A failed or slow read
+* Customer features (feature service `recommend_v1`: profile + recent items) are read per request,
+  bounded by `RECO_FEATURE_TIMEOUT_MS`: on Redis with one HMGET on the event loop (both views
+  live in the customer's hash; `training.features_redis.HashReader`), on other stores through
+  Feast's online_read in a small dedicated thread pool. A failed or slow read
   answers `None` with a reason; the caller then serves from the model bundle alone with
   `degraded: true`. After a failure the store is skipped for `RECO_FEATURE_BACKOFF_SECONDS`, so an
   outage costs one timeout, not one per request.
 * Item attributes (name, category, brand, price, in_stock from `item_stats`) change slowly: they
   are read for the whole catalog in the background and kept in memory (`ItemCatalog`), so ranking
-  never waits for them. Availability is pushed into the served bundle (ModelHolder.set_availability).
+  never waits for them; on Redis only after item_stats was written (`item_writes`). Availability
+  is pushed into the served bundle (ModelHolder.set_availability).
 * Recaps (`recap_v1`) are read per request like customer features.
 * Freshness: Feast does not enforce a feature view's `ttl` on online reads (feast#6821), so every
   read checks each row's event timestamp against its view's ttl (0 = never expires) on the

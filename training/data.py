@@ -1,6 +1,7 @@
 """Load and validate purchase and catalog files (DESIGN.md, "Data contract").
 
-Files are read with pyarrow (CSV or Parquet) and checked in one vectorized DuckDB pass. Every
+Files are read with DuckDB (a Parquet file) or pyarrow (CSV, a Parquet directory) and checked in
+one vectorized DuckDB pass; text columns are cleaned once in Arrow and checked as kept. Every
 row is either accepted or rejected with its row number and a reason: rows read = rows accepted
 + rows rejected, always. A file that cannot be used at all raises `InvalidPurchases` /
 `InvalidCatalog` with one sentence.
