@@ -104,6 +104,7 @@ class ModelHolder:
             MODEL_RELOADS.labels(outcome="swapped").inc()
             set_model_info(version=str(label), uri=self.settings.model_uri, previous=prev_version)
             log.info("serving model version %s from %s (%.2f s)", label, resolved, seconds)
+            freeze_heap()  # the new model's long-lived objects (poll, /admin/reload, start-up)
             return ReloadResult(True, str(label), prev_version, seconds)
 
     def set_availability(self, in_stock: dict[str, bool]) -> None:
@@ -142,13 +143,22 @@ class ModelHolder:
                 result = await asyncio.to_thread(self.reload)
                 if result.changed:
                     log.info("alias moved: version %s → %s", result.previous, result.version)
-                    gc.freeze()  # the new model's long-lived objects, as at start-up (service.app)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning(
                     "model poll failed, keeping version %s: %s", self.current.version if self.current else None, exc
                 )
+
+
+def freeze_heap() -> None:
+    """Move what start-up allocated (id maps, catalog, Feast registry: millions of long-lived objects)
+    out of the garbage collector's view: a full collection walking them stalls every request for
+    tens of milliseconds. They are still freed when their last reference goes. Each background
+    refresh and model swap freezes again (a new catalog of 50k item entries put p99 at 20 ms,
+    measured); the collection first keeps cyclic garbage from being frozen for good."""
+    gc.collect()
+    gc.freeze()
 
 
 def _yield_gil() -> None:
