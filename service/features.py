@@ -341,7 +341,7 @@ class OnlineFeatures:
 
         try:
             client = self._provider.online_store._get_client(self.store.config.online_store)
-            value = client.get(writes_key(self.store.config.project, self._item_view.name))
+            value = client.get(writes_key(self.store.config, self._item_view))
         except Exception as exc:
             log.debug("item_stats write counter unreadable: %s", exc)
             return None

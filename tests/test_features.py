@@ -429,7 +429,8 @@ def test_fast_redis_store_writes_the_same_bytes_as_feasts(redis_home: Settings, 
     client.flushdb()
     materialize(settings=redis_home, full=True)  # leave DB 14 as the other tests expect it
     assert len(stock) == 40 + 40 + 3 and fast == stock
-    assert set(counters) == {writes_key(store.config.project, v).encode() for v in tables} and all(counters.values())
+    assert set(counters) == {writes_key(store.config, store.get_feature_view(v)).encode() for v in tables}
+    assert all(counters.values())
 
 
 @pytest.mark.redis

@@ -39,9 +39,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 STORE_TYPE = "training.features_redis.FastRedisOnlineStore"
 
 
-def writes_key(project: str, view: str) -> str:
+def writes_key(config: RepoConfig, view: FeatureView) -> str:
     """A counter every batch write to `view` increments: readers re-read a view only when it moved."""
-    return f"reco:writes:{project}:{view}"
+    return f"reco:writes:{config.project}:{_versioned_fv_name(view, config)}"
 
 
 _U32 = struct.Struct("<I")
@@ -100,7 +100,7 @@ class FastRedisOnlineStore(RedisOnlineStore):
                     if ttl:
                         pipe.expire(name=key, time=ttl)
                 if data:
-                    pipe.incr(writes_key(config.project, view))
+                    pipe.incr(writes_key(config, table))
                 pipe.execute()
                 if progress:
                     progress(len(data))
@@ -125,7 +125,7 @@ class FastRedisOnlineStore(RedisOnlineStore):
                 if ttl:
                     pipe.expire(name=key, time=ttl)
             if latest:
-                pipe.incr(writes_key(config.project, view))
+                pipe.incr(writes_key(config, table))
             pipe.execute()
             if progress:
                 progress(len(data))  # written + skipped
