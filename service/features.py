@@ -224,8 +224,8 @@ class OnlineFeatures:
 
     async def _read_customer_async(self, user_id: str) -> dict[str, Any]:
         """Redis: both views in one HMGET on the event loop (no thread hop)."""
-        key = _entity_key(user_id)
-        return self._customer_row(await self._bounded(lambda: self._reader.read(key), group="customer"))
+        key = self._reader.key.string("user_id", user_id)
+        return self._customer_row(await self._bounded(lambda: self._reader.read_key(key), group="customer"))
 
     async def recap(self, user_id: str, year: int) -> dict[str, Any] | None:
         """The stored recap record, None when there is none; raises OnlineStoreDown."""

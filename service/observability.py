@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import re
-import secrets
 import time
 from contextvars import ContextVar
 from typing import Any
@@ -112,7 +112,10 @@ class RequestContextMiddleware:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
                 break
-        request_id = incoming if _SANE_ID.match(incoming) else secrets.token_hex(16)
+        request_id = (
+            # An id, not a secret: the random module is reseeded in every forked worker.
+            incoming if _SANE_ID.match(incoming) else f"{random.getrandbits(128):032x}"
+        )  # an id, not a secret (random reseeds per fork)
         token = _request_id.set(request_id)
         started = time.perf_counter()
         status = 500

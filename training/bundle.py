@@ -126,7 +126,9 @@ def _map_npz(path: Path) -> dict[str, np.ndarray]:
                 # Small arrays (catalog flags, popularity) become ordinary, writable arrays; so do
                 # unaligned ones (a bundle written by np.savez), which BLAS would not use directly.
                 small = mapped.nbytes < _MAP_MIN_BYTES or fh.tell() % _ALIGN
-                arrays[name] = np.array(mapped) if small else mapped
+                # Mapped ones as plain ndarray views: np.memmap's Python-level indexing costs on
+                # every lookup of the serving path.
+                arrays[name] = np.array(mapped) if small else mapped.view(np.ndarray)
     return arrays
 
 

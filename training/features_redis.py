@@ -186,8 +186,12 @@ class HashReader:
 
     async def read(self, entity_key: EntityKeyProto) -> list[tuple[datetime | None, dict[str, ValueProto] | None]]:
         """One entity: per view, what `online_read_async` returns (async client, one round trip)."""
+        return await self.read_key(self.key(entity_key))
+
+    async def read_key(self, key: bytes) -> list[tuple[datetime | None, dict[str, ValueProto] | None]]:
+        """`read` by Redis key (e.g. `self.key.string("user_id", ...)`, without building an EntityKey)."""
         client = await self._store._get_client_async(self._online)
-        return self.parse(await client.hmget(self.key(entity_key), self.fields))
+        return self.parse(await client.hmget(key, self.fields))
 
     def raw_many(self, keys: Sequence[bytes]) -> list[list[bytes | None]]:
         """HMGET replies (in `fields` order) for Redis keys (`self.key(...)`), in one pipeline."""
