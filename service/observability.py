@@ -112,10 +112,8 @@ class RequestContextMiddleware:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
                 break
-        request_id = (
-            # An id, not a secret: the random module is reseeded in every forked worker.
-            incoming if _SANE_ID.match(incoming) else f"{random.getrandbits(128):032x}"
-        )  # an id, not a secret (random reseeds per fork)
+        # An id, not a secret: the random module is reseeded in every forked worker.
+        request_id = incoming if _SANE_ID.match(incoming) else f"{random.getrandbits(128):032x}"
         token = _request_id.set(request_id)
         started = time.perf_counter()
         status = 500
