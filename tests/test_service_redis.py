@@ -147,6 +147,7 @@ def test_a_burst_of_timeouts_under_load_does_not_open_the_breaker() -> None:
 def test_background_item_refresh_takes_items_out_of_stock(w: World, redis_url: str) -> None:
     """The background refresh re-reads item_stats only after a write (the writer's counter) and
     then sees a sold-out item: it leaves the answers; untouched items keep their catalog entries."""
+    import pandas as pd
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -168,7 +169,7 @@ def test_background_item_refresh_takes_items_out_of_stock(w: World, redis_url: s
         rows = pq.read_table(settings.feature_data_dir / "item_stats.parquet")
         row = rows.filter(pc.equal(rows.column("item_id"), top)).to_pandas()
         row["in_stock"] = False
-        row["event_timestamp"] = row["event_timestamp"] + pd_seconds(1)
+        row["event_timestamp"] = row["event_timestamp"] + pd.Timedelta(seconds=1)
         open_store(settings).write_to_online_store("item_stats", row)
         deadline = time.monotonic() + 5
         while features.catalog.items[top].in_stock is not False:
@@ -179,9 +180,3 @@ def test_background_item_refresh_takes_items_out_of_stock(w: World, redis_url: s
         after = features.catalog.items
         untouched = [i for i in before if i != top]
         assert all(after[i] is before[i] for i in untouched)  # unchanged rows are not decoded again
-
-
-def pd_seconds(n: int) -> object:
-    import pandas as pd
-
-    return pd.Timedelta(seconds=n)

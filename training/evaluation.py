@@ -19,12 +19,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from training.matrix import Interactions
+from training.models import blas_single_thread
 from training.ranking import Blend, ModelBundle, blend_scores, top_k
 
 KS = (10, 20)
@@ -33,13 +33,6 @@ _BATCH = 512
 RETURNING_MIN_BASKETS = 3
 EVAL_THREADS = max(1, min(2, os.cpu_count() or 1))
 _Partial = tuple[dict[str, dict[str, float]], dict[str, dict[str, int]], dict[str, dict[str, np.ndarray]]]
-
-
-def _blas_one_thread() -> Any:
-    """BLAS at one thread while the batches run in threads of their own."""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(1, "blas")
 
 
 @dataclass(frozen=True)
@@ -254,7 +247,7 @@ def evaluate(
     # only other step that uses both cores) and are added up in batch order: the same sums, in the
     # same order, as one loop would give.
     starts = range(0, len(holdout.users), _BATCH)
-    with _blas_one_thread(), ThreadPoolExecutor(EVAL_THREADS) as pool:
+    with blas_single_thread(), ThreadPoolExecutor(EVAL_THREADS) as pool:  # BLAS: one thread per batch
         partials = list(pool.map(batch, starts))
     sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))

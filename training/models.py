@@ -209,8 +209,9 @@ def popularity_timeline(
     return PopularityTimeline(days=days, values=values.astype(np.float32))
 
 
-def _blas_single_thread() -> Any:
-    """BLAS limited to one thread around implicit (it parallelizes itself; implicit warns otherwise)."""
+def blas_single_thread() -> Any:
+    """BLAS limited to one thread: around implicit (it parallelizes itself; implicit warns otherwise)
+    and around evaluation, whose batches run in threads of their own."""
     # Import implicit (and the BLAS it loads) first: threadpoolctl limits only libraries already loaded.
     import implicit.cpu.als
     import implicit.nearest_neighbours  # noqa: F401
@@ -233,7 +234,7 @@ def fit_collaborative(*, name: str, matrix: sp.csr_matrix, params: Mapping[str, 
 
     start = time.perf_counter()
     seed = param(params, "seed")
-    with _blas_single_thread():
+    with blas_single_thread():
         if name == "als":
             from implicit.cpu.als import AlternatingLeastSquares
 
@@ -308,7 +309,7 @@ def fold_in(
     if fitted.name != "als":
         return fitted
     rows = np.arange(matrix.shape[0]) if users is None else np.unique(np.asarray(users, dtype=np.int64))
-    with _blas_single_thread():
+    with blas_single_thread():
         recalculated = fitted.model.recalculate_user(rows, _confidence(matrix)[rows])
     assert fitted.scorer.user_factors is not None
     if users is None:
