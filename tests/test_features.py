@@ -469,6 +469,36 @@ def test_one_hmget_reader_returns_what_feasts_async_read_returns(redis_home: Set
 
 
 @pytest.mark.redis
+def test_a_read_cut_short_never_answers_the_next_one(redis_home: Settings, sample) -> None:
+    """An HMGET timed out while Redis stalls leaves no reply behind on its connection: the next read
+    gets its own customer's row, not the late reply of the first (one customer's data, another's answer)."""
+    import asyncio
+
+    from training.features_redis import HashReader
+
+    users, _ = sample
+    store = open_store(redis_home)
+    views = [
+        (store.get_feature_view(p.name), [f.name for f in p.features])
+        for p in store.get_feature_service("recommend_v1").feature_view_projections
+    ]
+    reader = HashReader(store._get_provider().online_store, store.config, views)
+    first, second = (reader.key.string("user_id", u) for u in users[:2])
+
+    async def scenario() -> tuple[Any, Any, Any]:
+        rows = await reader.read_key(first), await reader.read_key(second)
+        _redis(redis_home).execute_command("CLIENT", "PAUSE", 300, "ALL")
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await reader.read_key(first)
+        await asyncio.sleep(0.4)  # the pause is over: Redis sends the first read's reply now
+        return *rows, await reader.read_key(second)
+
+    first_row, second_row, after = asyncio.run(scenario())
+    assert first_row != second_row and after == second_row
+
+
+@pytest.mark.redis
 def test_recaps_are_published_through_recap_v1(redis_home: Settings) -> None:
     """The recap job writes customer_year_recap.parquet and calls materialize(views=[...])."""
     path = redis_home.feature_data_dir / "customer_year_recap.parquet"
