@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
+from service.config import ServiceSettings
 from service.errors import MissingApiKey, MissingScope, UnknownApiKey
 from service.events import EventStore
 from service.features import OnlineFeatures
@@ -46,28 +47,32 @@ FeaturesDep = Annotated[OnlineFeatures, Depends(get_features)]
 EventsDep = Annotated[EventStore, Depends(get_events)]
 
 
+def authorize(settings: ServiceSettings, key: str | None, scope: str) -> str:
+    """Checks an X-API-Key against RECO_API_KEYS: no key → 401, unknown key → 401, no scope → 403."""
+    if settings.auth == "disabled":
+        return "anonymous"
+    if not key:
+        raise MissingApiKey("Missing X-API-Key header.")
+    scopes = None
+    # Compare against every key in constant time (no early exit that times the key).
+    for known, granted in settings.api_keys.items():
+        if hmac.compare_digest(known.encode(), key.encode()):
+            scopes = granted
+    if scopes is None:
+        raise UnknownApiKey("Unknown API key.")
+    if scope not in scopes:
+        raise MissingScope(f"This API key lacks the '{scope}' scope.")
+    return scope
+
+
 class RequireScope:
-    """Checks X-API-Key against RECO_API_KEYS: no key → 401, unknown key → 401, no scope → 403."""
+    """The `authorize` check as a dependency (and the X-API-Key security scheme in OpenAPI)."""
 
     def __init__(self, scope: str) -> None:
         self.scope = scope
 
     async def __call__(self, request: Request, key: Annotated[str | None, Security(api_key_header)]) -> str:
-        settings = request.app.state.services.settings
-        if settings.auth == "disabled":
-            return "anonymous"
-        if not key:
-            raise MissingApiKey("Missing X-API-Key header.")
-        scopes = None
-        # Compare against every key in constant time (no early exit that times the key).
-        for known, granted in settings.api_keys.items():
-            if hmac.compare_digest(known.encode(), key.encode()):
-                scopes = granted
-        if scopes is None:
-            raise UnknownApiKey("Unknown API key.")
-        if self.scope not in scopes:
-            raise MissingScope(f"This API key lacks the '{self.scope}' scope.")
-        return self.scope
+        return authorize(request.app.state.services.settings, key, self.scope)
 
 
 RecommendKey = Annotated[str, Security(RequireScope("recommend"))]

@@ -516,6 +516,69 @@ def test_bounds_answer_422_with_json_detail(live: Live, method: str, path: str, 
     assert r.json()["detail"] and r.json()["request_id"]
 
 
+def test_the_fast_lane_answers_as_fastapi_does(live: Live, w: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hot GET routes build their arguments by hand (service/fastlane.py): every answer, valid or
+    not, with any key, equals the one FastAPI's own parameter and dependency solving gives; a valid
+    request never reaches that solver."""
+    import fastapi.routing
+
+    from service import fastlane
+    from tests.test_service_support import KEYS
+
+    user, item = w.users[0], w.items[0]
+    queries = [
+        "",
+        "k=3",
+        "k=3&k=5",
+        "k=%205",
+        "k=",
+        "k=ten",
+        "k=0",
+        "context=discover&explain=true",
+        "context=buy-again&explain=1&k=4",
+        "context=home&context=weekly",
+        "explain=yes",
+        "explain=maybe",
+        "category=&k=2",
+        f"category={_category_of(live.app.state.services.holder.current.bundle, item)}&k=4",
+        f"exclude={item}&exclude=x,y&k=4",
+        "exclude=" + ",".join(f"i{n}" for n in range(101)),
+        "unknown=1&k=2",
+    ]
+    paths = [f"/v1/users/{user}/recommendations", "/v1/users/no-such-customer/recommendations"]
+    paths += ["/v1/users/" + "u" * 129 + "/recommendations", f"/v1/items/{item}/similar", "/v1/items/nope/similar"]
+    keys = [None, "not-a-key", next(k for k, scopes in KEYS.items() if "recommend" not in scopes), KEY_ALL]
+    solved = []
+    solve = fastapi.routing.solve_dependencies
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        solved.append(1)
+        return await solve(*args, **kwargs)
+
+    monkeypatch.setattr(fastapi.routing, "solve_dependencies", counting)
+
+    def answers(enabled: bool) -> list[tuple[int, Any]]:
+        monkeypatch.setattr(fastlane, "ENABLED", enabled)
+        out = []
+        for key in keys:
+            with live.client(key) as c:
+                for path in paths:
+                    for query in queries:
+                        r = c.get(f"{path}?{query}")
+                        body = {k: v for k, v in r.json().items() if k != "request_id"}
+                        out.append((r.status_code, body))
+        return out
+
+    fast = answers(True)
+    assert fast == answers(False)
+    assert {200, 401, 403, 422} <= {status for status, _ in fast}
+    monkeypatch.setattr(fastlane, "ENABLED", True)
+    with live.client() as c:
+        solved.clear()
+        assert c.get(f"{paths[0]}?k=3&explain=true").status_code == 200 and not solved
+        assert c.get(f"{paths[0]}?k=0").status_code == 422 and solved
+
+
 def test_request_id_is_echoed_or_made(live: Live, w: World) -> None:
     with live.client() as c:
         mine = c.get("/health/live", headers={"X-Request-ID": "abc-123"})

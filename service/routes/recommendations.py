@@ -2,72 +2,99 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from service.answers import customer_context, recommendations_answer
-from service.deps import FeaturesDep, ModelDep, RecommendKey, ServicesDep
+from service.deps import ModelDep, RecommendKey, ServicesDep, authorize
 from service.errors import InvalidInput
+from service.fastlane import api_key, fast_lane, query_model
 from service.recommend import recommend_for_customer, similar_to_item
-from service.schemas import ERRORS, MAX_K, Context, Recommendations
+from service.schemas import ERRORS, Recommendations, RecommendationsQuery, SimilarQuery
 from training.columns import ID_MAX_LENGTH
 
 router = APIRouter(tags=["recommendations"])
 
 UserId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, examples=["C000123"])]
 ItemId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, examples=["I00042"])]
-K = Annotated[int, Query(ge=1, le=MAX_K, description="How many items (1..100).")]
-Explain = Annotated[bool, Query(description="Add a reason to every item.")]
 MAX_EXCLUDE = 100
 
 
-@router.get("/v1/users/{user_id}/recommendations", response_model=Recommendations, responses=ERRORS)
 async def recommendations(
     user_id: UserId,
     _key: RecommendKey,
     services: ServicesDep,
     model: ModelDep,
-    k: K = 10,
-    context: Annotated[
-        Context, Query(description="home (the blend), buy-again (bought before), discover (new).")
-    ] = "home",
-    category: Annotated[str | None, Query(min_length=1, max_length=ID_MAX_LENGTH, examples=["Bakery"])] = None,
-    exclude: Annotated[list[str] | None, Query(description="Item ids to leave out (repeat or comma-separate).")] = None,
-    explain: Explain = False,
+    query: Annotated[RecommendationsQuery, Query()],
 ) -> Response:
     """Top-k items for a customer; unknown customers get the fallback chain, named in `source`."""
-    excluded = _split_ids(exclude)
+    excluded = _split_ids(query.exclude)
     live = await customer_context(services, user_id)
     ranked = recommend_for_customer(
         model=model,
         catalog=services.features.catalog,
         user_id=user_id,
-        k=k,
-        context=context,
-        category=category,
+        k=query.k,
+        context=query.context,
+        category=query.category,
         exclude=excluded,
         just_bought=live.just_bought,
         features=live.features,
-        explain=explain,
+        explain=query.explain,
     )
     return recommendations_answer(
         endpoint="recommendations", ranked=ranked, model=model, extra_reasons=live.degraded_reasons
     )
 
 
-@router.get("/v1/items/{item_id}/similar", response_model=Recommendations, responses=ERRORS)
 async def similar(
     item_id: ItemId,
     _key: RecommendKey,
-    features: FeaturesDep,
+    services: ServicesDep,
     model: ModelDep,
-    k: K = 10,
-    explain: Explain = False,
+    query: Annotated[SimilarQuery, Query()],
 ) -> Response:
     """ "Customers also bought": items bought with this one (fallback: popular in its category)."""
-    ranked = similar_to_item(model=model, catalog=features.catalog, item_id=item_id, k=k, explain=explain)
+    ranked = similar_to_item(
+        model=model, catalog=services.features.catalog, item_id=item_id, k=query.k, explain=query.explain
+    )
     return recommendations_answer(endpoint="similar", ranked=ranked, model=model, extra_reasons=[])
+
+
+def _fast_arguments(path_param: str, query: type[SimilarQuery]) -> Callable[[Request], dict[str, Any] | None]:
+    """The fast lane's `build` (service/fastlane.py) for the two routes above."""
+
+    def build(request: Request) -> dict[str, Any] | None:
+        value = request.path_params[path_param]
+        parsed = query_model(request, query)
+        if parsed is None or len(value) > ID_MAX_LENGTH:
+            return None  # FastAPI's lane answers with its 422
+        services = request.app.state.services
+        return {
+            path_param: value,
+            "_key": authorize(services.settings, api_key(request), "recommend"),
+            "services": services,
+            "model": services.holder.current,
+            "query": parsed,
+        }
+
+    return build
+
+
+for path, endpoint, param, query_class in (
+    ("/v1/users/{user_id}/recommendations", recommendations, "user_id", RecommendationsQuery),
+    ("/v1/items/{item_id}/similar", similar, "item_id", SimilarQuery),
+):
+    router.add_api_route(
+        path,
+        endpoint,
+        methods=["GET"],
+        response_model=Recommendations,
+        responses=ERRORS,
+        route_class_override=fast_lane(_fast_arguments(param, query_class)),
+    )
 
 
 def _split_ids(values: list[str] | None) -> list[str]:
