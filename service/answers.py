@@ -8,7 +8,7 @@ from datetime import timedelta
 from fastapi import Response
 
 from service.features import CustomerFeatures
-from service.observability import ANSWER_SOURCE, DEGRADED, current_request_id
+from service.observability import ANSWER_SOURCE, DEGRADED, current_request_id, labelled
 from service.recommend import Ranked
 from service.schemas import Item, Recommendations
 from service.state import LoadedModel, Services
@@ -38,9 +38,9 @@ async def customer_context(services: Services, user_id: str) -> CustomerContext:
 
 def record(endpoint: str, source: str, reasons: list[str]) -> None:
     """Count the answer by source and each degradation reason."""
-    ANSWER_SOURCE.labels(endpoint=endpoint, source=source).inc()
+    labelled(ANSWER_SOURCE, endpoint, source).inc()
     for reason in reasons:
-        DEGRADED.labels(endpoint=endpoint, reason=reason).inc()
+        labelled(DEGRADED, endpoint, reason).inc()
 
 
 def model_reasons(model: LoadedModel | None) -> list[str]:

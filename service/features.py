@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from service.observability import FEATURE_SECONDS, STALE_FEATURES, redact
+from service.observability import FEATURE_SECONDS, STALE_FEATURES, labelled, redact
 from training.columns import UNREQUESTABLE_ID
 
 if TYPE_CHECKING:
@@ -49,6 +49,16 @@ ITEM_CHUNK_PAUSE = 0.001  # seconds between chunks of a refresh: requests get th
 # and backing off then would turn every answer degraded). A hung store times out every read.
 BREAKER_WINDOW = 20
 BREAKER_MIN_TIMEOUTS = 5
+# What the service uses of recommend_v1 (CustomerFeatures; `orders` tells a known customer): per request
+# only these are read and decoded, not the whole profile (14 features, two of them timestamps).
+CUSTOMER_FIELDS = (
+    "orders",
+    "rebuy_interval_days",
+    "top_categories",
+    "recent_items",
+    "recent_item_times",
+    "buy_again_items",
+)
 ITEM_FIELDS = ("name", "category", "brand", "price", "in_stock", "popularity_30d")
 LIVE_ITEM_FIELDS = ("in_stock", "popularity_30d")  # what changes between full reads
 RECAP_VIEW = "customer_year_recap"
@@ -61,14 +71,15 @@ class CustomerFeatures:
 
     known: bool
     recent_items: tuple[str, ...] = ()
-    recent_item_times: tuple[datetime, ...] = ()
+    recent_item_times: tuple[float, ...] = ()  # epoch seconds UTC
     buy_again_items: tuple[str, ...] = ()
     top_categories: tuple[str, ...] = ()
     rebuy_interval_days: float | None = None
 
     def bought_since(self, since: datetime) -> set[str]:
         """Items last bought at or after `since`."""
-        return {i for i, t in zip(self.recent_items, self.recent_item_times, strict=False) if t >= since}
+        cutoff = since.timestamp()
+        return {i for i, t in zip(self.recent_items, self.recent_item_times, strict=False) if t >= cutoff}
 
 
 @dataclass(frozen=True)
@@ -153,7 +164,7 @@ class OnlineFeatures:
             # of the feature names: Feast's Redis store appends "_ts:<view>" to the list it is given,
             # so a shared list grows by one entry per request (reads slowed to timeouts under load).
             self._customer_views = [
-                (store.get_feature_view(p.name), [f.name for f in p.features])
+                (store.get_feature_view(p.name), [f.name for f in p.features if f.name in CUSTOMER_FIELDS])
                 for p in self._services["recommend_v1"].feature_view_projections
             ]
             # Recaps too: get_online_features re-resolves the service whenever the registry cache
@@ -260,12 +271,12 @@ class OnlineFeatures:
             self._fail(group, "error", started)
             log.debug("online read failed: %s", exc)
             raise OnlineStoreDown("online-store-error") from None
-        FEATURE_SECONDS.labels(group=group, outcome="ok").observe(time.perf_counter() - started)
+        labelled(FEATURE_SECONDS, group, "ok").observe(time.perf_counter() - started)
         self._recent_timeouts.append(False)
         return result
 
     def _fail(self, group: str, outcome: str, started: float) -> None:
-        FEATURE_SECONDS.labels(group=group, outcome=outcome).observe(time.perf_counter() - started)
+        labelled(FEATURE_SECONDS, group, outcome).observe(time.perf_counter() - started)
         # An error (refused, reset) means the store is down: back off at once. Timeouts open the
         # breaker when they are at least half of the recent reads (and BREAKER_MIN_TIMEOUTS).
         if outcome == "timeout":
@@ -498,7 +509,7 @@ def _customer_features(row: dict[str, Any]) -> CustomerFeatures:
     recent = tuple(row.get("recent_items") or ())
     if not recent and row.get("orders") is None:
         return CustomerFeatures(known=False)
-    times = tuple(_as_datetime(t) for t in (row.get("recent_item_times") or ()))
+    times = tuple(_epoch_seconds(t) for t in (row.get("recent_item_times") or ()))
     return CustomerFeatures(
         known=True,
         recent_items=recent,
@@ -509,7 +520,7 @@ def _customer_features(row: dict[str, Any]) -> CustomerFeatures:
     )
 
 
-def _as_datetime(value: Any) -> datetime:
+def _epoch_seconds(value: Any) -> float:
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.fromtimestamp(float(value), tz=UTC)
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    return float(value)

@@ -13,6 +13,7 @@ PROMETHEUS_MULTIPROC_DIR for its own metrics, after this module's counters alrea
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import random
@@ -64,6 +65,16 @@ MODEL_INFO = Gauge(
 )
 MODEL_RELOADS = Counter("reco_model_reloads_total", "Model reload attempts by outcome.", ["outcome"])
 EVENTS = Counter("reco_events_total", "Posted events by outcome (accepted, duplicate, rejected).", ["outcome"])
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+@functools.cache
+def labelled(metric: Any, *values: str) -> Any:
+    """`metric.labels(*values)` looked up once per label set (a `labels` call costs several µs, and
+    a request makes three). Only for label values from a fixed set: the cache keeps every set."""
+    return metric.labels(*values)
 
 
 def current_request_id() -> str:
@@ -132,9 +143,8 @@ class RequestContextMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            REQUEST_SECONDS.labels(route=template, method=scope["method"], status=str(status)).observe(
-                time.perf_counter() - started
-            )
+            method = scope["method"] if scope["method"] in _METHODS else "OTHER"  # a client picks it
+            labelled(REQUEST_SECONDS, template, method, str(status)).observe(time.perf_counter() - started)
             _request_id.reset(token)
 
 
