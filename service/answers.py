@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import orjson
 from fastapi import Response
 
 from service.features import CustomerFeatures
 from service.observability import ANSWER_SOURCE, DEGRADED, current_request_id, labelled
 from service.recommend import Ranked
-from service.schemas import Item, Recommendations
 from service.state import LoadedModel, Services
 
 
@@ -50,16 +50,18 @@ def model_reasons(model: LoadedModel | None) -> list[str]:
 def recommendations_answer(
     *, endpoint: str, ranked: Ranked, model: LoadedModel | None, extra_reasons: list[str]
 ) -> Response:
-    """The JSON answer of a ranking endpoint, serialized here: the model is built (and validated)
-    once, FastAPI does not validate it again against the route's response_model."""
+    """The JSON answer of a ranking endpoint, in the shape of `Recommendations` (the route's
+    response_model, which documents it; tests validate answers against it). Serialized here with
+    orjson from plain dicts: through the pydantic models it cost about 35 µs per answer, a tenth of
+    a cached recommendation."""
     reasons = list(dict.fromkeys([*extra_reasons, *ranked.degraded_reasons, *model_reasons(model)]))
     record(endpoint, ranked.source, reasons)
-    answer = Recommendations(
-        items=[Item(item_id=i, score=round(s, 6), reason=r) for i, s, r in ranked.items],
-        model_version=model.version if model else None,
-        source=ranked.source,
-        degraded=bool(reasons),
-        degraded_reasons=reasons,
-        request_id=current_request_id(),
-    )
-    return Response(content=answer.model_dump_json(), media_type="application/json")
+    answer = {
+        "items": [{"item_id": i, "score": round(s, 6), "reason": r} for i, s, r in ranked.items],
+        "model_version": model.version if model else None,
+        "source": ranked.source,
+        "degraded": bool(reasons),
+        "degraded_reasons": reasons,
+        "request_id": current_request_id(),
+    }
+    return Response(content=orjson.dumps(answer), media_type="application/json")
