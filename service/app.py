@@ -23,7 +23,7 @@ from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
 
 from service.config import ServiceSettings, load_service_settings
-from service.errors import install_error_handlers
+from service.errors import install_error_handlers, unexpected_error
 from service.events import EventStore
 from service.features import OnlineFeatures
 from service.observability import RequestContextMiddleware, configure_logging
@@ -86,7 +86,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in (recommendations, baskets, recipes, recaps, events, admin):
         app.include_router(module.router)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, unexpected=unexpected_error)
     return app
 
 

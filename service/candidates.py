@@ -34,6 +34,7 @@ class CandidateTable:
         self.items = np.full((n_users, size), -1, dtype=np.int32)
         self.scores = np.zeros((n_users, size), dtype=np.float32)
         self.filled = np.zeros(n_users, dtype=bool)
+        self.lengths = np.zeros(n_users, dtype=np.int32)  # candidates per row (fewer than N: few items)
         self.precompute_seconds: float | None = None
         self._stop = threading.Event()
 
@@ -45,10 +46,11 @@ class CandidateTable:
         self._stop.set()
 
     def row(self, bundle: ModelBundle, user_row: int) -> tuple[np.ndarray, np.ndarray]:
-        """The cached list of a customer row, computing it on a miss."""
+        """The cached list of a customer row (item indices, scores), computing it on a miss."""
         if not self.filled[user_row]:
             self._fill(bundle, np.array([user_row]))
-        return self.items[user_row], self.scores[user_row]
+        n = self.lengths[user_row]
+        return self.items[user_row, :n], self.scores[user_row, :n]
 
     def _fill(self, bundle: ModelBundle, rows: np.ndarray) -> None:
         # Customer rows of the table are the bundle's history rows (both follow bundle.user_ids).
@@ -56,6 +58,7 @@ class CandidateTable:
         finite = np.isfinite(scores)
         self.items[rows, : ids.shape[1]] = np.where(finite, ids, -1)
         self.scores[rows, : ids.shape[1]] = np.where(finite, scores, 0.0)
+        self.lengths[rows] = finite.sum(axis=1)  # the core ranks finite scores first
         self.filled[rows] = True
 
     def precompute(self, bundle: ModelBundle, *, pause: Callable[[], None] = lambda: None) -> None:
@@ -78,15 +81,13 @@ def top_from_candidates(
     bundle: ModelBundle, table: CandidateTable, *, user_row: int, k: int, excluded: Sequence[str]
 ) -> list[tuple[str, float]] | None:
     """The first k cached candidates that pass the live filters, or None when fewer than k survive."""
-    items, scores = table.row(bundle, user_row)
-    n = int(np.count_nonzero(items >= 0))  # the list is filled from the front
-    listed = items[:n]
+    listed, scores = table.row(bundle, user_row)
     keep = bundle.in_stock[listed]
     blocked = [bundle.item_index[i] for i in excluded if i in bundle.item_index]
-    if blocked:
-        keep &= ~np.isin(listed, blocked)
+    if blocked:  # a few ids against N candidates: one broadcast comparison beats np.isin's sort
+        keep &= ~(listed[:, None] == np.array(blocked)).any(axis=1)
     chosen = np.flatnonzero(keep)[:k]
-    if len(chosen) < k and n == table.size:
+    if len(chosen) < k and len(listed) == table.size:
         return None  # filters ate too many of a full list: the core ranks on the spot
     # Fewer than k only when the customer's whole list is shorter than N.
     return list(zip(bundle.item_ids[listed[chosen]].tolist(), scores[chosen].tolist(), strict=True))

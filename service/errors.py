@@ -109,37 +109,14 @@ def log_unexpected(scope: dict[str, Any], exc: BaseException) -> None:
     log.debug("unhandled error message: %r", exc)
 
 
-class UnexpectedErrorMiddleware:
-    """Turns an unhandled exception into a JSON 500 and stops it there.
+def unexpected_error(scope: dict[str, Any], exc: BaseException) -> JSONResponse:
+    """The answer to an exception no handler took: logged (`log_unexpected`), a JSON 500.
 
-    Starlette's own handler for `Exception` answers and then re-raises, and uvicorn logs the
-    re-raised exception with its message at ERROR: this middleware keeps it from getting there.
-    """
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def send_tracking(message: dict[str, Any]) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_tracking)
-        except Exception as exc:
-            log_unexpected(scope, exc)
-            if not started:
-                response = JSONResponse(
-                    _body("Internal error; the request id identifies it in the logs."), status_code=500
-                )
-                await response(scope, receive, send)
+    Called by the request middleware (service.observability), where the exception stops: Starlette's
+    own handler for `Exception` answers and then re-raises, and uvicorn logs the re-raised exception
+    with its message at ERROR."""
+    log_unexpected(scope, exc)
+    return JSONResponse(_body("Internal error; the request id identifies it in the logs."), status_code=500)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -147,5 +124,3 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    # Inside the request-id middleware (added later, so outermost): the 500 body carries the id.
-    app.add_middleware(UnexpectedErrorMiddleware)

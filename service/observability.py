@@ -19,6 +19,7 @@ import os
 import random
 import re
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -109,10 +110,15 @@ def set_model_info(*, version: str | None, uri: str, previous: str | None) -> No
 
 
 class RequestContextMiddleware:
-    """Request id + latency histogram, as a plain ASGI middleware."""
+    """Request id, latency histogram and the last stop of unhandled exceptions, as one plain ASGI
+    middleware (every layer wraps `send` once more on every request).
 
-    def __init__(self, app: Any) -> None:
+    An exception no handler took is answered with `unexpected(scope, exc)` (when no response has
+    started yet) and goes no further."""
+
+    def __init__(self, app: Any, unexpected: Callable[[dict[str, Any], BaseException], Any]) -> None:
         self.app = app
+        self.unexpected = unexpected
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -127,7 +133,7 @@ class RequestContextMiddleware:
         request_id = incoming if _SANE_ID.match(incoming) else f"{random.getrandbits(128):032x}"
         token = _request_id.set(request_id)
         started = time.perf_counter()
-        status = 500
+        status: int | None = None
         header = (b"x-request-id", request_id.encode())
 
         async def send_with_id(message: dict[str, Any]) -> None:
@@ -140,11 +146,15 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            response = self.unexpected(scope, exc)
+            if status is None:
+                await response(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"  # a client picks it
-            labelled(REQUEST_SECONDS, template, method, str(status)).observe(time.perf_counter() - started)
+            labelled(REQUEST_SECONDS, template, method, str(status or 500)).observe(time.perf_counter() - started)
             _request_id.reset(token)
 
 
