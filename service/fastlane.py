@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, TypeVar, get_origin
+from urllib.parse import parse_qsl
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
-from starlette.datastructures import QueryParams
 
 ENABLED = True
 Model = TypeVar("Model", bound=BaseModel)
@@ -57,14 +57,14 @@ def query_model(request: Request, model: type[Model]) -> Model | None:
     """The query string as `model` the way FastAPI reads a query model (the last value of a
     repeated scalar, every value of a list field; other keys ignored), None when it is invalid.
     For models without aliases or an `extra` policy, which is all this service declares."""
-    params = QueryParams(request.scope["query_string"])
+    given: dict[str, list[str]] = {}
+    # What starlette.datastructures.QueryParams parses, without building one.
+    for name, value in parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True):
+        given.setdefault(name, []).append(value)
     values: dict[str, Any] = {}
     for name, lists in _list_fields(model).items():
-        if lists:
-            if found := params.getlist(name):
-                values[name] = found
-        elif (value := params.get(name)) is not None:
-            values[name] = value
+        if name in given:
+            values[name] = given[name] if lists else given[name][-1]
     try:
         return model.model_validate(values)
     except ValidationError:

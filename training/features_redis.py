@@ -188,6 +188,9 @@ class HashReader:
             self._layout.append((len(self.fields), features))
             self.fields.append(f"_ts:{name}")
         self._direct: _DirectConnections | None = None
+        # The HMGET's field names in Redis's wire format (RESP), once: per read only the key is added.
+        self._fields_wire = b"".join(_resp_bulk(f.encode() if isinstance(f, str) else f) for f in self.fields)
+        self._hmget_head = b"*%d\r\n%b" % (2 + len(self.fields), _resp_bulk(b"HMGET"))
 
     async def read(self, entity_key: EntityKeyProto) -> list[tuple[datetime | None, dict[str, ValueProto] | None]]:
         """One entity: per view, what `online_read_async` returns (async client, one round trip)."""
@@ -202,7 +205,7 @@ class HashReader:
             if type(client.connection_pool) is not redis.asyncio.ConnectionPool:  # cluster, sentinel
                 return self.parse(await client.hmget(key, self.fields))
             self._direct = _DirectConnections(client.connection_pool)
-        return self.parse(await self._direct.execute("HMGET", key, *self.fields))
+        return self.parse(await self._direct.execute(self._hmget_head + _resp_bulk(key) + self._fields_wire))
 
     def raw_many(self, keys: Sequence[bytes]) -> list[list[bytes | None]]:
         """HMGET replies (in `fields` order) for Redis keys (`self.key(...)`), in one pipeline."""
@@ -232,6 +235,11 @@ class HashReader:
         return out
 
 
+def _resp_bulk(value: bytes) -> bytes:
+    """One RESP bulk string (what redis-py's pack_command makes of each argument)."""
+    return b"$%d\r\n%b\r\n" % (len(value), value)
+
+
 class _DirectConnections:
     """Plain asyncio Redis connections for one-command reads, beside the redis-py client.
 
@@ -247,13 +255,14 @@ class _DirectConnections:
         self._idle: list[AbstractConnection] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def execute(self, *args: bytes | str) -> Any:
+    async def execute(self, command: bytes) -> Any:
+        """The reply to one command already in Redis's wire format (RESP)."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a connection belongs to the event loop that opened it
             self._idle, self._loop = [], loop
         conn = self._idle.pop() if self._idle else self._connection_class(**self._kwargs)
         try:
-            await conn.send_packed_command(conn.pack_command(*args), check_health=False)
+            await conn.send_packed_command(command, check_health=False)
             return await conn.read_response()
         finally:
             self._idle.append(conn)
