@@ -468,34 +468,62 @@ def test_one_hmget_reader_returns_what_feasts_async_read_returns(redis_home: Set
     assert found, "the known customers have values"
 
 
-@pytest.mark.redis
-def test_a_read_cut_short_never_answers_the_next_one(redis_home: Settings, sample) -> None:
-    """An HMGET timed out while Redis stalls leaves no reply behind on its connection: the next read
-    gets its own customer's row, not the late reply of the first (one customer's data, another's answer)."""
-    import asyncio
-
+def _recommend_reader(settings: Settings) -> Any:
     from training.features_redis import HashReader
 
-    users, _ = sample
-    store = open_store(redis_home)
+    store = open_store(settings)
     views = [
         (store.get_feature_view(p.name), [f.name for f in p.features])
         for p in store.get_feature_service("recommend_v1").feature_view_projections
     ]
-    reader = HashReader(store._get_provider().online_store, store.config, views)
+    return HashReader(store._get_provider().online_store, store.config, views)
+
+
+@pytest.mark.redis
+def test_concurrent_reads_each_get_their_own_row(redis_home: Settings, sample) -> None:
+    """Reads in flight together (each on its own connection) each get their own customer's row."""
+    import asyncio
+
+    users, _ = sample
+    reader = _recommend_reader(redis_home)
+    keys = [reader.key.string("user_id", u) for u in [*users, "no-such-customer"]]
+
+    async def scenario() -> tuple[list[Any], list[Any]]:
+        one_by_one = [await reader.read_key(key) for key in keys]
+        together = await asyncio.gather(*(reader.read_key(key) for key in reversed(keys)))
+        return one_by_one, list(reversed(together))
+
+    one_by_one, together = asyncio.run(scenario())
+    assert together == one_by_one and len({str(rows) for rows in one_by_one}) == len(keys)
+
+
+@pytest.mark.redis
+def test_a_read_cut_short_never_answers_another(redis_home: Settings, sample) -> None:
+    """An HMGET timed out while Redis stalls leaves no reply behind: a read in flight beside it and the
+    next read on its connection get their own customer's row, never the late reply (one customer's
+    data in another's answer)."""
+    import asyncio
+
+    users, _ = sample
+    reader = _recommend_reader(redis_home)
     first, second = (reader.key.string("user_id", u) for u in users[:2])
 
-    async def scenario() -> tuple[Any, Any, Any]:
-        rows = await reader.read_key(first), await reader.read_key(second)
-        _redis(redis_home).execute_command("CLIENT", "PAUSE", 300, "ALL")
+    async def cut_short(key: bytes) -> None:
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.05):
-                await reader.read_key(first)
-        await asyncio.sleep(0.4)  # the pause is over: Redis sends the first read's reply now
-        return *rows, await reader.read_key(second)
+                await reader.read_key(key)
 
-    first_row, second_row, after = asyncio.run(scenario())
-    assert first_row != second_row and after == second_row
+    async def scenario() -> tuple[Any, ...]:
+        rows = await reader.read_key(first), await reader.read_key(second)
+        _redis(redis_home).execute_command("CLIENT", "PAUSE", 300, "ALL")
+        same_batch, _ = await asyncio.gather(reader.read_key(second), cut_short(first))
+        _redis(redis_home).execute_command("CLIENT", "PAUSE", 300, "ALL")
+        await cut_short(first)
+        await asyncio.sleep(0.4)  # the pause is over: Redis sends the first read's reply now
+        return *rows, same_batch, await reader.read_key(second)
+
+    first_row, second_row, same_batch, after = asyncio.run(scenario())
+    assert first_row != second_row and same_batch == second_row and after == second_row
 
 
 @pytest.mark.redis
