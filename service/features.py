@@ -53,11 +53,9 @@ BREAKER_MIN_TIMEOUTS = 5
 # only these are read and decoded, not the whole profile (14 features, two of them timestamps).
 CUSTOMER_FIELDS = (
     "orders",
-    "rebuy_interval_days",
     "top_categories",
     "recent_items",
     "recent_item_times",
-    "buy_again_items",
 )
 ITEM_FIELDS = ("name", "category", "brand", "price", "in_stock", "popularity_30d")
 LIVE_ITEM_FIELDS = ("in_stock", "popularity_30d")  # what changes between full reads
@@ -71,10 +69,8 @@ class CustomerFeatures:
 
     known: bool
     recent_items: tuple[str, ...] = ()
-    recent_item_times: tuple[float, ...] = ()  # epoch seconds UTC
-    buy_again_items: tuple[str, ...] = ()
+    recent_item_times: tuple[int, ...] = ()  # epoch seconds UTC
     top_categories: tuple[str, ...] = ()
-    rebuy_interval_days: float | None = None
 
     def bought_since(self, since: datetime) -> set[str]:
         """Items last bought at or after `since`."""
@@ -509,18 +505,9 @@ def _customer_features(row: dict[str, Any]) -> CustomerFeatures:
     recent = tuple(row.get("recent_items") or ())
     if not recent and row.get("orders") is None:
         return CustomerFeatures(known=False)
-    times = tuple(_epoch_seconds(t) for t in (row.get("recent_item_times") or ()))
     return CustomerFeatures(
         known=True,
         recent_items=recent,
-        recent_item_times=times,
-        buy_again_items=tuple(row.get("buy_again_items") or ()),
+        recent_item_times=tuple(row.get("recent_item_times") or ()),  # Array(Int64): epoch seconds
         top_categories=tuple(row.get("top_categories") or ()),
-        rebuy_interval_days=row.get("rebuy_interval_days"),
     )
-
-
-def _epoch_seconds(value: Any) -> float:
-    if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
-    return float(value)
