@@ -16,6 +16,7 @@ lanes answer alike; `ENABLED = False` sends every request through FastAPI.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, TypeVar, get_origin
 from urllib.parse import parse_qsl
@@ -71,17 +72,13 @@ def query_model(request: Request, model: type[Model]) -> Model | None:
         return None
 
 
-_LIST_FIELDS: dict[type[BaseModel], dict[str, bool]] = {}
-
-
+@functools.cache
 def _list_fields(model: type[BaseModel]) -> dict[str, bool]:
     """{field name: whether it takes a list}, computed once per model."""
-    if model not in _LIST_FIELDS:
-        _LIST_FIELDS[model] = {
-            name: any(get_origin(arg) is list for arg in (info.annotation, *getattr(info.annotation, "__args__", ())))
-            for name, info in model.model_fields.items()
-        }
-    return _LIST_FIELDS[model]
+    return {
+        name: any(get_origin(arg) is list for arg in (info.annotation, *getattr(info.annotation, "__args__", ())))
+        for name, info in model.model_fields.items()
+    }
 
 
 def api_key(request: Request) -> str | None:

@@ -433,6 +433,14 @@ def test_fast_redis_store_writes_the_same_bytes_as_feasts(redis_home: Settings, 
     assert all(counters.values())
 
 
+def _recommend_views(store: Any) -> list[tuple[Any, list[str]]]:
+    """recommend_v1's (feature view, feature names) pairs."""
+    return [
+        (store.get_feature_view(p.name), [f.name for f in p.features])
+        for p in store.get_feature_service("recommend_v1").feature_view_projections
+    ]
+
+
 @pytest.mark.redis
 def test_one_hmget_reader_returns_what_feasts_async_read_returns(redis_home: Settings, sample) -> None:
     """HashReader (the service's Redis read of recommend_v1) = Feast's online_read_async per view."""
@@ -446,10 +454,7 @@ def test_one_hmget_reader_returns_what_feasts_async_read_returns(redis_home: Set
     users, _ = sample
     store = open_store(redis_home)
     provider = store._get_provider()
-    views = [
-        (store.get_feature_view(p.name), [f.name for f in p.features])
-        for p in store.get_feature_service("recommend_v1").feature_view_projections
-    ]
+    views = _recommend_views(store)
     reader = HashReader(provider.online_store, store.config, views)
 
     async def both(user: str) -> tuple[list[Any], list[Any]]:
@@ -472,11 +477,7 @@ def _recommend_reader(settings: Settings) -> Any:
     from training.features_redis import HashReader
 
     store = open_store(settings)
-    views = [
-        (store.get_feature_view(p.name), [f.name for f in p.features])
-        for p in store.get_feature_service("recommend_v1").feature_view_projections
-    ]
-    return HashReader(store._get_provider().online_store, store.config, views)
+    return HashReader(store._get_provider().online_store, store.config, _recommend_views(store))
 
 
 @pytest.mark.redis
