@@ -138,3 +138,45 @@ def test_split_events_taken_from_all_lines_equal_events_built_from_the_split(sma
         taken = every.of_baskets(m.baskets_of(inter, lines))
         for name in ("keys", "pair", "day", "baskets", "first_day", "last_day", "basket"):
             np.testing.assert_array_equal(getattr(taken, name), getattr(direct, name), err_msg=name)
+        popular = m.popularity_lines(inter).events(inter, lines)
+        for got, expected in zip(popular, m.popularity_events(inter.subset(lines)), strict=True):
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_packed_sorts_equal_numpy() -> None:
+    """The trainer's fast stable argsort and unique agree with numpy's, packed or not (keys too large to pack)."""
+    from training.matrix import stable_argsort, unique_inverse
+
+    rng = np.random.default_rng(5)
+    for high in (50, 10**9, 2**62):  # the last cannot be packed beside a position: numpy's path
+        keys = rng.integers(0, high, 20_000, dtype=np.int64)
+        np.testing.assert_array_equal(stable_argsort(keys), np.argsort(keys, kind="stable"))
+        distinct, inverse = unique_inverse(keys)
+        expected = np.unique(keys, return_inverse=True)
+        np.testing.assert_array_equal(distinct, expected[0])
+        np.testing.assert_array_equal(inverse, expected[1])
+
+
+def test_fold_in_of_every_customer_matches_the_exact_solve(small_store: Path) -> None:
+    """The refit's conjugate-gradient user step (customers seen at fit time) ranks as recalculate_user
+    does; customers unseen at fit time are solved exactly."""
+    prepared = prepare(purchases=pq.read_table(small_store / "purchases.parquet"), catalog=None, eval_users=100)
+    inter, split = prepared.interactions, prepared.split
+    early = split.train & (inter.user >= 20)  # customers 0–19 have no lines at fit time
+    history = m.build_history(interactions=inter.subset(early), reference_day=float(inter.day.max()), half_life=90.0)
+    fitted = m.fit_collaborative(name="als", matrix=m.history_matrix(history, n_items=inter.n_items), params={})
+    everything = m.history_matrix(
+        m.build_history(interactions=inter, reference_day=float(inter.day.max()), half_life=90.0), n_items=inter.n_items
+    )
+    seen = np.bincount(inter.user[early], minlength=inter.n_users) > 0
+    assert not seen[:20].any() and seen[20:].sum() > 100
+    exact = m.fold_in(fitted=fitted, matrix=everything).scorer.user_factors
+    fast = m.fold_in(fitted=fitted, matrix=everything, seen=seen).scorer.user_factors
+    assert exact is not None and fast is not None
+    np.testing.assert_allclose(fast[~seen], exact[~seen], rtol=1e-5, atol=1e-6)
+    item = fitted.scorer.item_factors
+    top_exact = np.argsort(-(exact[seen] @ item.T), axis=1)[:, :10]
+    top_fast = np.argsort(-(fast[seen] @ item.T), axis=1)[:, :10]
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top_exact, top_fast, strict=True)])
+    assert overlap >= 0.95, overlap
+    assert not np.allclose(fast[seen], fitted.scorer.user_factors[seen])  # the new lines were taken in

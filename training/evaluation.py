@@ -141,10 +141,19 @@ def _holdout(
 def ranking_metrics(*, top: np.ndarray, targets: np.ndarray, k: int) -> dict[str, np.ndarray]:
     """Per-customer NDCG, recall, precision, AP and hit @k for ranked item indices `top` (rows × ≥k, −1 = empty)
     against boolean `targets` (rows × items); rows without targets get NaN."""
-    top = top[:, :k]
+    return metrics_from_hits(hits=_hits(top=top[:, :k], targets=targets), n_targets=targets.sum(axis=1), k=k)
+
+
+def _hits(*, top: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Bool per ranked position: the item there is a target (−1 = empty, never a hit)."""
     valid = top >= 0
-    hits = np.where(valid, np.take_along_axis(targets, np.where(valid, top, 0), axis=1), False)
-    n_targets = targets.sum(axis=1).astype(np.float64)
+    return np.take_along_axis(targets, np.where(valid, top, 0), axis=1) & valid
+
+
+def metrics_from_hits(*, hits: np.ndarray, n_targets: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """`ranking_metrics` from the hits of the ranked positions (rows × ≥k) and each row's number of targets."""
+    hits = hits[:, :k]
+    n_targets = n_targets.astype(np.float64)
     has = n_targets > 0
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     dcg = (hits * discounts[None, :]).sum(axis=1)
@@ -152,7 +161,7 @@ def ranking_metrics(*, top: np.ndarray, targets: np.ndarray, k: int) -> dict[str
     n_hits = hits.sum(axis=1)
     precision_at_i = np.cumsum(hits, axis=1) / np.arange(1, k + 1)[None, :]
     ap = (precision_at_i * hits).sum(axis=1) / np.maximum(np.minimum(n_targets, k), 1)
-    nan = np.full(len(top), np.nan)
+    nan = np.full(len(hits), np.nan)
     return {
         "ndcg": np.where(has, dcg / np.where(has, ideal, 1.0), nan),
         "recall": np.where(has, n_hits / np.maximum(n_targets, 1), nan),
@@ -207,27 +216,27 @@ def evaluate(
                 "repeat": targets & signals.bought,
                 "new": targets & ~signals.bought,
             }
+            n_targets = {name: subset.sum(axis=1) for name, subset in subsets.items()}
             for c in group:
                 for context in c.contexts:
                     scores = blend_scores(signals, blend=c.blend, context=context)
                     ids, vals = top_k(scores, k=kmax)
                     ids = np.where(np.isfinite(vals), ids, -1)
                     wanted = {"home": "all", "buy-again": "repeat", "discover": "new"}[context]
-                    parts: list[tuple[str, np.ndarray, np.ndarray]] = [
-                        (f"{context}/", subsets[wanted], np.ones(len(rows), bool))
-                    ]
+                    every = slice(None)
+                    parts: list[tuple[str, str, slice | np.ndarray]] = [(f"{context}/", wanted, every)]
                     if detail and context == "home":
-                        parts += [(f"{context}/repeat/", subsets["repeat"], np.ones(len(rows), bool))]
-                        parts += [(f"{context}/new/", subsets["new"], np.ones(len(rows), bool))]
-                        parts += [(f"{context}/{s}_customers/", targets, seg == s) for s in ("new", "returning")]
-                    for prefix, t, mask in parts:
+                        parts += [(f"{context}/repeat/", "repeat", every), (f"{context}/new/", "new", every)]
+                        parts += [(f"{context}/{s}_customers/", "all", seg == s) for s in ("new", "returning")]
+                    hits = {name: _hits(top=ids, targets=subsets[name]) for name in {name for _, name, _ in parts}}
+                    for prefix, name, mask in parts:
                         for k in ks:
-                            m = ranking_metrics(top=ids[mask], targets=t[mask], k=k)
+                            m = metrics_from_hits(hits=hits[name][mask], n_targets=n_targets[name][mask], k=k)
                             for metric, values in m.items():
                                 ok = ~np.isnan(values)
                                 sums[c.name][f"{prefix}{metric}_at_{k}"] += float(values[ok].sum())
                                 counts[c.name][f"{prefix}{metric}_at_{k}"] += int(ok.sum())
-                        counts[c.name][f"{prefix}customers"] += int((t[mask].sum(axis=1) > 0).sum())
+                        counts[c.name][f"{prefix}customers"] += int((n_targets[name][mask] > 0).sum())
                     if detail:
                         for k in ks:
                             key = f"{context}/coverage_at_{k}"

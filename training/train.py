@@ -10,6 +10,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,7 @@ class Prepared:
     test: Holdout
     item_share: np.ndarray  # share of training customers who bought each item (novelty)
     events: m.BasketEvents  # one per (basket, item) over all lines; each split takes its baskets' events
+    popular: m.PopularityLines  # every split's popularity events, by mask
     held_out_customers: int = 0  # test customers whose last basket was moved to validation
 
     def summary(self) -> dict[str, int]:
@@ -137,6 +139,7 @@ def prepare(*, purchases: pa.Table, catalog: pa.Table | None, eval_users: int) -
         test=test.sample(max_users=eval_users, seed=2),
         item_share=item_share.astype(np.float64),
         events=m.basket_events(interactions),
+        popular=m.popularity_lines(interactions),
         held_out_customers=held_out,
     )
 
@@ -179,6 +182,84 @@ def _align_catalog(*, catalog: pa.Table | None, item_ids: np.ndarray) -> Catalog
     return Catalog(in_stock=in_stock, item_category=item_category, categories=categories)
 
 
+class Lines:
+    """One set of purchase lines (a split, or all of them) and what every bundle built on it shares:
+    the half-life-independent events, and per popularity half-life the popularity and its timeline,
+    each computed once (tuning builds a bundle for every candidate half-life and blend)."""
+
+    def __init__(
+        self,
+        interactions: Interactions,
+        *,
+        events: m.BasketEvents | None = None,
+        popularity_events: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        self.interactions = interactions
+        self.reference_day = float(interactions.day.max()) if interactions.n_lines else 0.0
+        self._events = events
+        self._popularity_events = popularity_events
+        self._popularity: dict[float, np.ndarray] = {}
+        self._timelines: dict[float, PopularityTimeline] = {}
+
+    @property
+    def popularity_events(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._popularity_events is None:
+            self._popularity_events = m.popularity_events(self.interactions)
+        return self._popularity_events
+
+    def history(self, half_life: float) -> History:
+        """The customers' histories as of the last line."""
+        if self._events is None:
+            self._events = m.basket_events(self.interactions)
+        return m.build_history(
+            interactions=self.interactions, reference_day=self.reference_day, half_life=half_life, events=self._events
+        )
+
+    def popularity(self, half_life: float) -> np.ndarray:
+        if half_life not in self._popularity:
+            self._popularity[half_life] = m.popularity(
+                interactions=self.interactions,
+                reference_day=self.reference_day,
+                half_life=half_life,
+                events=self.popularity_events,
+            )
+        return self._popularity[half_life]
+
+    def timeline(self, half_life: float) -> PopularityTimeline:
+        if half_life not in self._timelines:
+            self._timelines[half_life] = m.popularity_timeline(
+                interactions=self.interactions, half_life=half_life, events=self.popularity_events
+            )
+        return self._timelines[half_life]
+
+    def bundle(
+        self,
+        *,
+        half_life: float,
+        popularity_half_life: float,
+        blend: Blend,
+        collaborative: Collaborative | None,
+        catalog: Catalog,
+        history: History | None = None,
+        timeline: bool = False,
+    ) -> ModelBundle:
+        """A bundle of these lines (pass `history` to reuse one); `timeline` adds popularity as of past
+        days, for evaluation on held-out baskets."""
+        interactions = self.interactions
+        return ModelBundle(
+            user_ids=interactions.user_ids,
+            item_ids=interactions.item_ids,
+            history=history if history is not None else self.history(half_life),
+            popularity=self.popularity(popularity_half_life),
+            in_stock=catalog.in_stock,
+            item_category=catalog.item_category,
+            categories=catalog.categories,
+            blend=blend,
+            collaborative=collaborative,
+            popularity_timeline=self.timeline(popularity_half_life) if timeline else None,
+        )
+
+
 def make_bundle(
     *,
     interactions: Interactions,
@@ -187,39 +268,27 @@ def make_bundle(
     blend: Blend,
     collaborative: Collaborative | None,
     catalog: Catalog,
-    config: Mapping[str, Any] | None = None,
-    events: m.BasketEvents | None = None,
-    history: History | None = None,
-    popularity_events: tuple[np.ndarray, np.ndarray] | None = None,
     timeline: bool = False,
 ) -> ModelBundle:
-    """A bundle whose history and popularity come from the given lines (pass `events` or `history` to reuse them);
-    `timeline` adds popularity as of past days, for evaluation on held-out baskets."""
-    reference = float(interactions.day.max()) if interactions.n_lines else 0.0
-    if popularity_events is None and timeline:  # popularity and its timeline share the events
-        popularity_events = m.popularity_events(interactions)
-    if history is None:
-        history = m.build_history(
-            interactions=interactions, reference_day=reference, half_life=half_life, events=events
-        )
-    return ModelBundle(
-        user_ids=interactions.user_ids,
-        item_ids=interactions.item_ids,
-        history=history,
-        popularity=m.popularity(
-            interactions=interactions, reference_day=reference, half_life=popularity_half_life, events=popularity_events
-        ),
-        in_stock=catalog.in_stock,
-        item_category=catalog.item_category,
-        categories=catalog.categories,
+    """A bundle whose history and popularity come from the given lines (see Lines.bundle)."""
+    return Lines(interactions).bundle(
+        half_life=half_life,
+        popularity_half_life=popularity_half_life,
         blend=blend,
         collaborative=collaborative,
-        config=dict(config or {}),
-        popularity_timeline=m.popularity_timeline(
-            interactions=interactions, half_life=popularity_half_life, events=popularity_events
-        )
-        if timeline
-        else None,
+        catalog=catalog,
+        timeline=timeline,
+    )
+
+
+def _lines(prepared: Prepared, keep: np.ndarray) -> Lines:
+    """The lines where `keep` is true; splits hold whole baskets, so their events are taken from the
+    all-lines events by mask, not computed again."""
+    inter = prepared.interactions
+    return Lines(
+        inter.subset(keep),
+        events=prepared.events.of_baskets(m.baskets_of(inter, keep)),
+        popularity_events=prepared.popular.events(inter, keep),
     )
 
 
@@ -354,33 +423,19 @@ def fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepar
     start = time.perf_counter()
     inter = prepared.interactions
     split = prepared.split
-    train = inter.subset(split.train)
-    before_test = inter.subset(split.train | split.validation)
     val = prepared.tuning
 
-    # Splits hold whole baskets, so each one's events are the all-lines events of its baskets.
-    events = {id(train): prepared.events.of_baskets(m.baskets_of(inter, split.train))}
-    popular_events = {id(train): m.popularity_events(train)}
+    train_lines = _lines(prepared, split.train)
 
-    timelines: dict[tuple[int, float], PopularityTimeline] = {}
-
-    def bundle(lines: Interactions, hl: float, phl: float, blend: Blend, cf: Collaborative | None) -> ModelBundle:
-        made = make_bundle(
-            interactions=lines,
+    def bundle(hl: float, phl: float, blend: Blend, cf: Collaborative | None) -> ModelBundle:
+        return train_lines.bundle(
             half_life=hl,
             popularity_half_life=phl,
             blend=blend,
             collaborative=cf,
             catalog=prepared.catalog,
-            events=events.get(id(lines)),
-            popularity_events=popular_events.get(id(lines)),
+            timeline=True,
         )
-        key = (id(lines), phl)
-        if key not in timelines:
-            timelines[key] = m.popularity_timeline(
-                interactions=lines, half_life=phl, events=popular_events.get(id(lines))
-            )
-        return replace(made, popularity_timeline=timelines[key])
 
     choice: dict[str, Any] = {}
     # 1. Recency of the customer's own purchases and of popularity, on validation.
@@ -389,7 +444,7 @@ def fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepar
     else:
         scores = {}
         for hl in m.HALF_LIVES:
-            b = bundle(train, hl, 60.0, m.baseline_blend("frequency"), None)
+            b = bundle(hl, 60.0, m.baseline_blend("frequency"), None)
             res = evaluate(candidates=[Candidate("f", b, b.blend, ("home",))], holdout=val, ks=(10,), detail=False)
             scores[hl] = _score(res, "f")
         half_life = _best(scores)
@@ -397,10 +452,10 @@ def fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepar
     if "popularity_half_life" in params:
         pop_half_life = float(params["popularity_half_life"])
     else:
-        base = bundle(train, half_life, 60.0, m.baseline_blend("popularity"), None)
+        base = bundle(half_life, 60.0, m.baseline_blend("popularity"), None)
         scores = {}
         for phl in m.POPULARITY_HALF_LIVES:
-            b = bundle(train, half_life, phl, m.baseline_blend("popularity"), None) if phl != 60.0 else base
+            b = bundle(half_life, phl, m.baseline_blend("popularity"), None) if phl != 60.0 else base
             res = evaluate(candidates=[Candidate("p", b, b.blend, ("home",))], holdout=val, ks=(10,), detail=False)
             scores[phl] = _score(res, "p")
         pop_half_life = _best(scores)
@@ -408,10 +463,7 @@ def fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepar
     log(f"  recency: own purchases half-life {half_life} d, popularity half-life {pop_half_life} d")
 
     # 2. Collaborative candidates fitted on the training split; blends tuned on validation.
-    train_history = m.build_history(
-        interactions=train, reference_day=float(train.day.max()), half_life=half_life, events=events[id(train)]
-    )
-    matrix = m.history_matrix(train_history, n_items=inter.n_items)
+    matrix = m.history_matrix(train_lines.history(half_life), n_items=inter.n_items)
     names = candidates_for(model=model, params=params, interactions=inter, pairs=matrix.nnz)
     fits: dict[str, m.FittedCollaborative] = {}
     chosen_params: dict[str, dict[str, Any]] = {}
@@ -421,7 +473,7 @@ def fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepar
             matrix=matrix,
             params=params,
             search=matrix.nnz <= m.SEARCH_MAX_PAIRS,
-            validation_bundle=lambda cf: bundle(train, half_life, pop_half_life, m.baseline_blend("als"), cf),
+            validation_bundle=lambda cf: bundle(half_life, pop_half_life, m.baseline_blend("als"), cf),
             holdout=val,
         )
         if scores:
@@ -437,7 +489,7 @@ def fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepar
         per_candidate: dict[str, tuple[Blend, float]] = {}
         tune = prepared.tuning
         for name, fitted_cf in fits.items():
-            b = bundle(train, half_life, pop_half_life, m.HYBRID_START, fitted_cf.scorer)
+            b = bundle(half_life, pop_half_life, m.HYBRID_START, fitted_cf.scorer)
             per_candidate[name] = tune_blend(bundle=b, holdout=tune)
             log(
                 f"  validation {PRIMARY_METRIC} hybrid({name}) = {per_candidate[name][1]:.4f}"
@@ -445,7 +497,7 @@ def fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepar
             )
         chosen = _best({name: score for name, (_, score) in per_candidate.items()})
         blend, discover_scores = tune_discover(
-            bundle=bundle(train, half_life, pop_half_life, m.HYBRID_START, fits[chosen].scorer),
+            bundle=bundle(half_life, pop_half_life, m.HYBRID_START, fits[chosen].scorer),
             holdout=tune,
             blend=per_candidate[chosen][0],
         )
@@ -463,19 +515,14 @@ def fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepar
         choice["chosen_params"] = chosen_params[chosen]
     # 3. The test-time bundle: history up to each customer's test basket; ALS customers folded in.
     cf_fit = fits.get(chosen) if chosen else None
-    test_history = m.build_history(
-        interactions=before_test,
-        reference_day=float(before_test.day.max()),
-        half_life=half_life,
-        events=prepared.events.of_baskets(m.baskets_of(inter, split.train | split.validation)),
-    )
+    before_test = _lines(prepared, split.train | split.validation)
+    test_history = before_test.history(half_life)
     test_cf = None
     if cf_fit is not None:
         # Only the customers evaluated need their factors folded in (the final refit does all of them).
         test_matrix = m.history_matrix(test_history, n_items=inter.n_items)
         test_cf = m.fold_in(fitted=cf_fit, matrix=test_matrix, users=prepared.test.users).scorer
-    test_bundle = make_bundle(
-        interactions=before_test,
+    test_bundle = before_test.bundle(
         half_life=half_life,
         popularity_half_life=pop_half_life,
         blend=blend,
@@ -536,9 +583,8 @@ def refit_all(*, fitted: Fitted, prepared: Prepared, refit: str, log: Log) -> tu
         mode = "fold-in" if big and fitted.collaborative_name == "als" else "full"
     if mode == "none":
         return fitted.test_bundle, mode
-    history = m.build_history(
-        interactions=inter, reference_day=float(inter.day.max()), half_life=fitted.half_life, events=prepared.events
-    )
+    lines = Lines(inter, events=prepared.events, popularity_events=prepared.popular.events(inter))
+    history = lines.history(fitted.half_life)
     scorer = None
     if cf_fit is not None and fitted.collaborative_name is not None:
         matrix = m.history_matrix(history, n_items=inter.n_items)
@@ -549,9 +595,9 @@ def refit_all(*, fitted: Fitted, prepared: Prepared, refit: str, log: Log) -> tu
             log(f"  refit {fitted.collaborative_name} on all data in {cf_fit.seconds:.1f} s")
             scorer = cf_fit.scorer
         else:
-            scorer = m.fold_in(fitted=cf_fit, matrix=matrix).scorer
-    bundle = make_bundle(
-        interactions=inter,
+            seen = np.bincount(inter.user[prepared.split.train], minlength=inter.n_users) > 0
+            scorer = m.fold_in(fitted=cf_fit, matrix=matrix, seen=seen).scorer
+    bundle = lines.bundle(
         half_life=fitted.half_life,
         popularity_half_life=fitted.popularity_half_life,
         blend=fitted.blend,
@@ -610,7 +656,6 @@ def train(
     log: Log = print,
 ) -> TrainResult:
     """The whole `reco train`: see the module docstring."""
-    from training import registry
     from training.data import load_catalog, load_purchases
     from training.settings import load_settings
 
@@ -625,6 +670,12 @@ def train(
         raise RecoError(f"refit must be one of {', '.join(REFIT_CHOICES)}.")
     name = registered_name or settings.registered_name
     timings: dict[str, float] = {}
+
+    # MLflow's import and store (a new SQLite registry first creates its tables) take seconds of
+    # mostly pure Python: a thread does them while the data loads and the models fit.
+    registry_pool = ThreadPoolExecutor(1, thread_name_prefix="registry")
+    champion_future = registry_pool.submit(_current_champion, settings=settings, name=name)
+    registry_pool.shutdown(wait=False)
 
     t = time.perf_counter()
     purchases, purchase_report = load_purchases(purchases_path)
@@ -653,7 +704,7 @@ def train(
 
     # Champion gate: the champion's configuration refit on this very split, scored on the same customers.
     t = time.perf_counter()
-    current = registry.champion(settings=settings, name=name)
+    current = champion_future.result()
     decision: dict[str, Any] = {"primary_metric": PRIMARY_METRIC, "new_score": score, "mode": promote}
     if current is None:
         decision.update(champion_version=None, champion_score=None, reason="no champion yet")
@@ -716,6 +767,15 @@ def train(
     log(f"timings: {json.dumps({k: round(v, 1) for k, v in timings.items()})}")
     log(f"logged in {timings['log_seconds']:.1f} s; total {time.perf_counter() - total_start:.1f} s")
     return result
+
+
+def _current_champion(*, settings: Any, name: str) -> dict[str, Any] | None:
+    """The champion (see registry.champion), with what logging the run imports loaded too."""
+    import mlflow.pyfunc  # noqa: F401
+
+    from training import registry
+
+    return registry.champion(settings=settings, name=name)
 
 
 def _log_run(
