@@ -180,3 +180,11 @@ def test_fold_in_of_every_customer_matches_the_exact_solve(small_store: Path) ->
     overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top_exact, top_fast, strict=True)])
     assert overlap >= 0.95, overlap
     assert not np.allclose(fast[seen], fitted.scorer.user_factors[seen])  # the new lines were taken in
+
+
+def test_snapshot_of_each_line_equals_searchsorted() -> None:
+    """Evenly spaced snapshot days: the arithmetic bucket equals np.searchsorted, boundaries included."""
+    rng = np.random.default_rng(2)
+    days = 19_000.25 + (730.5 / 256) * (1 + 1e-9) * np.arange(257)
+    day = np.concatenate([rng.uniform(days[0] - 1, days[-1] + 1, 50_000), days, np.nextafter(days, -np.inf)])
+    np.testing.assert_array_equal(m._snapshot_after(days, day), np.searchsorted(days, day, side="right"))

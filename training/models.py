@@ -217,7 +217,7 @@ def popularity_timeline(
     start, end = float(day.min()), float(day.max())
     step = max((end - start) / snapshots, 1e-6) * (1 + 1e-9)
     days = start + step * np.arange(snapshots + 1)  # days[-1] > end: the last snapshot has every line
-    bucket = np.searchsorted(days, day, side="right")  # first snapshot after the line
+    bucket = _snapshot_after(days, day)
     # Each line's weight as of its bucket's day, summed per (bucket, item) in one pass (no sort).
     weights = decay(age_days=days[np.minimum(bucket, snapshots)] - day, half_life=half_life)
     added = np.bincount(bucket * n_items + item, weights=weights, minlength=(snapshots + 2) * n_items)
@@ -229,6 +229,16 @@ def popularity_timeline(
     top = values.max(axis=1, keepdims=True)
     np.divide(values, top, out=values, where=top > 0)
     return PopularityTimeline(days=days, values=values.astype(np.float32))
+
+
+def _snapshot_after(days: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """`np.searchsorted(days, day, side="right")` for evenly spaced `days` (the first snapshot after
+    each line), by arithmetic and a one-step correction: several times faster on millions of lines."""
+    step = days[1] - days[0] if len(days) > 1 else 1.0
+    bucket = np.clip(np.floor((day - days[0]) / step).astype(np.int64) + 1, 0, len(days))
+    bucket -= (bucket > 0) & (days[np.maximum(bucket - 1, 0)] > day)  # rounding put it one too far
+    bucket += (bucket < len(days)) & (days[np.minimum(bucket, len(days) - 1)] <= day)  # one too near
+    return bucket
 
 
 def blas_single_thread() -> Any:
