@@ -199,6 +199,7 @@ class Lines:
         self._events = events
         self._popularity_events = popularity_events
         self._popularity: dict[float, np.ndarray] = {}
+        self._history: tuple[float, History] | None = None  # the last one: tuning asks for it again and again
         self._timelines: dict[float, PopularityTimeline] = {}
 
     @property
@@ -209,11 +210,17 @@ class Lines:
 
     def history(self, half_life: float) -> History:
         """The customers' histories as of the last line."""
-        if self._events is None:
-            self._events = m.basket_events(self.interactions)
-        return m.build_history(
-            interactions=self.interactions, reference_day=self.reference_day, half_life=half_life, events=self._events
-        )
+        if self._history is None or self._history[0] != half_life:
+            if self._events is None:
+                self._events = m.basket_events(self.interactions)
+            history = m.build_history(
+                interactions=self.interactions,
+                reference_day=self.reference_day,
+                half_life=half_life,
+                events=self._events,
+            )
+            self._history = (half_life, history)
+        return self._history[1]
 
     def popularity(self, half_life: float) -> np.ndarray:
         if half_life not in self._popularity:
@@ -240,16 +247,14 @@ class Lines:
         blend: Blend,
         collaborative: Collaborative | None,
         catalog: Catalog,
-        history: History | None = None,
         timeline: bool = False,
     ) -> ModelBundle:
-        """A bundle of these lines (pass `history` to reuse one); `timeline` adds popularity as of past
-        days, for evaluation on held-out baskets."""
+        """A bundle of these lines; `timeline` adds popularity as of past days, for evaluation on held-out baskets."""
         interactions = self.interactions
         return ModelBundle(
             user_ids=interactions.user_ids,
             item_ids=interactions.item_ids,
-            history=history if history is not None else self.history(half_life),
+            history=self.history(half_life),
             popularity=self.popularity(popularity_half_life),
             in_stock=catalog.in_stock,
             item_category=catalog.item_category,
@@ -528,7 +533,6 @@ def fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepar
         blend=blend,
         collaborative=test_cf,
         catalog=prepared.catalog,
-        history=test_history,
         timeline=True,
     )
     fitted = Fitted(
@@ -603,7 +607,6 @@ def refit_all(*, fitted: Fitted, prepared: Prepared, refit: str, log: Log) -> tu
         blend=fitted.blend,
         collaborative=scorer,
         catalog=prepared.catalog,
-        history=history,
     )
     return bundle, mode
 
