@@ -8,6 +8,7 @@ Each side runs in its own process so that peak memory (max RSS) is measured clea
           implicit's ALS with the trainer's defaults (64 factors, 15 iterations, BLAS at 1 thread);
   reco  — `reco train --purchases FILE` in a temporary RECO_HOME (load, validate, split, tune, fit,
           evaluate beside the baselines, champion gate, refit, MLflow run + registered model).
+The raw fit runs again after reco (shared machines drift); the ratio is against the mean of the two.
 Prints one JSON object; the goal (issue 3) is reco_total ≤ 1.5 × raw_fit.
 """
 
@@ -80,15 +81,18 @@ def main() -> None:
         print(json.dumps(raw_fit(args.purchases)))
         return
 
+    def raw() -> tuple[dict[str, float], float]:
+        proc = subprocess.run(
+            [*TIME, sys.executable, __file__, "--raw-only", "--purchases", str(args.purchases)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return json.loads(proc.stdout.strip().splitlines()[-1]), _peak_mb(proc.stderr)
+
     result: dict[str, float | str] = {}
-    proc = subprocess.run(
-        [*TIME, sys.executable, __file__, "--raw-only", "--purchases", str(args.purchases)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    result.update(json.loads(proc.stdout.strip().splitlines()[-1]))
-    result["raw_peak_rss_mb"] = _peak_mb(proc.stderr)
+    raw_result, result["raw_peak_rss_mb"] = raw()
+    result.update(raw_result)
     if not args.skip_reco:
         with tempfile.TemporaryDirectory() as home:
             env = {**os.environ, "RECO_HOME": home}
@@ -107,7 +111,11 @@ def main() -> None:
             result["reco_log"] = "\n".join(line for line in proc.stderr.splitlines() if line.startswith(keep))
             summary = json.loads(proc.stdout.strip().splitlines()[-1])
             result["reco_home_ndcg_at_10"] = summary["metrics"].get("home/ndcg_at_10", float("nan"))
-        result["ratio_reco_to_raw_fit"] = float(result["reco_total_seconds"]) / float(result["raw_fit_seconds"])
+        # This machine's speed drifts within minutes: the raw fit runs again after reco, and the ratio
+        # is taken against the mean of the fits before and after it.
+        result["raw_fit_seconds_after"] = raw()[0]["raw_fit_seconds"]
+        raw_mean = (float(result["raw_fit_seconds"]) + result["raw_fit_seconds_after"]) / 2
+        result["ratio_reco_to_raw_fit"] = float(result["reco_total_seconds"]) / raw_mean
         result["ratio_reco_to_raw_total"] = float(result["reco_total_seconds"]) / float(result["raw_total_seconds"])
     print(json.dumps(result, indent=2))
 
