@@ -188,21 +188,3 @@ def test_snapshot_of_each_line_equals_searchsorted() -> None:
     days = 19_000.25 + (730.5 / 256) * (1 + 1e-9) * np.arange(257)
     day = np.concatenate([rng.uniform(days[0] - 1, days[-1] + 1, 50_000), days, np.nextafter(days, -np.inf)])
     np.testing.assert_array_equal(m._snapshot_after(days, day), np.searchsorted(days, day, side="right"))
-
-
-def test_held_out_refit_registers_every_customers_history(small_store: Path) -> None:
-    """`refit=none` registers the held-out fit with every customer's history up to the test basket
-    (the test-time bundle itself holds only the test customers')."""
-    prepared = prepare(purchases=pq.read_table(small_store / "purchases.parquet"), catalog=None, eval_users=100)
-    fitted = fit_configuration(model="hybrid", params={"candidates": "als"}, prepared=prepared, log=lambda _: None)
-    bundle, mode = refit_all(fitted=fitted, prepared=prepared, refit="none", log=lambda _: None)
-    inter, split = prepared.interactions, prepared.split
-    before = inter.subset(split.train | split.validation)
-    expected = m.build_history(interactions=before, reference_day=float(before.day.max()), half_life=fitted.half_life)
-    assert mode == "none"
-    for name in ("indptr", "indices", "baskets", "decayed"):
-        np.testing.assert_array_equal(getattr(bundle.history, name), getattr(expected, name), err_msg=name)
-    tested = fitted.test_bundle.history
-    rows = np.flatnonzero(np.diff(tested.indptr) > 0)
-    np.testing.assert_array_equal(rows, np.unique(prepared.test.users))
-    np.testing.assert_array_equal(np.diff(tested.indptr)[rows], np.diff(expected.indptr)[rows])

@@ -286,15 +286,13 @@ def make_bundle(
     )
 
 
-def _lines(prepared: Prepared, keep: np.ndarray, *, customers: np.ndarray | None = None) -> Lines:
+def _lines(prepared: Prepared, keep: np.ndarray) -> Lines:
     """The lines where `keep` is true; splits hold whole baskets, so their events are taken from the
-    all-lines events by mask, not computed again. With `customers` (bool per customer), histories
-    hold only theirs (popularity counts every line)."""
+    all-lines events by mask, not computed again."""
     inter = prepared.interactions
-    own = keep if customers is None else keep & customers[inter.user]
     return Lines(
         inter.subset(keep),
-        events=prepared.events.of_baskets(m.baskets_of(inter, own)),
+        events=prepared.events.of_baskets(m.baskets_of(inter, keep)),
         popularity_events=prepared.popular.events(inter, keep),
     )
 
@@ -520,12 +518,9 @@ def fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepar
         choice["chosen"] = chosen
     if chosen and chosen_params.get(chosen):
         choice["chosen_params"] = chosen_params[chosen]
-    # 3. The test-time bundle: history up to each customer's test basket, built for the test customers
-    #    only (nothing else is scored with it; popularity still counts everyone); ALS customers folded in.
+    # 3. The test-time bundle: history up to each customer's test basket; ALS customers folded in.
     cf_fit = fits.get(chosen) if chosen else None
-    tested = np.zeros(inter.n_users, dtype=bool)
-    tested[prepared.test.users] = True
-    before_test = _lines(prepared, split.train | split.validation, customers=tested)
+    before_test = _lines(prepared, split.train | split.validation)
     test_history = before_test.history(half_life)
     test_cf = None
     if cf_fit is not None:
@@ -590,16 +585,8 @@ def refit_all(*, fitted: Fitted, prepared: Prepared, refit: str, log: Log) -> tu
         # item side then misses only each customer's last two baskets.
         big = inter.n_lines > 2 * m.SEARCH_MAX_PAIRS
         mode = "fold-in" if big and fitted.collaborative_name == "als" else "full"
-    if mode == "none":  # the held-out fit, with every customer's history up to their test basket
-        split = prepared.split
-        held_out = _lines(prepared, split.train | split.validation).bundle(
-            half_life=fitted.half_life,
-            popularity_half_life=fitted.popularity_half_life,
-            blend=fitted.blend,
-            collaborative=fitted.test_bundle.collaborative,
-            catalog=prepared.catalog,
-        )
-        return held_out, mode
+    if mode == "none":
+        return fitted.test_bundle, mode
     lines = Lines(inter, events=prepared.events, popularity_events=prepared.popular.events(inter))
     history = lines.history(fitted.half_life)
     scorer = None
