@@ -71,7 +71,7 @@ def main() -> None:
     from training.evaluation import KS, TABLE_METRICS, Candidate, comparison_table, evaluate
     from training.registry import client, use_experiment
     from training.settings import load_settings
-    from training.train import evaluate_on_test, fit_configuration, make_bundle, prepare
+    from training.train import Lines, evaluate_on_test, fit_configuration, prepare
 
     settings = load_settings()
     client(settings=settings)
@@ -87,8 +87,7 @@ def main() -> None:
             name = model + ("" if not params else "(" + ",".join(f"{k}={v}" for k, v in params.items()) + ")")
             start = time.perf_counter()
             fitted = fit_configuration(model=model, params=params, prepared=prepared, log=lambda _: None)
-            validation_bundle = make_bundle(
-                interactions=train_lines,
+            validation_bundle = Lines(train_lines).bundle(
                 half_life=fitted.half_life,
                 popularity_half_life=fitted.popularity_half_life,
                 blend=fitted.blend,

@@ -107,10 +107,9 @@ def test_collaborative_scores_agree_with_implicit_recommend(small_store: Path) -
     history = m.build_history(interactions=inter, reference_day=float(inter.day.max()), half_life=90.0)
     matrix = m.history_matrix(history, n_items=inter.n_items)
     fitted = m.fit_collaborative(name="als", matrix=matrix, params={"iterations": 5})
-    from training.train import make_bundle
+    from training.train import Lines
 
-    bundle = make_bundle(
-        interactions=inter,
+    bundle = Lines(inter).bundle(
         half_life=90.0,
         popularity_half_life=60.0,
         blend=m.baseline_blend("als").__class__(collaborative=1.0, popularity=0.0),

@@ -18,7 +18,7 @@ from training import models as m
 from training.bundle import load_bundle_dir, save_bundle
 from training.evaluation import Candidate, evaluate
 from training.ranking import Blend, Signals, blend_scores
-from training.train import Catalog, fit_configuration, make_bundle, prepare, refit_all, tune_blend
+from training.train import Catalog, Lines, fit_configuration, prepare, refit_all, tune_blend
 
 
 def _two_orders_at_most(customers: int = 400, items: int = 40, seed: int = 3) -> pa.Table:
@@ -75,8 +75,7 @@ def test_tuned_blend_is_never_worse_than_the_baselines_on_validation(source: str
         n_items=train.n_items,
     )
     cf = m.fit_collaborative(name="ease", matrix=matrix, params={})
-    bundle = make_bundle(
-        interactions=train,
+    bundle = Lines(train).bundle(
         half_life=90.0,
         popularity_half_life=60.0,
         blend=m.HYBRID_START,
@@ -135,8 +134,7 @@ def test_discover_uses_its_own_mix_and_survives_the_bundle(small_store: Path, tm
     assert np.argsort(-discover)[:3].tolist() == [1, 2, 3]  # popularity alone, bought item excluded
     assert np.argsort(-home)[:2].tolist() == [0, 3]  # own purchase first, then the collaborative pick
     prepared = prepare(purchases=pq.read_table(small_store / "purchases.parquet"), catalog=None, eval_users=200)
-    bundle = make_bundle(
-        interactions=prepared.interactions,
+    bundle = Lines(prepared.interactions).bundle(
         half_life=90.0,
         popularity_half_life=60.0,
         blend=blend,
@@ -167,8 +165,7 @@ def test_evaluation_ranks_with_the_popularity_of_the_baskets_own_day() -> None:
     # The last snapshot is the bundle's own popularity (what is served at the end of the data).
     end = m.popularity(interactions=inter, reference_day=float(inter.day.max()), half_life=14.0)
     assert np.allclose(timeline.values[-1], end / end.max())
-    bundle = make_bundle(
-        interactions=inter,
+    bundle = Lines(inter).bundle(
         half_life=90.0,
         popularity_half_life=14.0,
         blend=m.baseline_blend("popularity"),

@@ -265,27 +265,6 @@ class Lines:
         )
 
 
-def make_bundle(
-    *,
-    interactions: Interactions,
-    half_life: float,
-    popularity_half_life: float,
-    blend: Blend,
-    collaborative: Collaborative | None,
-    catalog: Catalog,
-    timeline: bool = False,
-) -> ModelBundle:
-    """A bundle whose history and popularity come from the given lines (see Lines.bundle)."""
-    return Lines(interactions).bundle(
-        half_life=half_life,
-        popularity_half_life=popularity_half_life,
-        blend=blend,
-        collaborative=collaborative,
-        catalog=catalog,
-        timeline=timeline,
-    )
-
-
 def _lines(prepared: Prepared, keep: np.ndarray) -> Lines:
     """The lines where `keep` is true; splits hold whole baskets, so their events are taken from the
     all-lines events by mask, not computed again."""
