@@ -166,7 +166,10 @@ class PopularityLines:
 
     def events(self, interactions: Interactions, keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """`popularity_events` of the lines where `keep` is true (all lines when None)."""
-        line, group = (self.line, self.group) if keep is None else (self.line[k := keep[self.line]], self.group[k])
+        line, group = self.line, self.group
+        if keep is not None:
+            kept = keep[line]
+            line, group = line[kept], group[kept]
         first = line[np.r_[True, group[1:] != group[:-1]]] if len(line) else line
         return interactions.item[first], interactions.day[first]
 
