@@ -129,6 +129,7 @@ class OnlineFeatures:
         self.catalog = ItemCatalog()
         self._services: dict[str, Any] = {}
         self._customer_views: list[tuple[Any, list[str]]] = []
+        self._customer_ttls: list[float] = []  # seconds per customer view (0: never expires)
         self._recap_view: Any = None
         self._item_view: Any = None
         self._provider: Any = None
@@ -163,6 +164,7 @@ class OnlineFeatures:
                 (store.get_feature_view(p.name), [f.name for f in p.features if f.name in CUSTOMER_FIELDS])
                 for p in self._services["recommend_v1"].feature_view_projections
             ]
+            self._customer_ttls = [view.ttl.total_seconds() if view.ttl else 0.0 for view, _ in self._customer_views]
             # Recaps too: get_online_features re-resolves the service whenever the registry cache
             # expires (every 60 s), a slow call on the request path.
             self._recap_view = store.get_feature_view(RECAP_VIEW)
@@ -230,9 +232,14 @@ class OnlineFeatures:
         return _decode(kept)
 
     async def _read_customer_async(self, user_id: str) -> dict[str, Any]:
-        """Redis: both views in one HMGET on the event loop (no thread hop)."""
+        """Redis: both views in one HMGET on the event loop (no thread hop), decoded straight from
+        the reply (`HashReader.python_row`: the row `_customer_row` makes of Feast's view reads)."""
         key = self._reader.key.string("user_id", user_id)
-        return self._customer_row(await self._bounded(lambda: self._reader.read_key(key), group="customer"))
+        raw = await self._bounded(lambda: self._reader.read_raw(key), group="customer")
+        row, stale = self._reader.python_row(raw, now=self.settings.clock().timestamp(), ttls=self._customer_ttls)
+        for view in stale:
+            STALE_FEATURES.labels(view=self._customer_views[view][0].name).inc()
+        return row
 
     async def recap(self, user_id: str, year: int) -> dict[str, Any] | None:
         """The stored recap record, None when there is none; raises OnlineStoreDown."""
@@ -472,33 +479,11 @@ def _fresh(event_ts: datetime | None, ttl: timedelta | None, now: datetime) -> b
     return now - when <= ttl
 
 
-_PLAIN_SCALARS = frozenset({"string_val", "int32_val", "int64_val", "double_val", "float_val", "bool_val"})
-_PLAIN_LISTS = frozenset(
-    {"string_list_val", "int32_list_val", "int64_list_val", "double_list_val", "float_list_val", "bool_list_val"}
-)
-
-
 def _decode(per_view: list[dict[str, Any] | None]) -> dict[str, Any]:
-    """ValueProtos of several views → one {feature: python value} row (a missing view adds nothing).
+    """ValueProtos of several views → one {feature: python value} row (a missing view adds nothing)."""
+    from training.features_redis import python_value
 
-    Plain scalars and lists are read directly (what Feast's `feast_value_type_to_python_type`
-    returns for them, without its chain of type checks: it ran per value on every request);
-    other types go through Feast's function."""
-    from feast.type_map import feast_value_type_to_python_type
-
-    row: dict[str, Any] = {}
-    for values in per_view:
-        for name, value in (values or {}).items():
-            kind = value.WhichOneof("val")
-            if kind is None:
-                row[name] = None
-            elif kind in _PLAIN_SCALARS:
-                row[name] = getattr(value, kind)
-            elif kind in _PLAIN_LISTS:
-                row[name] = list(getattr(value, kind).val)
-            else:
-                row[name] = feast_value_type_to_python_type(value)
-    return row
+    return {name: python_value(value) for values in per_view for name, value in (values or {}).items()}
 
 
 def _customer_features(row: dict[str, Any]) -> CustomerFeatures:

@@ -499,6 +499,74 @@ def test_concurrent_reads_each_get_their_own_row(redis_home: Settings, sample) -
 
 
 @pytest.mark.redis
+def test_an_error_reply_in_a_batch_answers_only_its_own_read(redis_home: Settings, sample) -> None:
+    """Reads in flight together share one pipeline: a key that is not a hash (WRONGTYPE) fails its
+    own read only, and the reads around it, then and after, get their own customer's row."""
+    import asyncio
+
+    import redis
+
+    users, _ = sample
+    reader = _recommend_reader(redis_home)
+    first, second = (reader.key.string("user_id", u) for u in users[:2])
+    wrong = b"reco-test:not-a-hash"
+    _redis(redis_home).set(wrong, b"plain string")
+
+    async def scenario() -> tuple[Any, ...]:
+        alone = await reader.read_key(first), await reader.read_key(second)
+        together = await asyncio.gather(
+            reader.read_key(first), reader.read_key(wrong), reader.read_key(second), return_exceptions=True
+        )
+        return *alone, *together, await reader.read_key(second)
+
+    try:
+        first_row, second_row, first_again, failed, second_again, after = asyncio.run(scenario())
+    finally:
+        _redis(redis_home).delete(wrong)
+    assert first_row != second_row
+    assert isinstance(failed, redis.ResponseError) and "WRONGTYPE" in str(failed)
+    assert (first_again, second_again, after) == (first_row, second_row, second_row)
+
+
+@pytest.mark.redis
+def test_python_row_is_the_decoded_view_reads_minus_stale_views(redis_home: Settings, sample) -> None:
+    """HashReader.python_row (the service's per-request decode) = parse()'s view reads decoded with
+    python_value, views without a value left out; a view past its ttl is left out and named."""
+    import asyncio
+
+    from training.features_redis import python_value
+
+    users, _ = sample
+    reader = _recommend_reader(redis_home)
+    keys = [reader.key.string("user_id", u) for u in [*users, "no-such-customer"]]
+
+    async def read_all() -> list[Any]:
+        return [await reader.read_raw(key) for key in keys]
+
+    known = 0
+    for raw in asyncio.run(read_all()):
+        views = reader.parse(raw)
+        # (view index, written at, {feature: python value}) of the views holding a value
+        held = [
+            (n, ts.timestamp(), {name: python_value(v) for name, v in values.items()})
+            for n, (ts, values) in enumerate(views)
+            if values and any(v.WhichOneof("val") for v in values.values())
+        ]
+        everything = {name: value for _, _, row in held for name, value in row.items()}
+        assert reader.python_row(raw, now=0.0, ttls=[0.0] * len(views)) == (everything, [])
+        if not held:
+            continue
+        known += 1
+        # The first view with a value under a 5 s ttl: fresh 4 s after it was written, stale after 10 s.
+        first, written, _ = held[0]
+        ttls = [5.0 if n == first else 0.0 for n in range(len(views))]
+        rest = {name: value for n, _, row in held if n != first for name, value in row.items()}
+        assert reader.python_row(raw, now=written + 4, ttls=ttls) == (everything, [])
+        assert reader.python_row(raw, now=written + 10, ttls=ttls) == (rest, [first])
+    assert known == len(users)
+
+
+@pytest.mark.redis
 def test_a_read_cut_short_never_answers_another(redis_home: Settings, sample) -> None:
     """An HMGET timed out while Redis stalls leaves no reply behind: a read in flight beside it and the
     next read on its connection get their own customer's row, never the late reply (one customer's
