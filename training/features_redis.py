@@ -313,7 +313,7 @@ class _DirectConnections:
     Commands issued in the same turn of the event loop (requests that arrived together) go out as
     one pipeline on one connection, and their replies are read back in order: one write and one
     wake-up for the lot on both sides. Under the service benchmark's load this cut the CPU per
-    cached recommendation (service and Redis) by 11–12%. An error reply answers only its own
+    cached recommendation (service and Redis) by 10–12%. An error reply answers only its own
     command. A caller that stops waiting (its timeout) leaves its reply to be read and dropped;
     when every caller of a batch has stopped waiting, the batch is cancelled, which closes its
     connection (redis-py disconnects on any exception) so no late reply is left on it; a closed
