@@ -111,8 +111,6 @@ def main() -> None:
             result["reco_log"] = "\n".join(line for line in proc.stderr.splitlines() if line.startswith(keep))
             summary = json.loads(proc.stdout.strip().splitlines()[-1])
             result["reco_home_ndcg_at_10"] = summary["metrics"].get("home/ndcg_at_10", float("nan"))
-        # This machine's speed drifts within minutes: the raw fit runs again after reco, and the ratio
-        # is taken against the mean of the fits before and after it.
         result["raw_fit_seconds_after"] = raw()[0]["raw_fit_seconds"]
         raw_mean = (float(result["raw_fit_seconds"]) + result["raw_fit_seconds_after"]) / 2
         result["ratio_reco_to_raw_fit"] = float(result["reco_total_seconds"]) / raw_mean
