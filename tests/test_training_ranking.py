@@ -187,3 +187,29 @@ def test_snapshot_of_each_line_equals_searchsorted() -> None:
     days = 19_000.25 + (730.5 / 256) * (1 + 1e-9) * np.arange(257)
     day = np.concatenate([rng.uniform(days[0] - 1, days[-1] + 1, 50_000), days, np.nextafter(days, -np.inf)])
     np.testing.assert_array_equal(m._snapshot_after(days, day), np.searchsorted(days, day, side="right"))
+
+
+def test_top_k_equals_a_full_sort_on_ties_and_missing_scores() -> None:
+    """top_k's block-maximum threshold keeps exactly what a full sort keeps: the k best, ties towards
+    the lower item index, rows with fewer than k finite scores padded with −inf."""
+    from training.ranking import top_k
+
+    rng = np.random.default_rng(9)
+    n = 5_000  # above and below the block path's cut-off: 78 blocks against 2k = 20 or 200
+    rows = {
+        "random": rng.random((40, n)),
+        "mostly -inf (buy-again)": np.where(rng.random((40, n)) < 0.997, -np.inf, rng.random((40, n))),
+        "mostly 0": np.where(rng.random((40, n)) < 0.99, 0.0, rng.random((40, n))),
+        "few distinct values": rng.integers(0, 4, (40, n)).astype(float),
+        "all -inf": np.full((40, n), -np.inf),
+        "ascending": np.tile(np.linspace(0.0, 1.0, n), (40, 1)),
+    }
+    for name, scores in rows.items():
+        scores = scores.astype(np.float32)
+        for k in (1, 10, 20, 100):
+            ids, vals = top_k(scores, k=k)
+            order = np.lexsort((np.tile(np.arange(n), (len(scores), 1)), -scores), axis=1)[:, :k]
+            expected = np.take_along_axis(scores, order, axis=1)
+            np.testing.assert_array_equal(vals, expected, err_msg=f"{name}, k={k}")
+            finite = np.isfinite(expected)
+            np.testing.assert_array_equal(ids[finite], order[finite], err_msg=f"{name}, k={k}")
