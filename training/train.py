@@ -404,6 +404,12 @@ def fit_candidate(
 
 def fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepared, log: Log) -> Fitted:
     """Fit on the training split, tune on validation, and build the test-time bundle (history up to the test basket)."""
+    # One BLAS limit around the whole: the fits and the evaluations set their own, from two threads.
+    with m.blas_single_thread():
+        return _fit_configuration(model=model, params=params, prepared=prepared, log=log)
+
+
+def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepared, log: Log) -> Fitted:
     start = time.perf_counter()
     inter = prepared.interactions
     split = prepared.split
@@ -420,6 +426,20 @@ def fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepar
             catalog=prepared.catalog,
             timeline=True,
         )
+
+    # The collaborative models are fitted on basket counts, which no half-life changes. Without a
+    # model search (large data), their fits run in a thread beside the recency tuning and the
+    # test-time history below: implicit's loops release the GIL.
+    matrix = m.history_matrix(
+        train_lines.history(float(params.get("half_life", m.HALF_LIVES[0]))), n_items=inter.n_items
+    )
+    names = candidates_for(model=model, params=params, interactions=inter, pairs=matrix.nnz)
+    search = matrix.nnz <= m.SEARCH_MAX_PAIRS
+    fitting = None
+    if names and not search:
+        pool = ThreadPoolExecutor(1, thread_name_prefix="fit")
+        fitting = pool.submit(lambda: {n: m.fit_collaborative(name=n, matrix=matrix, params=params) for n in names})
+        pool.shutdown(wait=False)
 
     choice: dict[str, Any] = {}
     # 1. Recency of the customer's own purchases and of popularity, on validation.
@@ -446,20 +466,25 @@ def fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepar
         choice["popularity_half_life_scores"] = {str(k): v for k, v in scores.items()}
     log(f"  recency: own purchases half-life {half_life} d, popularity half-life {pop_half_life} d")
 
+    # The test-time history: up to each customer's test basket.
+    before_test = _lines(prepared, split.train | split.validation)
+    test_history = before_test.history(half_life)
+
     # 2. Collaborative candidates fitted on the training split; blends tuned on validation.
-    matrix = m.history_matrix(train_lines.history(half_life), n_items=inter.n_items)
-    names = candidates_for(model=model, params=params, interactions=inter, pairs=matrix.nnz)
     fits: dict[str, m.FittedCollaborative] = {}
     chosen_params: dict[str, dict[str, Any]] = {}
     for name in names:
-        fits[name], chosen_params[name], scores = fit_candidate(
-            name=name,
-            matrix=matrix,
-            params=params,
-            search=matrix.nnz <= m.SEARCH_MAX_PAIRS,
-            validation_bundle=lambda cf: bundle(half_life, pop_half_life, m.baseline_blend("als"), cf),
-            holdout=val,
-        )
+        if fitting is not None:
+            fits[name], chosen_params[name], scores = fitting.result()[name], {}, {}
+        else:
+            fits[name], chosen_params[name], scores = fit_candidate(
+                name=name,
+                matrix=matrix,
+                params=params,
+                search=search,
+                validation_bundle=lambda cf: bundle(half_life, pop_half_life, m.baseline_blend("als"), cf),
+                holdout=val,
+            )
         if scores:
             choice[f"{name}_discover_scores"] = {str(k): v for k, v in scores.items()}
             log(f"  {name} validation discover/ndcg_at_10 by regularization: {_rounded(scores)}")
@@ -497,10 +522,8 @@ def fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepar
         choice["chosen"] = chosen
     if chosen and chosen_params.get(chosen):
         choice["chosen_params"] = chosen_params[chosen]
-    # 3. The test-time bundle: history up to each customer's test basket; ALS customers folded in.
+    # 3. The test-time bundle; ALS customers folded in.
     cf_fit = fits.get(chosen) if chosen else None
-    before_test = _lines(prepared, split.train | split.validation)
-    test_history = before_test.history(half_life)
     test_cf = None
     if cf_fit is not None:
         # Only the customers evaluated need their factors folded in (the final refit does all of them).
