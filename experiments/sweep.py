@@ -71,7 +71,7 @@ def main() -> None:
     from training.evaluation import KS, TABLE_METRICS, Candidate, comparison_table, evaluate
     from training.registry import client, use_experiment
     from training.settings import load_settings
-    from training.train import Lines, evaluate_on_test, fit_configuration, prepare
+    from training.train import evaluate_on_test, fit_configuration, prepare
 
     settings = load_settings()
     client(settings=settings)
@@ -79,7 +79,6 @@ def main() -> None:
     purchases, _ = load_purchases(args.purchases)
     catalog = None if args.catalog is None else load_catalog(args.catalog)[0]
     prepared = prepare(purchases=purchases, catalog=catalog, eval_users=args.eval_users)
-    train_lines = prepared.interactions.subset(prepared.split.train)
     rows: dict[str, dict[str, float]] = {}
     params_of: dict[str, tuple[str, dict[str, str]]] = {}
     with mlflow.start_run(run_name="sweep") as parent:
@@ -87,7 +86,7 @@ def main() -> None:
             name = model + ("" if not params else "(" + ",".join(f"{k}={v}" for k, v in params.items()) + ")")
             start = time.perf_counter()
             fitted = fit_configuration(model=model, params=params, prepared=prepared, log=lambda _: None)
-            validation_bundle = Lines(train_lines).bundle(
+            validation_bundle = prepared.train.bundle(
                 half_life=fitted.half_life,
                 popularity_half_life=fitted.popularity_half_life,
                 blend=fitted.blend,

@@ -64,13 +64,6 @@ class Interactions:
         return {u: i for i, u in enumerate(self.item_ids.tolist())}
 
 
-def distinct(values: np.ndarray) -> np.ndarray:
-    """Sorted distinct values. Plain `np.unique` takes numpy 2's hash path, several times slower than
-    a sort on millions of distinct int64 keys (measured 21 s against 3 s for 10 M keys here)."""
-    ordered = np.sort(values)
-    return ordered[np.r_[True, ordered[1:] != ordered[:-1]]] if len(ordered) else ordered
-
-
 def stable_argsort(keys: np.ndarray) -> np.ndarray:
     """`np.argsort(keys, kind="stable")` for non-negative integer keys: when key and position fit in 63
     bits together, one SIMD `np.sort` of (key << bits | position), about eight times faster here."""

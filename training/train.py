@@ -32,7 +32,7 @@ from training.evaluation import (
     comparison_table,
     evaluate,
 )
-from training.matrix import Interactions, build_interactions, distinct
+from training.matrix import Interactions, build_interactions
 from training.ranking import Blend, Collaborative, History, ModelBundle, PopularityTimeline
 
 PROMOTE_CHOICES = ("auto", "always", "never")
@@ -69,6 +69,7 @@ class Prepared:
     item_share: np.ndarray  # share of training customers who bought each item (novelty)
     events: m.BasketEvents  # one per (basket, item) over all lines; each split takes its baskets' events
     popular: m.PopularityLines  # every split's popularity events, by mask
+    train: Lines  # the training split's lines (their histories and popularity are cached on it)
     held_out_customers: int = 0  # test customers whose last basket was moved to validation
 
     def summary(self) -> dict[str, int]:
@@ -122,14 +123,23 @@ def prepare(*, purchases: pa.Table, catalog: pa.Table | None, eval_users: int) -
     """Encode, split and align the catalog; the holdouts are sampled once so every fit uses the same customers."""
     catalog_ids = None if catalog is None else np.asarray(catalog.column(col.ITEM_ID).to_pylist(), dtype=str)
     interactions = build_interactions(purchases=purchases, catalog_item_ids=catalog_ids)
-    split = chronological_split(interactions)
-    if len(split.test_holdout.users) == 0:
-        raise RecoError("No customer has two baskets: there is nothing to evaluate on (need order_id or several days).")
-    train_users = interactions.user[split.train]
-    pairs = distinct(train_users.astype(np.int64) * interactions.n_items + interactions.item[split.train])
-    n_customers = max(int(np.count_nonzero(np.bincount(train_users, minlength=1))), 1)
-    item_share = np.bincount(pairs % interactions.n_items, minlength=interactions.n_items) / n_customers
-    validation, test, held_out = _validation_and_test(split)
+    # The events, the popularity lines and the split are independent, and numpy's sorts release the
+    # GIL: on two cores they run side by side.
+    with ThreadPoolExecutor(2, thread_name_prefix="prepare") as pool:
+        events_future = pool.submit(m.basket_events, interactions)
+        popular_future = pool.submit(m.popularity_lines, interactions)
+        split = chronological_split(interactions)
+        if len(split.test_holdout.users) == 0:
+            raise RecoError(
+                "No customer has two baskets: there is nothing to evaluate on (need order_id or several days)."
+            )
+        validation, test, held_out = _validation_and_test(split)
+        events, popular = events_future.result(), popular_future.result()
+    train = _lines(interactions, split.train, events=events, popular=popular)
+    # Share of the training customers who bought each item (novelty): the training events' pairs.
+    users = train.events.keys // interactions.n_items
+    n_customers = max(int(np.count_nonzero(np.r_[True, users[1:] != users[:-1]])) if len(users) else 0, 1)
+    item_share = np.bincount(train.events.keys % interactions.n_items, minlength=interactions.n_items) / n_customers
     return Prepared(
         interactions=interactions,
         split=split,
@@ -138,8 +148,9 @@ def prepare(*, purchases: pa.Table, catalog: pa.Table | None, eval_users: int) -
         tuning=validation.sample(max_users=min(eval_users, TUNE_USERS), seed=1),
         test=test.sample(max_users=eval_users, seed=2),
         item_share=item_share.astype(np.float64),
-        events=m.basket_events(interactions),
-        popular=m.popularity_lines(interactions),
+        events=events,
+        popular=popular,
+        train=train,
         held_out_customers=held_out,
     )
 
@@ -185,39 +196,60 @@ def _align_catalog(*, catalog: pa.Table | None, item_ids: np.ndarray) -> Catalog
 class Lines:
     """One set of purchase lines (a split, or all of them) and what every bundle built on it shares:
     the half-life-independent events, and per popularity half-life the popularity and its timeline,
-    each computed once (tuning builds a bundle for every candidate half-life and blend)."""
+    each computed once (tuning builds a bundle for every candidate half-life and blend).
+
+    The lines are those of `interactions` where `keep` is true (all when None). Given the events of
+    exactly those lines and `popular` (every line's PopularityLines), nothing is sorted again."""
 
     def __init__(
         self,
         interactions: Interactions,
         *,
+        keep: np.ndarray | None = None,
         events: m.BasketEvents | None = None,
-        popularity_events: tuple[np.ndarray, np.ndarray] | None = None,
+        popular: m.PopularityLines | None = None,
     ) -> None:
         self.interactions = interactions
-        self.reference_day = float(interactions.day.max()) if interactions.n_lines else 0.0
+        self.keep = keep
+        day = interactions.day
+        self.reference_day = float(
+            np.max(day, where=keep, initial=-np.inf) if keep is not None else day.max(initial=-np.inf)
+        )
+        if not math.isfinite(self.reference_day):
+            self.reference_day = 0.0  # no lines
         self._events = events
-        self._popularity_events = popularity_events
+        self._popular = popular
+        self._popularity_events: tuple[np.ndarray, np.ndarray] | None = None
         self._popularity: dict[float, np.ndarray] = {}
         self._history: tuple[float, History] | None = None  # the last one: tuning asks for it again and again
         self._timelines: dict[float, PopularityTimeline] = {}
 
+    def _subset(self) -> Interactions:
+        return self.interactions if self.keep is None else self.interactions.subset(self.keep)
+
+    @property
+    def events(self) -> m.BasketEvents:
+        if self._events is None:
+            self._events = m.basket_events(self._subset())
+        return self._events
+
     @property
     def popularity_events(self) -> tuple[np.ndarray, np.ndarray]:
         if self._popularity_events is None:
-            self._popularity_events = m.popularity_events(self.interactions)
+            if self._popular is not None:
+                self._popularity_events = self._popular.events(self.interactions, self.keep)
+            else:
+                self._popularity_events = m.popularity_events(self._subset())
         return self._popularity_events
 
     def history(self, half_life: float) -> History:
         """The customers' histories as of the last line."""
         if self._history is None or self._history[0] != half_life:
-            if self._events is None:
-                self._events = m.basket_events(self.interactions)
             history = m.build_history(
                 interactions=self.interactions,
                 reference_day=self.reference_day,
                 half_life=half_life,
-                events=self._events,
+                events=self.events,
             )
             self._history = (half_life, history)
         return self._history[1]
@@ -265,15 +297,13 @@ class Lines:
         )
 
 
-def _lines(prepared: Prepared, keep: np.ndarray) -> Lines:
-    """The lines where `keep` is true; splits hold whole baskets, so their events are taken from the
-    all-lines events by mask, not computed again."""
-    inter = prepared.interactions
-    return Lines(
-        inter.subset(keep),
-        events=prepared.events.of_baskets(m.baskets_of(inter, keep)),
-        popularity_events=prepared.popular.events(inter, keep),
-    )
+def _lines(
+    interactions: Interactions, keep: np.ndarray | None, *, events: m.BasketEvents, popular: m.PopularityLines
+) -> Lines:
+    """The lines where `keep` is true (all when None), from every line's events and popularity lines:
+    splits hold whole baskets, so their events are taken by mask, not computed again."""
+    kept = events if keep is None else events.of_baskets(m.baskets_of(interactions, keep))
+    return Lines(interactions, keep=keep, events=kept, popular=popular)
 
 
 def _score(results: dict[str, dict[str, float]], name: str, metric: str = PRIMARY_METRIC) -> float:
@@ -415,7 +445,7 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
     split = prepared.split
     val = prepared.tuning
 
-    train_lines = _lines(prepared, split.train)
+    train_lines = prepared.train
 
     def bundle(hl: float, phl: float, blend: Blend, cf: Collaborative | None) -> ModelBundle:
         return train_lines.bundle(
@@ -467,7 +497,7 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
     log(f"  recency: own purchases half-life {half_life} d, popularity half-life {pop_half_life} d")
 
     # The test-time history: up to each customer's test basket.
-    before_test = _lines(prepared, split.train | split.validation)
+    before_test = _lines(inter, split.train | split.validation, events=prepared.events, popular=prepared.popular)
     test_history = before_test.history(half_life)
 
     # 2. Collaborative candidates fitted on the training split; blends tuned on validation.
@@ -589,7 +619,7 @@ def refit_all(*, fitted: Fitted, prepared: Prepared, refit: str, log: Log) -> tu
         mode = "fold-in" if big and fitted.collaborative_name == "als" else "full"
     if mode == "none":
         return fitted.test_bundle, mode
-    lines = Lines(inter, events=prepared.events, popularity_events=prepared.popular.events(inter))
+    lines = _lines(inter, None, events=prepared.events, popular=prepared.popular)
     history = lines.history(fitted.half_life)
     scorer = None
     if cf_fit is not None and fitted.collaborative_name is not None:
