@@ -191,12 +191,12 @@ def test_snapshot_of_each_line_equals_searchsorted() -> None:
 
 
 def test_top_k_equals_a_full_sort_on_ties_and_missing_scores() -> None:
-    """top_k's block-maximum threshold keeps exactly what a full sort keeps: the k best, ties towards
+    """top_k's group-maximum threshold keeps exactly what a full sort keeps: the k best, ties towards
     the lower item index, rows with fewer than k finite scores padded with −inf."""
     from training.ranking import top_k
 
     rng = np.random.default_rng(9)
-    n = 5_000  # above and below the block path's cut-off: 78 blocks against 2k = 20 or 200
+    n = 5_000  # above and below the grouped path's cut-off: 78 groups against 2k = 20 or 200
     rows = {
         "random": rng.random((40, n)),
         "mostly -inf (buy-again)": np.where(rng.random((40, n)) < 0.997, -np.inf, rng.random((40, n))),
