@@ -123,7 +123,9 @@ def test_basket_index_groups_lines_by_customer_and_order() -> None:
         users, orders = [r[0] for r in rows], [r[3] for r in rows]
         same = [[users[a] == users[b] and orders[a] == orders[b] for b in range(len(rows))] for a in range(len(rows))]
         assert (inter.basket[:, None] == inter.basket[None, :]).tolist() == same
-        assert sorted(set(inter.basket.tolist())) == list(range(len({(u, o) for u, o in zip(users, orders)})))
+        assert sorted(set(inter.basket.tolist())) == list(
+            range(len({(u, o) for u, o in zip(users, orders, strict=True)}))
+        )
         for customer in "AB":
             firsts = [inter.basket[i] for i, u in enumerate(users) if u == customer]
             assert list(dict.fromkeys(firsts)) == sorted(dict.fromkeys(firsts))

@@ -77,14 +77,22 @@ def stable_argsort(keys: np.ndarray) -> np.ndarray:
     return np.argsort(keys, kind="stable")
 
 
-def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`np.unique(values, return_inverse=True)` for non-negative integers, through `stable_argsort`."""
+def sorted_groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sorted distinct values, `stable_argsort(values)`, where each value's run starts in that order),
+    for non-negative integers: `values[order]` holds each distinct value's entries together, in their
+    original order, so per-group minima and counts are `reduceat`s over contiguous runs."""
     order = stable_argsort(values)
     ordered = values[order]
-    new = np.r_[True, ordered[1:] != ordered[:-1]] if len(ordered) else np.zeros(0, dtype=bool)
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(ordered) else np.zeros(0, np.int64)
+    return ordered[starts], order, starts
+
+
+def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`np.unique(values, return_inverse=True)` for non-negative integers, through `stable_argsort`."""
+    distinct, order, starts = sorted_groups(values)
     inverse = np.empty(len(values), dtype=np.int64)
-    inverse[order] = np.cumsum(new) - 1
-    return ordered[new], inverse
+    inverse[order] = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(values)]))
+    return distinct, inverse
 
 
 def _codes(array: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:

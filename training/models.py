@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from training.errors import RecoError
-from training.matrix import Interactions, stable_argsort, unique_inverse
+from training.matrix import Interactions, sorted_groups, stable_argsort
 from training.ranking import Blend, Collaborative, History, PopularityTimeline, decay
 
 BASELINES = ("popularity", "frequency")
@@ -76,12 +76,13 @@ def param(params: Mapping[str, Any], key: str) -> Any:
 @dataclass(frozen=True)
 class BasketEvents:
     """One event per (basket, item) grouped by (customer, item) pair: the part of a history that
-    does not depend on the half-life, so tuning the half-life only re-weights."""
+    does not depend on the half-life, so tuning the half-life only re-weights. Events are ordered by
+    pair (within a pair, by basket index), so per-pair figures are reductions over contiguous runs."""
 
     n_users: int
     n_items: int
     keys: np.ndarray  # int64 sorted distinct customer * n_items + item
-    pair: np.ndarray  # int64 per event: index into keys
+    pair: np.ndarray  # int64 per event: index into keys (non-decreasing)
     day: np.ndarray  # float64 per event
     baskets: np.ndarray  # float32 per pair
     first_day: np.ndarray
@@ -101,11 +102,12 @@ class BasketEvents:
 def _grouped(
     n_users: int, n_items: int, keys: np.ndarray, pair: np.ndarray, day: np.ndarray, basket: np.ndarray
 ) -> BasketEvents:
-    first_day = np.full(len(keys), np.inf)
-    np.minimum.at(first_day, pair, day)
-    last_day = np.full(len(keys), -np.inf)
-    np.maximum.at(last_day, pair, day)
-    baskets = np.bincount(pair, minlength=len(keys)).astype(np.float32)
+    """Per-pair figures of events ordered by pair, every pair with one event at least (`ufunc.at`
+    instead of `reduceat` was 1.3 s per figure on 10 M events here)."""
+    starts = np.flatnonzero(np.r_[True, pair[1:] != pair[:-1]]) if len(pair) else np.zeros(0, np.int64)
+    first_day = np.minimum.reduceat(day, starts) if len(starts) else np.zeros(0)
+    last_day = np.maximum.reduceat(day, starts) if len(starts) else np.zeros(0)
+    baskets = np.diff(np.r_[starts, len(pair)]).astype(np.float32)
     return BasketEvents(n_users, n_items, keys, pair, day, baskets, first_day, last_day, basket)
 
 
@@ -120,14 +122,15 @@ def basket_events(interactions: Interactions) -> BasketEvents:
     """Collapse purchase lines to one event per (basket, item) and group them by (customer, item)."""
     n_items = interactions.n_items
     # A basket listing an item on several lines counts once, on the day of its earliest line.
-    basket_item, code = unique_inverse(interactions.basket * n_items + interactions.item)
-    day = np.full(len(basket_item), np.inf)
-    np.minimum.at(day, code, interactions.day)
+    basket_item, order, starts = sorted_groups(interactions.basket * n_items + interactions.item)
+    day = np.minimum.reduceat(interactions.day[order], starts) if len(starts) else np.zeros(0)
     basket_user = np.zeros(int(interactions.basket.max(initial=-1)) + 1, dtype=np.int64)
     basket_user[interactions.basket] = interactions.user
     basket = basket_item // n_items
-    keys, inverse = unique_inverse(basket_user[basket] * n_items + basket_item % n_items)
-    return _grouped(interactions.n_users, n_items, keys, inverse, day, basket)
+    # Events in pair order; the stable sort keeps each pair's events in basket order.
+    keys, order, starts = sorted_groups(basket_user[basket] * n_items + basket_item % n_items)
+    pair = np.repeat(np.arange(len(keys)), np.diff(np.r_[starts, len(order)]))
+    return _grouped(interactions.n_users, n_items, keys, pair, day[order], basket[order])
 
 
 def build_history(
