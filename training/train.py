@@ -69,7 +69,8 @@ class Prepared:
     item_share: np.ndarray  # share of training customers who bought each item (novelty)
     events: m.BasketEvents  # one per (basket, item) over all lines; each split takes its baskets' events
     popular: m.PopularityLines  # every split's popularity events, by mask
-    train: Lines  # the training split's lines (their histories and popularity are cached on it)
+    train: Lines  # the training split's lines (their histories and popularity are cached on them)
+    lines: Lines  # every line, for the refit
     held_out_customers: int = 0  # test customers whose last basket was moved to validation
 
     def summary(self) -> dict[str, int]:
@@ -151,6 +152,7 @@ def prepare(*, purchases: pa.Table, catalog: pa.Table | None, eval_users: int) -
         events=events,
         popular=popular,
         train=train,
+        lines=_lines(interactions, None, events=events, popular=popular),
         held_out_customers=held_out,
     )
 
@@ -496,9 +498,15 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
         choice["popularity_half_life_scores"] = {str(k): v for k, v in scores.items()}
     log(f"  recency: own purchases half-life {half_life} d, popularity half-life {pop_half_life} d")
 
-    # The test-time history: up to each customer's test basket.
+    # What comes after the fit but needs no collaborative part, computed while the fit runs: the
+    # test-time history (up to each customer's test basket) and popularity, and those of all lines
+    # for the refit.
     before_test = _lines(inter, split.train | split.validation, events=prepared.events, popular=prepared.popular)
     test_history = before_test.history(half_life)
+    before_test.timeline(pop_half_life)
+    if fitting is not None:
+        prepared.lines.history(half_life)
+        prepared.lines.popularity(pop_half_life)
 
     # 2. Collaborative candidates fitted on the training split; blends tuned on validation.
     fits: dict[str, m.FittedCollaborative] = {}
@@ -619,7 +627,7 @@ def refit_all(*, fitted: Fitted, prepared: Prepared, refit: str, log: Log) -> tu
         mode = "fold-in" if big and fitted.collaborative_name == "als" else "full"
     if mode == "none":
         return fitted.test_bundle, mode
-    lines = _lines(inter, None, events=prepared.events, popular=prepared.popular)
+    lines = prepared.lines
     history = lines.history(fitted.half_life)
     scorer = None
     if cf_fit is not None and fitted.collaborative_name is not None:
