@@ -715,9 +715,12 @@ def train(
     timings: dict[str, float] = {}
 
     # MLflow's import and store (a new SQLite registry first creates its tables) take seconds of
-    # mostly pure Python: a thread does them while the data loads and the models fit.
+    # mostly pure Python: a thread does them, and the input files' digests, while the data loads.
     registry_pool = ThreadPoolExecutor(1, thread_name_prefix="registry")
     champion_future = registry_pool.submit(_current_champion, settings=settings, name=name)
+    inputs_future = registry_pool.submit(
+        lambda: [(_dataset(p), c) for p, c in ((purchases_path, "training"), (catalog_path, "catalog")) if p]
+    )
     registry_pool.shutdown(wait=False)
 
     t = time.perf_counter()
@@ -799,8 +802,7 @@ def train(
         results=results,
         decision=decision,
         promoted=promoted,
-        purchases_path=purchases_path,
-        catalog_path=catalog_path,
+        inputs=inputs_future.result(),
         reports=[purchase_report, *([catalog_report] if catalog_report else [])],
         prepared=prepared,
         timings=timings,
@@ -831,8 +833,7 @@ def _log_run(
     results: dict[str, dict[str, float]],
     decision: dict[str, Any],
     promoted: bool,
-    purchases_path: Path,
-    catalog_path: Path | None,
+    inputs: list[tuple[Any, str]],
     reports: list[Any],
     prepared: Prepared,
     timings: dict[str, float],
@@ -865,9 +866,8 @@ def _log_run(
                 "eval_customers": len(prepared.test.users),
             }
         )
-        for path, context in ((purchases_path, "training"), (catalog_path, "catalog")):
-            if path is not None:
-                mlflow.log_input(_dataset(path), context=context)
+        for dataset, context in inputs:
+            mlflow.log_input(dataset, context=context)
         metrics = {k: v for k, v in results[fitted.label].items() if math.isfinite(v)}
         mlflow.log_metrics(metrics)
         for other, values in results.items():
