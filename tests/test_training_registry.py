@@ -216,3 +216,22 @@ def test_train_rejects_bad_options_with_one_sentence(small_store: Path, args: li
 
     result = CliRunner().invoke(app, ["train", "--purchases", str(small_store / "purchases.parquet"), *args])
     assert isinstance(result.exception, RecoError) and message in str(result.exception)
+
+
+def test_registered_version_is_its_runs_model_with_the_test_metrics(
+    trained: dict[str, dict[str, Any]], home: Path
+) -> None:
+    """The model is logged while the test runs and registered after the gate: the version comes from
+    the run that holds the parameters, the test metrics and the decision, and that run is finished."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    summary = trained["hybrid"]
+    version = client.get_model_version("reco", summary["version"])
+    assert version.run_id == summary["run_id"]
+    assert version.tags["reco.score"] == f"{summary['metrics']['home/ndcg_at_10']:.6f}"
+    run = client.get_run(summary["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["model"] == "hybrid" and run.data.params["refit"] in ("full", "fold-in")
+    assert run.data.metrics["home/ndcg_at_10"] == pytest.approx(summary["metrics"]["home/ndcg_at_10"])
+    assert run.data.tags["gate.decision"] == "champion"

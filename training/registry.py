@@ -197,8 +197,8 @@ def model_signature() -> Any:
     return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
 
-def log_pyfunc(*, bundle_dir: Path, registered_name: str | None, example_users: list[str]) -> Any:
-    """Log the bundle as a models-from-code pyfunc in the active run (registering it when a name is given)."""
+def log_pyfunc(*, bundle_dir: Path, example_users: list[str]) -> Any:
+    """Log the bundle as a models-from-code pyfunc in the active run (`register` makes it a version)."""
     import mlflow
     import pandas as pd
 
@@ -210,10 +210,16 @@ def log_pyfunc(*, bundle_dir: Path, registered_name: str | None, example_users: 
         artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
         signature=model_signature(),
         input_example=example,
-        registered_model_name=registered_name,
         pip_requirements=["mlflow==3.17.2", "numpy", "scipy", "pandas"],
-        await_registration_for=0,
     )
+
+
+def register(*, settings: Settings, name: str, model_uri: str) -> str:
+    """A new version of the registered model `name` from a logged model; returns the version."""
+    import mlflow
+
+    client(settings=settings)
+    return str(mlflow.register_model(model_uri, name, await_registration_for=0).version)
 
 
 def use_experiment(*, settings: Settings, name: str) -> str:

@@ -10,7 +10,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -738,6 +738,25 @@ def train(
     t = time.perf_counter()
     fitted = fit_configuration(model=model, params=params, prepared=prepared, log=log)
     timings["fit_seconds"] = time.perf_counter() - t
+
+    # The bundle to register depends on the fitted configuration only, not on the test: a thread
+    # refits it on all lines and logs it as the run's model while the test and the gate run.
+    # Registration and aliases wait for the gate.
+    blas = m.blas_single_thread()  # one limit around both threads: each sets and restores its own
+    publish_pool = ThreadPoolExecutor(1, thread_name_prefix="publish")
+    publishing = publish_pool.submit(
+        _publish,
+        settings=settings,
+        name=name,
+        fitted=fitted,
+        prepared=prepared,
+        refit=refit,
+        promote=promote,
+        inputs=inputs_future,
+        log=log,
+    )
+    publish_pool.shutdown(wait=False)
+
     t = time.perf_counter()
     results = evaluate_on_test(fitted=fitted, prepared=prepared)
     timings["evaluate_seconds"] = time.perf_counter() - t
@@ -789,20 +808,21 @@ def train(
     log(f"gate: {decision['reason']} (new {score:.4f} vs champion {decision.get('champion_score')})")
 
     t = time.perf_counter()
-    final, refit_used = refit_all(fitted=fitted, prepared=prepared, refit=refit, log=log)
-    timings["refit_seconds"] = time.perf_counter() - t
+    published = publishing.result()
+    blas.restore_original_limits()
+    timings["publish_wait_seconds"] = time.perf_counter() - t
+    timings["refit_seconds"] = published.refit_seconds
+    timings["model_log_seconds"] = published.log_seconds
 
     t = time.perf_counter()
     result = _log_run(
         settings=settings,
         name=name,
         fitted=fitted,
-        final=final,
-        refit_used=refit_used,
+        published=published,
         results=results,
         decision=decision,
         promoted=promoted,
-        inputs=inputs_future.result(),
         reports=[purchase_report, *([catalog_report] if catalog_report else [])],
         prepared=prepared,
         timings=timings,
@@ -823,33 +843,42 @@ def _current_champion(*, settings: Any, name: str) -> dict[str, Any] | None:
     return registry.champion(settings=settings, name=name)
 
 
-def _log_run(
+@dataclass(frozen=True)
+class Published:
+    """What `_publish` leaves for `_log_run`: the refit bundle, logged as its run's model, not registered yet."""
+
+    bundle: ModelBundle
+    refit: str  # the refit mode used
+    run_id: str
+    model_uri: str
+    refit_seconds: float
+    log_seconds: float
+
+
+def _publish(
     *,
     settings: Any,
     name: str,
     fitted: Fitted,
-    final: ModelBundle,
-    refit_used: str,
-    results: dict[str, dict[str, float]],
-    decision: dict[str, Any],
-    promoted: bool,
-    inputs: list[tuple[Any, str]],
-    reports: list[Any],
     prepared: Prepared,
-    timings: dict[str, float],
-    total_start: float,
-) -> TrainResult:
-    """One MLflow run: params, metrics, datasets, reports, the pyfunc model, registration and alias."""
+    refit: str,
+    promote: str,
+    inputs: Future[list[tuple[Any, str]]],
+    log: Log,
+) -> Published:
+    """Refit on all lines, then open the MLflow run and log what the test does not decide: tags,
+    parameters, datasets and the pyfunc model (signature and input example; checked by MLflow)."""
     import mlflow
 
     from training import registry
     from training.bundle import save_bundle
 
+    start = time.perf_counter()
+    final, refit_used = refit_all(fitted=fitted, prepared=prepared, refit=refit, log=log)
+    refit_seconds = time.perf_counter() - start
     registry.client(settings=settings)
     registry.use_experiment(settings=settings, name="reco")
-    table = comparison_table(results, metrics=TABLE_METRICS)
     with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
-        run_id = run.info.run_id
         mlflow.set_tags({"reco.model": fitted.model, "reco.params": json.dumps(fitted.params, sort_keys=True)})
         mlflow.log_params(
             {
@@ -859,15 +888,51 @@ def _log_run(
                 "half_life_days": fitted.half_life,
                 "popularity_half_life_days": fitted.popularity_half_life,
                 "refit": refit_used,
-                "promote": decision["mode"],
+                "promote": promote,
                 **{f"blend_{k}": v for k, v in fitted.blend.to_dict().items()},
                 **{f"param_{k}": v for k, v in fitted.params.items()},
                 **prepared.summary(),
                 "eval_customers": len(prepared.test.users),
             }
         )
-        for dataset, context in inputs:
+        for dataset, context in inputs.result():
             mlflow.log_input(dataset, context=context)
+        final.config.update(
+            model=fitted.model,
+            label=fitted.label,
+            params=fitted.params,
+            run_id=run.info.run_id,
+            registered_name=name,
+        )
+        bundle_dir = save_bundle(final, path=Path(tmp) / "bundle")
+        info = registry.log_pyfunc(bundle_dir=bundle_dir, example_users=final.user_ids[:2].tolist())
+    return Published(
+        final, refit_used, run.info.run_id, info.model_uri, refit_seconds, time.perf_counter() - start - refit_seconds
+    )
+
+
+def _log_run(
+    *,
+    settings: Any,
+    name: str,
+    fitted: Fitted,
+    published: Published,
+    results: dict[str, dict[str, float]],
+    decision: dict[str, Any],
+    promoted: bool,
+    reports: list[Any],
+    prepared: Prepared,
+    timings: dict[str, float],
+    total_start: float,
+) -> TrainResult:
+    """The rest of the run `_publish` opened: metrics, reports, the evaluation, the registered version and its alias."""
+    import mlflow
+
+    from training import registry
+
+    table = comparison_table(results, metrics=TABLE_METRICS)
+    run_id = published.run_id
+    with mlflow.start_run(run_id=run_id), tempfile.TemporaryDirectory() as tmp:
         metrics = {k: v for k, v in results[fitted.label].items() if math.isfinite(v)}
         mlflow.log_metrics(metrics)
         for other, values in results.items():
@@ -901,28 +966,15 @@ def _log_run(
         )
         mlflow.log_artifact(str(out / "evaluation.json"), artifact_path="evaluation")
         mlflow.log_artifact(str(out / "evaluation.md"), artifact_path="evaluation")
-        final.config.update(
-            model=fitted.model,
-            label=fitted.label,
-            params=fitted.params,
-            run_id=run_id,
-            registered_name=name,
-            metrics={k: results[fitted.label].get(k) for k in HEADLINE},
-        )
-        bundle_dir = save_bundle(final, path=out / "bundle")
-        info = registry.log_pyfunc(
-            bundle_dir=bundle_dir, registered_name=name, example_users=final.user_ids[:2].tolist()
-        )
-        version = str(info.registered_model_version) if info.registered_model_version is not None else None
+        version = registry.register(settings=settings, name=name, model_uri=published.model_uri)
         client = registry.client(settings=settings)
-        if version is not None:
-            client.set_model_version_tag(name, version, "reco.model", fitted.model)
-            client.set_model_version_tag(name, version, "reco.params", json.dumps(fitted.params, sort_keys=True))
-            client.set_model_version_tag(name, version, "reco.score", f"{decision['new_score']:.6f}")
-            if promoted:
-                registry.promote(settings=settings, name=name, version=version, reason=decision["reason"])
-            else:
-                registry.set_alias(settings=settings, name=name, alias=registry.CHALLENGER, version=version)
+        client.set_model_version_tag(name, version, "reco.model", fitted.model)
+        client.set_model_version_tag(name, version, "reco.params", json.dumps(fitted.params, sort_keys=True))
+        client.set_model_version_tag(name, version, "reco.score", f"{decision['new_score']:.6f}")
+        if promoted:
+            registry.promote(settings=settings, name=name, version=version, reason=decision["reason"])
+        else:
+            registry.set_alias(settings=settings, name=name, alias=registry.CHALLENGER, version=version)
         mlflow.set_tags({"gate.decision": "champion" if promoted else "challenger", "gate.reason": decision["reason"]})
         mlflow.log_metrics(
             {
@@ -938,8 +990,7 @@ def _log_run(
     headline = {k: round(v, 6) for k, v in results[fitted.label].items() if k in HEADLINE}
     headline.update({f"popularity/{k}": round(v, 6) for k, v in results["popularity"].items() if k in HEADLINE})
     headline.update({f"frequency/{k}": round(v, 6) for k, v in results["frequency"].items() if k in HEADLINE})
-    model_uri = f"models:/{name}/{version}" if version else info.model_uri
-    return TrainResult(run_id, model_uri, version, headline, promoted, decision, table)
+    return TrainResult(run_id, f"models:/{name}/{version}", version, headline, promoted, decision, table)
 
 
 def _dataset(path: Path) -> Any:
