@@ -71,9 +71,12 @@ def stable_argsort(keys: np.ndarray) -> np.ndarray:
     n = len(keys)
     bits = max((n - 1).bit_length(), 1)
     if n and int(keys.min()) >= 0 and int(keys.max()) < 1 << (63 - bits):
-        packed = (keys.astype(np.int64) << bits) | np.arange(n, dtype=np.int64)
+        packed = keys.astype(np.int64)  # a copy: shifted and or-ed in place (fresh arrays cost page faults)
+        packed <<= bits
+        packed |= np.arange(n, dtype=np.int64)
         packed.sort()
-        return packed & ((1 << bits) - 1)
+        packed &= (1 << bits) - 1
+        return packed
     return np.argsort(keys, kind="stable")
 
 
