@@ -27,8 +27,9 @@ DEFAULT_MODEL = "hybrid"
 EASE_MAX_ITEMS = 20_000
 # Candidates the hybrid chooses its discovery part from, in order of preference on ties.
 HYBRID_CANDIDATES = ("als", "knn-bm25", "ease")
-# The model search fits every candidate; above this many (customer, item) pairs it keeps ALS only
-# so that `reco train` stays within 1.5× a raw implicit fit (logged as `candidates`).
+# The model search fits every candidate; above this many (customer, item) pairs it keeps ALS only,
+# fitted in a thread beside the recency tuning, so that `reco train` stays near the time of one raw
+# implicit fit (logged as `candidates`; README, Performance).
 SEARCH_MAX_PAIRS = 2_000_000
 EASE_SEARCH_MAX_ITEMS = 8_000
 
