@@ -168,8 +168,8 @@ def _keep_freed_memory() -> None:
     By default glibc returns every array above 32 MB to the kernel when it is freed, and gives each
     thread an arena that shrinks the same way, so the next array faults its pages in again. In a
     10 M-line `reco train` that was 17–21 s of system time, a quarter of the run; with one arena
-    and allocations kept up to 1 GB each (2 GB free at most), 13 s, and the run 10–18% faster.
-    A no-op where the C library is not glibc."""
+    and allocations kept up to 1 GB each (2 GB free at most), 13 s, and the run 10–21% faster
+    (runs one after the other). A no-op where the C library is not glibc."""
     import ctypes
 
     try:

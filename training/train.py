@@ -246,15 +246,17 @@ class Lines:
 
     def history(self, half_life: float) -> History:
         """The customers' histories as of the last line."""
-        if self._history is None or self._history[0] != half_life:
+        # Read once: the refit's thread and the champion gate's fit may ask for two half-lives at once.
+        cached = self._history
+        if cached is None or cached[0] != half_life:
             history = m.build_history(
                 interactions=self.interactions,
                 reference_day=self.reference_day,
                 half_life=half_life,
                 events=self.events,
             )
-            self._history = (half_life, history)
-        return self._history[1]
+            cached = self._history = (half_life, history)
+        return cached[1]
 
     def popularity(self, half_life: float) -> np.ndarray:
         if half_life not in self._popularity:
