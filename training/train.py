@@ -213,12 +213,8 @@ class Lines:
     ) -> None:
         self.interactions = interactions
         self.keep = keep
-        day = interactions.day
-        self.reference_day = float(
-            np.max(day, where=keep, initial=-np.inf) if keep is not None else day.max(initial=-np.inf)
-        )
-        if not math.isfinite(self.reference_day):
-            self.reference_day = 0.0  # no lines
+        latest = float(np.max(interactions.day, where=True if keep is None else keep, initial=-np.inf))
+        self.reference_day = latest if math.isfinite(latest) else 0.0  # 0 without lines
         self._events = events
         self._popular = popular
         self._popularity_events: tuple[np.ndarray, np.ndarray] | None = None
