@@ -34,7 +34,7 @@ import scipy.sparse as sp
 CONTEXTS = ("home", "buy-again", "discover")
 _BATCH = 256
 _DUE_WIDTH = 0.6  # log-scale width of the "due" bump around the customer's usual interval
-_TOP_K_GROUP = 64  # top_k thresholds rows by the maxima of groups of this many items
+_TOP_K_GROUP = 64  # top_k thresholds rows by the maxima of groups of this many items (a power of two)
 
 
 class UnknownContext(ValueError):
@@ -428,9 +428,15 @@ def top_k(scores: np.ndarray, *, k: int) -> tuple[np.ndarray, np.ndarray]:
         # scores at or above it hold the top k and only those few are sorted. Partitioning whole rows
         # instead is four times slower on typical rows and forty times slower when most scores tie
         # (buy-again, where every item not bought is −inf). A group is every `groups`-th item: the
-        # maxima are then an element-wise maximum of contiguous slices, not a reduction per group.
+        # maxima are then element-wise maxima of contiguous slices, taken pairwise by halves (numpy's
+        # `max(axis=1)` walks the middle axis element by element: 2.5 times slower).
         full = groups * _TOP_K_GROUP
-        maxima = scores[:, :full].reshape(rows, _TOP_K_GROUP, groups).max(axis=1)
+        halves = scores[:, :full].reshape(rows, _TOP_K_GROUP, groups)
+        halves = np.maximum(halves[:, : _TOP_K_GROUP // 2], halves[:, _TOP_K_GROUP // 2 :])
+        while halves.shape[1] > 1:
+            half = halves.shape[1] // 2
+            halves = np.maximum(halves[:, :half], halves[:, half:], out=halves[:, :half])
+        maxima = halves[:, 0]
         if full < n:
             maxima = np.concatenate([maxima, scores[:, full:].max(axis=1, keepdims=True)], axis=1)
         threshold = np.partition(maxima, maxima.shape[1] - k, axis=1)[:, maxima.shape[1] - k]
@@ -438,11 +444,13 @@ def top_k(scores: np.ndarray, *, k: int) -> tuple[np.ndarray, np.ndarray]:
         threshold = np.partition(scores, n - k, axis=1)[:, n - k]
     # A row with fewer than k finite scores keeps all of them: its threshold is the lowest finite float.
     threshold = np.where(np.isfinite(threshold), threshold, np.finfo(np.float32).min)[:, None]
-    # flatnonzero + divmod: about ten times faster than np.nonzero on a 2-D mask.
-    row, col = np.divmod(np.flatnonzero(scores >= threshold), n)
-    value = scores[row, col]
-    order = np.lexsort((col, -value, row))
-    row, col, value = row[order], col[order], value[order]
+    # Flat positions (about ten times faster than np.nonzero on a 2-D mask) come by row, then item:
+    # a stable sort by row and descending score keeps the lower item first on ties.
+    flat = np.flatnonzero(scores >= threshold)
+    value = np.take(scores, flat)
+    order = np.lexsort((-value, flat // n))
+    row, col = np.divmod(flat[order], n)
+    value = value[order]
     starts = np.searchsorted(row, np.arange(rows))
     rank = np.arange(len(row)) - starts[row]
     keep = rank < k
