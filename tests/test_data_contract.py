@@ -145,6 +145,47 @@ def test_ids_are_checked_as_they_are_kept_whitespace_and_nan(tmp_path: Path) -> 
     assert rejected == [(3, "missing user_id"), (4, "missing item_id")]
 
 
+def test_dictionary_ids_load_and_encode_as_text_ids_do(tmp_path: Path) -> None:
+    """`dictionary_ids` (what `reco train` reads with) keeps a Parquet file's ids dictionary-encoded:
+    the same rows are accepted and rejected for the same reasons, the ids read the same, and the
+    encoded lines are identical, across row groups with their own dictionaries, ids that cleaning
+    makes equal (" u1" and "u1") or empty, and ids only rejected rows use."""
+    import numpy as np
+
+    from training.matrix import build_interactions
+
+    users = ["u1", " u1", "u2", "\t", "u3", "u9", "u2\u00a0", "u4", "u1", "u3"]
+    items = ["i1", "i2", " i1", "i3", "i4", "i9", "i2", "i1\t", "i3", "i2"]
+    orders = ["o1", "o1", "o2", "o3", "o4", "o9", None, " o5", "o5", "o4"]
+    quantity = [1, 2, 1, 1, 1, -1, 1, 1, 1, 3]  # row 6 rejected: u9, i9 and o9 appear nowhere else
+    path = tmp_path / "p.parquet"
+    table = pa.table(
+        {
+            "user_id": users,
+            "item_id": items,
+            "timestamp": [1740823200 + 3600 * n for n in range(len(users))],
+            "quantity": quantity,
+            "order_id": orders,
+        }
+    )
+    pq.write_table(table, path, row_group_size=3)  # four row groups, four dictionaries per column
+    text, text_report = load_purchases(path)
+    encoded, encoded_report = load_purchases(path, dictionary_ids=True)
+    assert pa.types.is_dictionary(encoded.schema.field("user_id").type)
+    assert encoded_report.to_dict() == text_report.to_dict()
+    assert [(r["row"], r["code"]) for r in text_report.rejected.to_pylist()] == [
+        (4, "missing user_id"),
+        (6, "quantity not a whole number >= 1"),
+    ]
+    assert encoded.cast(text.schema).equals(text)
+    a, b = build_interactions(purchases=text), build_interactions(purchases=encoded)
+    for name in ("user_ids", "item_ids", "user", "item", "day", "basket", "quantity"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert a.user_ids.tolist() == ["u1", "u2", "u3", "u4"] and a.item_ids.tolist() == ["i1", "i2", "i3", "i4"]
+    # o1, o2, o4, the line without an order, and o5 twice: " o5" (u4) and "o5" (u1) are two customers'.
+    assert len(np.unique(a.basket)) == 6
+
+
 def test_missing_column_is_one_clear_sentence(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "p.csv", [("u1", "i1")], header="user_id,item_id\n")
     with pytest.raises(InvalidPurchases, match=r"has no column 'timestamp' \(required: user_id, item_id, timestamp"):

@@ -98,11 +98,25 @@ def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return distinct, inverse
 
 
+def _encoded(array: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(dictionary entries that some row uses, in dictionary order; each row's position among them, 0 for
+    null rows) of a text column, dictionary-encoded here unless it already is (as `load_purchases`
+    can give it): its chunks' dictionaries are unified, and entries only rejected rows used dropped."""
+    if not pa.types.is_dictionary(array.type):
+        array = pc.dictionary_encode(array)
+    encoded = array.combine_chunks()  # one dictionary for every chunk
+    indices = encoded.indices
+    codes = pc.fill_null(indices, 0).to_numpy().astype(np.int64)
+    valid = codes[indices.is_valid().to_numpy(zero_copy_only=False)] if indices.null_count else codes
+    used = np.bincount(valid, minlength=len(encoded.dictionary)) > 0
+    entries = encoded.dictionary if used.all() else encoded.dictionary.filter(pa.array(used))
+    position = np.cumsum(used) - 1
+    return np.asarray(entries.to_numpy(zero_copy_only=False)).astype(str), np.maximum(position[codes], 0)
+
+
 def _codes(array: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """Dictionary-encode a string column: (sorted distinct values, int32 code per row)."""
-    encoded = pc.dictionary_encode(array).combine_chunks()
-    values = np.asarray(encoded.dictionary.to_numpy(zero_copy_only=False)).astype(str)
-    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    """Dictionary-encode a text column: (sorted distinct values, int32 code per row)."""
+    values, codes = _encoded(array)
     order = np.argsort(values, kind="stable")
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
@@ -147,8 +161,7 @@ def _order_codes(purchases: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     valid = pc.is_valid(orders).to_numpy(zero_copy_only=False)
     if not valid.any():
         return valid, np.zeros(n, dtype=np.int64)
-    indices = pc.dictionary_encode(orders).combine_chunks().indices
-    return valid, pc.fill_null(indices, 0).to_numpy().astype(np.int64)
+    return valid, _encoded(orders)[1]
 
 
 def _basket_index(*, valid: np.ndarray, order_code: np.ndarray, user: np.ndarray, day: np.ndarray) -> np.ndarray:

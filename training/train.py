@@ -713,7 +713,7 @@ def train(
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
-    purchases, purchase_report = load_purchases(purchases_path)
+    purchases, purchase_report = load_purchases(purchases_path, dictionary_ids=True)
     catalog, catalog_report = (None, None) if catalog_path is None else load_catalog(catalog_path)
     prepared = prepare(
         purchases=purchases, catalog=catalog, eval_users=int(params.get("eval_users", DEFAULT_EVAL_USERS))
