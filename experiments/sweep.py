@@ -76,7 +76,7 @@ def main() -> None:
     settings = load_settings()
     client(settings=settings)
     use_experiment(settings=settings, name="reco-sweep")
-    purchases, _ = load_purchases(args.purchases)
+    purchases, _ = load_purchases(args.purchases, dictionary_ids=True)
     catalog = None if args.catalog is None else load_catalog(args.catalog)[0]
     prepared = prepare(purchases=purchases, catalog=catalog, eval_users=args.eval_users)
     rows: dict[str, dict[str, float]] = {}

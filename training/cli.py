@@ -231,7 +231,7 @@ def evaluate_command(
 
     check_model(model)
     params = parse_params(param or [])
-    table, _ = load_purchases(purchases)
+    table, _ = load_purchases(purchases, dictionary_ids=True)
     cat = None if catalog is None else load_catalog(catalog)[0]
     prepared = prepare(purchases=table, catalog=cat, eval_users=int(params.get("eval_users", DEFAULT_EVAL_USERS)))
     fitted = fit_configuration(model=model, params=params, prepared=prepared, log=_stderr)
