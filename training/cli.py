@@ -4,6 +4,7 @@ runs, so `reco --help` stays instant (importing Feast or MLflow costs seconds)."
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -39,6 +40,24 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("reco: interrupted", err=True)
         sys.exit(130)
+    except SystemExit as exc:
+        if exc.code not in (None, 0):
+            raise
+    _exit_without_teardown()
+
+
+def _exit_without_teardown() -> None:
+    """After success: output flushed and exit handlers run (logging, MLflow), then the process ends
+    without the interpreter freeing every object one by one, which after `reco train` at 10 M lines
+    took 0.8 s of its 28 (the kernel frees the memory at once either way)."""
+    import atexit
+    import contextlib
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError):  # a closed pipe (`reco recommend | head`): nothing more to say
+            stream.flush()
+    atexit._run_exitfuncs()
+    os._exit(0)
 
 
 # --- reco data ---------------------------------------------------------------------------------
