@@ -206,17 +206,18 @@ def evaluate(
         shown: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
         stop = min(start + _BATCH, len(holdout.users))
         rows = holdout.users[start:stop]
-        targets = holdout.targets[start:stop].toarray()
+        batch_targets = holdout.targets[start:stop]
+        targets = batch_targets.toarray()
+        # Targets split into repeat items (bought before) and new ones, counted on the sparse entries.
+        n_all = np.diff(batch_targets.indptr)
+        target_row = np.repeat(np.arange(len(rows)), n_all)
         seg = segment[start:stop]
         for group in groups.values():
             bundle = group[0].bundle
             signals = bundle.signals(rows=rows, now=holdout.now[start:stop], dues=[c.blend.due for c in group])
-            subsets = {
-                "all": targets,
-                "repeat": targets & signals.bought,
-                "new": targets & ~signals.bought,
-            }
-            n_targets = {name: subset.sum(axis=1) for name, subset in subsets.items()}
+            repeat = signals.bought[target_row, batch_targets.indices]
+            n_repeat = np.bincount(target_row[repeat], minlength=len(rows))
+            n_targets = {"all": n_all, "repeat": n_repeat, "new": n_all - n_repeat}
             for c in group:
                 for context in c.contexts:
                     scores = blend_scores(signals, blend=c.blend, context=context)
@@ -228,7 +229,9 @@ def evaluate(
                     if detail and context == "home":
                         parts += [(f"{context}/repeat/", "repeat", every), (f"{context}/new/", "new", every)]
                         parts += [(f"{context}/{s}_customers/", "all", seg == s) for s in ("new", "returning")]
-                    hits = {name: _hits(top=ids, targets=subsets[name]) for name in {name for _, name, _ in parts}}
+                    hit = _hits(top=ids, targets=targets)
+                    bought = np.take_along_axis(signals.bought, np.maximum(ids, 0), axis=1)
+                    hits = {"all": hit, "repeat": hit & bought, "new": hit & ~bought}
                     for prefix, name, mask in parts:
                         for k in ks:
                             m = metrics_from_hits(hits=hits[name][mask], n_targets=n_targets[name][mask], k=k)
