@@ -125,8 +125,8 @@ def load_purchases(path: str | Path, *, dictionary_ids: bool = False) -> tuple[p
 
     `dictionary_ids`: a Parquet file's text ids come as Arrow dictionary arrays, as Parquet stores
     them (cleaned and checked on each dictionary, not on every line), which
-    `training.matrix.build_interactions` encodes without hashing a string per line: at 10 M lines
-    the trainer's load and encoding take about half the time."""
+    `training.matrix.build_interactions` encodes without hashing a string per line (at 10 M lines,
+    2.0 s to load and encode instead of 2.9 s)."""
     dictionary = (col.USER_ID, col.ITEM_ID, col.ORDER_ID) if dictionary_ids else ()
     raw, malformed = _read_raw(Path(path), error=InvalidPurchases, what="purchase file", dictionary=dictionary)
     _require(raw, col.PURCHASE_REQUIRED, path, InvalidPurchases)
@@ -522,20 +522,19 @@ def _one_dictionary(values: pa.ChunkedArray) -> pa.DictionaryArray:
     """The chunks as one array with one dictionary. A Parquet row group's batches share their
     dictionary: each distinct one is hashed once (pyarrow's `combine_chunks` hashes every chunk's,
     17 M order ids for 10 M lines in 80 batches)."""
-    distinct: dict[tuple[int, int], int] = {}  # a dictionary's (buffer address, length) → its number
-    dictionaries = []
-    for chunk in values.chunks:
-        key = (chunk.dictionary.buffers()[-1].address, len(chunk.dictionary))
-        if key not in distinct:
-            distinct[key] = len(dictionaries)
-            dictionaries.append(chunk.dictionary)
-    encoded = pc.dictionary_encode(pa.concat_arrays(dictionaries))
-    starts = np.cumsum([0, *(len(d) for d in dictionaries)])
-    parts = []
-    for chunk in values.chunks:
-        number = distinct[(chunk.dictionary.buffers()[-1].address, len(chunk.dictionary))]
-        positions = encoded.indices.slice(starts[number], len(dictionaries[number]))
-        parts.append(pc.take(positions, chunk.indices))
+    if not values.num_chunks:
+        return pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([], values.type.value_type))
+    keys = [(len(c.dictionary), *(b.address if b else 0 for b in c.dictionary.buffers())) for c in values.chunks]
+    first: dict[tuple[int, ...], pa.Array] = {}  # each distinct dictionary, in order of first use
+    for key, chunk in zip(keys, values.chunks, strict=True):
+        first.setdefault(key, chunk.dictionary)
+    number = {key: n for n, key in enumerate(first)}
+    encoded = pc.dictionary_encode(pa.concat_arrays(list(first.values())))
+    starts = np.cumsum([0, *(len(d) for d in first.values())])
+    parts = [
+        pc.take(encoded.indices.slice(starts[number[key]], key[0]), chunk.indices)
+        for key, chunk in zip(keys, values.chunks, strict=True)
+    ]
     return pa.DictionaryArray.from_arrays(pa.concat_arrays(parts), encoded.dictionary)
 
 
