@@ -98,7 +98,7 @@ def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return distinct, inverse
 
 
-def _encoded(array: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+def _encoded(array: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
     """(dictionary entries that some row uses, in dictionary order; each row's position among them, 0 for
     null rows) of a text column, dictionary-encoded here unless it already is (as `load_purchases`
     can give it): its chunks' dictionaries are unified, and entries only rejected rows used dropped."""
@@ -111,12 +111,13 @@ def _encoded(array: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     used = np.bincount(valid, minlength=len(encoded.dictionary)) > 0
     entries = encoded.dictionary if used.all() else encoded.dictionary.filter(pa.array(used))
     position = np.maximum(np.cumsum(used, dtype=np.int64) - 1, 0)  # null rows: 0
-    return np.asarray(entries.to_numpy(zero_copy_only=False)).astype(str), position[codes]
+    return entries, position[codes]
 
 
 def _codes(array: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """Dictionary-encode a text column: (sorted distinct values, int32 code per row)."""
-    values, codes = _encoded(array)
+    entries, codes = _encoded(array)
+    values = np.asarray(entries.to_numpy(zero_copy_only=False)).astype(str)
     order = np.argsort(values, kind="stable")
     rank = np.empty(len(order), dtype=np.int32)
     rank[order] = np.arange(len(order))
