@@ -169,6 +169,30 @@ def test_recommend_exports_jsonl_with_fallback_for_unknown_users(
     assert [[i["item_id"] for i in line["items"]] for line in lines[:3]] == [[i for i, _ in r] for r in expected]
 
 
+def test_the_console_command_ends_once_mlflow_has_read_the_model(
+    trained: dict[str, dict[str, Any]], tmp_path: Path, home: Path
+) -> None:
+    """The entry point skips the interpreter's teardown after success (`_exit_without_teardown`): it
+    still ends with MLflow's artifact thread pool left open, and its output is all there."""
+    import os
+    import subprocess
+    import sys
+
+    users = tmp_path / "users.txt"
+    users.write_text("never-seen\n")
+    out = tmp_path / "recs.jsonl"
+    command = [sys.executable, "-m", "training.cli", "recommend", "--model-uri", trained["hybrid"]["model_uri"]]
+    done = subprocess.run(
+        [*command, "--users", str(users), "--k", "3", "--out", str(out)],
+        env={**os.environ, "RECO_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=60,  # about 3 s; a thread left waiting would hold it forever
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(out.read_text())["items"]) == 3
+
+
 def test_pyfunc_round_trip_matches_the_bundle(trained: dict[str, dict[str, Any]]) -> None:
     import mlflow
     import pandas as pd

@@ -55,9 +55,9 @@ def _exit_without_teardown() -> None:
     import contextlib
     import threading
 
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+    # What a normal exit does first: idle pool workers woken (concurrent.futures' exit hook; MLflow
+    # leaves an artifact pool open) and every non-daemon thread joined; then the exit handlers.
+    threading._shutdown()  # type: ignore[attr-defined]
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError):  # a closed pipe (`reco recommend | head`): nothing more to say
             stream.flush()
