@@ -506,36 +506,26 @@ def _clean_text(values: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def _clean_dictionary(values: pa.ChunkedArray) -> pa.ChunkedArray:
-    """`_clean_text` of dictionary-encoded text, on one dictionary: when cleaning changes an entry, the
-    entries are encoded again, so that two that became equal (" a", "a") are one and rows whose entry
-    became empty are null rows (Arrow and DuckDB see nulls in the indices, not in the entries)."""
-    chunk = _one_dictionary(values)
-    entries = pa.chunked_array([chunk.dictionary])
-    cleaned = _clean_text(entries)
-    if cleaned is not entries:
-        encoded = pc.dictionary_encode(cleaned.combine_chunks())
-        chunk = pa.DictionaryArray.from_arrays(pc.take(encoded.indices, chunk.indices), encoded.dictionary)
-    return pa.chunked_array([chunk])
-
-
-def _one_dictionary(values: pa.ChunkedArray) -> pa.DictionaryArray:
-    """The chunks as one array with one dictionary. A Parquet row group's batches share their
-    dictionary: each distinct one is hashed once (pyarrow's `combine_chunks` hashes every chunk's,
-    17 M order ids for 10 M lines in 80 batches)."""
+    """`_clean_text` of dictionary-encoded text, done on the dictionaries; the chunks come back as one
+    array with one dictionary. A Parquet row group's batches share their dictionary, so each distinct
+    one is cleaned and hashed once (pyarrow's `combine_chunks` hashes every chunk's: 17 M order ids
+    for 10 M lines in 80 batches). Entries that cleaning makes equal (" a", "a") become one, and rows
+    whose entry becomes empty become null rows (Arrow and DuckDB see nulls in the indices)."""
     if not values.num_chunks:
-        return pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([], values.type.value_type))
+        return values
     keys = [(len(c.dictionary), *(b.address if b else 0 for b in c.dictionary.buffers())) for c in values.chunks]
     first: dict[tuple[int, ...], pa.Array] = {}  # each distinct dictionary, in order of first use
     for key, chunk in zip(keys, values.chunks, strict=True):
         first.setdefault(key, chunk.dictionary)
     number = {key: n for n, key in enumerate(first)}
-    encoded = pc.dictionary_encode(pa.concat_arrays(list(first.values())))
+    entries = _clean_text(pa.chunked_array(list(first.values()), type=values.type.value_type))
+    encoded = pc.dictionary_encode(entries.combine_chunks())  # an emptied entry's position is null
     starts = np.cumsum([0, *(len(d) for d in first.values())])
     parts = [
         pc.take(encoded.indices.slice(starts[number[key]], key[0]), chunk.indices)
         for key, chunk in zip(keys, values.chunks, strict=True)
     ]
-    return pa.DictionaryArray.from_arrays(pa.concat_arrays(parts), encoded.dictionary)
+    return pa.chunked_array([pa.DictionaryArray.from_arrays(pa.concat_arrays(parts), encoded.dictionary)])
 
 
 def _finish(
