@@ -80,13 +80,23 @@ def stable_argsort(keys: np.ndarray) -> np.ndarray:
     return np.argsort(keys, kind="stable")
 
 
+def run_starts(ordered: np.ndarray) -> np.ndarray:
+    """Where each run of equal values starts, in an array that holds equal values together."""
+    return np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(ordered) else np.zeros(0, np.int64)
+
+
+def run_numbers(starts: np.ndarray, n: int) -> np.ndarray:
+    """Each of `n` positions' run number, from the runs' starts."""
+    return np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, n]))
+
+
 def sorted_groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(sorted distinct values, `stable_argsort(values)`, where each value's run starts in that order),
     for non-negative integers: `values[order]` holds each distinct value's entries together, in their
     original order, so per-group minima and counts are `reduceat`s over contiguous runs."""
     order = stable_argsort(values)
     ordered = values[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(ordered) else np.zeros(0, np.int64)
+    starts = run_starts(ordered)
     return ordered[starts], order, starts
 
 
@@ -94,7 +104,7 @@ def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`np.unique(values, return_inverse=True)` for non-negative integers, through `stable_argsort`."""
     distinct, order, starts = sorted_groups(values)
     inverse = np.empty(len(values), dtype=np.int64)
-    inverse[order] = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(values)]))
+    inverse[order] = run_numbers(starts, len(values))
     return distinct, inverse
 
 

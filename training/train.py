@@ -32,7 +32,7 @@ from training.evaluation import (
     comparison_table,
     evaluate,
 )
-from training.matrix import Interactions, build_interactions
+from training.matrix import Interactions, build_interactions, run_starts
 from training.ranking import Blend, Collaborative, History, ModelBundle, PopularityTimeline
 
 PROMOTE_CHOICES = ("auto", "always", "never")
@@ -139,7 +139,7 @@ def prepare(*, purchases: pa.Table, catalog: pa.Table | None, eval_users: int) -
     train = _lines(interactions, split.train, events=events, popular=popular)
     # Share of the training customers who bought each item (novelty): the training events' pairs.
     users = train.events.keys // interactions.n_items
-    n_customers = max(int(np.count_nonzero(np.r_[True, users[1:] != users[:-1]])) if len(users) else 0, 1)
+    n_customers = max(len(run_starts(users)), 1)
     item_share = np.bincount(train.events.keys % interactions.n_items, minlength=interactions.n_items) / n_customers
     return Prepared(
         interactions=interactions,
