@@ -186,6 +186,64 @@ def test_dictionary_ids_load_and_encode_as_text_ids_do(tmp_path: Path) -> None:
     assert len(np.unique(a.basket)) == 6
 
 
+@pytest.mark.parametrize("dictionary_ids", [False, True])
+def test_typed_files_skip_the_sql_pass_with_the_same_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dictionary_ids: bool
+) -> None:
+    """A Parquet file whose columns have their types is checked in Arrow (`_typed_purchases`) and
+    gives the table the SQL pass gives: timestamps of any zone or none (taken as UTC) in UTC
+    microseconds, missing quantities 1, integer prices as floats, missing prices and orders null.
+    One row that a check rejects sends the whole file through the SQL pass, which names it."""
+    import training.data as data
+
+    paris = [datetime(2025, 3, 1, 10, tzinfo=UTC).timestamp() * 1000 + 3_600_000 * n for n in range(4)]
+    files = {
+        "zoned": {
+            "timestamp": pa.array([int(t) for t in paris], pa.timestamp("ms", tz="Europe/Paris")),
+            "quantity": pa.array([2, None, 1, 1_000_000], pa.int64()),
+            "price": pa.array([2.5, None, 0.0, 1.25], pa.float32()),
+            "order_id": ["o1", "o1", None, "o2"],
+        },
+        "naive": {
+            "timestamp": pa.array([int(t) * 1000 for t in paris], pa.timestamp("us")),
+            "price": pa.array([3, 0, None, 7], pa.int32()),
+        },
+    }
+    ids = {"user_id": ["u1", " u1", "u2", "7"], "item_id": ["i1", "i2\t", "i1", "42"]}
+    calls = []
+    typed = data._typed_purchases
+    monkeypatch.setattr(data, "_typed_purchases", lambda raw: calls.append(typed(raw)) or calls[-1])
+    for name, columns in files.items():
+        path = tmp_path / f"{name}.parquet"
+        pq.write_table(pa.table({**ids, **columns}), path)
+        fast, fast_report = load_purchases(path, dictionary_ids=dictionary_ids)
+        assert calls.pop() is not None, name
+        with monkeypatch.context() as m:
+            m.setattr(data, "_typed_purchases", lambda raw: None)
+            sql, sql_report = load_purchases(path, dictionary_ids=dictionary_ids)
+        assert fast_report.to_dict() == sql_report.to_dict()
+        assert fast.schema == sql.schema and fast.equals(sql), name
+    assert fast.column("timestamp").to_pylist()[0] == datetime(2025, 3, 1, 10, tzinfo=UTC)
+    assert fast.column("quantity").to_pylist() == [1, 1, 1, 1] and fast.column("price").to_pylist()[2] is None
+
+    bad = [
+        ("price", [1.0, -0.5, 2.0, 3.0], "negative price"),
+        ("price", [1.0, float("inf"), 2.0, None], "price not finite"),
+        ("quantity", [1, 0, 1, 1], "quantity not a whole number >= 1"),
+        ("quantity", [1, 1_000_001, 1, 1], "quantity not a whole number >= 1"),
+        ("user_id", ["u1", "u" * 129, "u2", "7"], "user_id too long"),
+        ("item_id", ["i1", "\t", "i1", "42"], "missing item_id"),
+        ("timestamp", pa.array([0, None, 0, 0], pa.timestamp("s")), "missing timestamp"),
+    ]
+    for column, values, code in bad:
+        path = tmp_path / "bad.parquet"
+        pq.write_table(pa.table({**ids, **files["zoned"], column: values}), path)
+        table, report = load_purchases(path, dictionary_ids=dictionary_ids)
+        assert calls.pop() is None, code
+        assert [(r["row"], r["code"]) for r in report.rejected.to_pylist()] == [(2, code)]
+        assert table.num_rows == 3
+
+
 def test_missing_column_is_one_clear_sentence(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "p.csv", [("u1", "i1")], header="user_id,item_id\n")
     with pytest.raises(InvalidPurchases, match=r"has no column 'timestamp' \(required: user_id, item_id, timestamp"):

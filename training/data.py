@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,13 +177,58 @@ def load_purchases(path: str | Path, *, dictionary_ids: bool = False) -> tuple[p
         col.PRICE: "p_num",
     }
     text = [col.USER_ID, col.ITEM_ID, col.ORDER_ID]
-    accepted, rejected = _validate(raw, select, checks, numeric=numeric, text=text)
+    accepted, rejected = _validate(raw, select, checks, numeric=numeric, text=text, typed=_typed_purchases)
     accepted = accepted.select(PURCHASE_SCHEMA.names)
     kept = [
         accepted.schema.field(f.name) if pa.types.is_dictionary(accepted.schema.field(f.name).type) else f
         for f in PURCHASE_SCHEMA
     ]
     return _finish("purchases", path, accepted.cast(pa.schema(kept)), rejected, malformed)
+
+
+def _typed_purchases(raw: pa.Table) -> dict[str, pa.ChunkedArray] | None:
+    """The purchases' numeric columns computed in Arrow, when the columns' types and statistics show
+    that every row passes every check (a Parquet file as `reco data generate` or a warehouse export
+    writes it: a timestamp column, integer quantities, float prices, ids cleaned). The values equal
+    the SQL pass's. None (the SQL pass runs and names each failing row's reason) when any row might
+    fail: at 10 M lines this takes 0.1 s against 2.6 s for the SQL pass, most of it in page faults."""
+    n = raw.num_rows
+    ts = raw.column(col.TIMESTAMP)
+    if not (pa.types.is_timestamp(ts.type) and ts.type.unit in ("s", "ms", "us")) or ts.null_count:
+        return None  # a naive time is taken as UTC, as the SQL pass does; nanoseconds would be cut
+    for name in (col.USER_ID, col.ITEM_ID):
+        ids = raw.column(name)
+        values = ids.combine_chunks().dictionary if pa.types.is_dictionary(ids.type) else ids
+        if (
+            ids.null_count
+            or not _is_text(values.type)
+            or (pc.max(pc.binary_length(values)).as_py() or 0) > col.ID_MAX_LENGTH
+        ):
+            return None  # bytes ≥ characters: within the limit in bytes is within it in characters
+    numbers = {col.TIMESTAMP: ts.cast(PURCHASE_SCHEMA.field(col.TIMESTAMP).type)}
+    if col.QUANTITY in raw.column_names:
+        quantity = raw.column(col.QUANTITY)
+        low, high = pc.min_max(quantity).values()
+        if not pa.types.is_integer(quantity.type) or (
+            low.is_valid and (low.as_py() < 1 or high.as_py() > _QUANTITY_MAX)
+        ):
+            return None
+        numbers[col.QUANTITY] = quantity.fill_null(1).cast(pa.int32())
+    else:
+        numbers[col.QUANTITY] = pa.chunked_array([np.ones(n, dtype=np.int32)])
+    if col.PRICE in raw.column_names:
+        price = raw.column(col.PRICE)
+        if not (pa.types.is_floating(price.type) or pa.types.is_integer(price.type)):
+            return None
+        if pa.types.is_floating(price.type) and pc.any(pc.invert(pc.is_finite(price))).as_py():
+            return None
+        low = pc.min(price)
+        if low.is_valid and low.as_py() < 0:
+            return None
+        numbers[col.PRICE] = price.cast(pa.float64())
+    else:
+        numbers[col.PRICE] = pa.chunked_array([pa.nulls(n, pa.float64())])
+    return numbers
 
 
 def load_catalog(path: str | Path) -> tuple[pa.Table, ValidationReport]:
@@ -436,10 +481,14 @@ def _validate(
     numeric: dict[str, str],
     text: list[str],
     passthrough: list[str] | None = None,
+    typed: Callable[[pa.Table], dict[str, pa.ChunkedArray] | None] | None = None,
 ) -> tuple[pa.Table, pa.Table]:
     """Run the checks in one SQL pass (the first failing check names a row's reason) and return
     (accepted rows, rejected rows). Parsed values (times, numbers) come from SQL; text columns are
-    cleaned with Arrow, which avoids copying every string through DuckDB and back."""
+    cleaned with Arrow, which avoids copying every string through DuckDB and back.
+
+    `typed` may compute the `numeric` columns in Arrow instead, when the file's types show that no
+    row can fail a check (see `_typed_purchases`); it returns None otherwise, and the SQL pass runs."""
     # Text first: the checks see the same cleaned values that are returned.
     # Arrow's kernels release the GIL: the text columns are cleaned side by side.
     names = [name for name in text if name in raw.column_names]
@@ -447,6 +496,25 @@ def _validate(
         cleaned = dict(zip(names, pool.map(lambda name: _clean_text(raw.column(name)), names), strict=True))
     for name, values in cleaned.items():
         raw = raw.set_column(raw.schema.get_field_index(name), name, values)
+    numbers = typed(raw) if typed is not None else None
+    if numbers is not None:  # no row can fail a check: nothing is rejected, nothing copied
+        good, rejected, accepted = None, REJECTED_SCHEMA.empty_table(), pa.table(numbers)
+    else:
+        good, rejected, accepted = _checked(raw, select, checks, numeric=numeric)
+    for name in text:
+        values = cleaned.get(name, pa.chunked_array([pa.nulls(raw.num_rows, pa.string())]))
+        accepted = accepted.append_column(name, values if good is None else values.filter(good))
+    for name in passthrough or []:
+        values = raw.column(name)
+        accepted = accepted.append_column(name, values if good is None else values.filter(good))
+    return accepted, rejected
+
+
+def _checked(
+    raw: pa.Table, select: dict[str, str], checks: list[tuple[str, str, str]], *, numeric: dict[str, str]
+) -> tuple[pa.ChunkedArray | None, pa.Table, pa.Table]:
+    """The SQL pass of `_validate`: (mask of accepted rows or None when all are, rejected rows,
+    the accepted rows' `numeric` columns)."""
     code = "CASE " + " ".join(f"WHEN {cond} THEN '{c}'" for cond, c, _ in checks) + " END"
     reason = "CASE " + " ".join(f"WHEN {cond} THEN {msg}" for cond, _, msg in checks) + " END"
     parsed = ", ".join(f"{expr} AS {_q(alias)}" for alias, expr in select.items())
@@ -473,13 +541,7 @@ def _validate(
         good = None
         rejected = result.select(["row", "code", "reason"]).slice(0, 0)
         accepted = result.drop_columns(["row", "code", "reason"])
-    for name in text:
-        values = cleaned.get(name, pa.chunked_array([pa.nulls(raw.num_rows, pa.string())]))
-        accepted = accepted.append_column(name, values if good is None else values.filter(good))
-    for name in passthrough or []:
-        values = raw.column(name)
-        accepted = accepted.append_column(name, values if good is None else values.filter(good))
-    return accepted, rejected
+    return good, rejected, accepted
 
 
 def _clean_text(values: pa.ChunkedArray) -> pa.ChunkedArray:
