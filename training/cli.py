@@ -199,18 +199,22 @@ def _keep_freed_memory() -> None:
     loading and preparing 10 M lines took 4.3-4.4 s instead of 5.1-5.8 s (three alternating runs)."""
     import ctypes
 
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        mallopt = None
+    if mallopt is not None:
+        # Before numpy is imported: glibc fixes its arena limit when a second thread (OpenBLAS's, at
+        # numpy's import) first allocates. Set later, every pool thread kept its own arena, where an
+        # array above 64 MB is always mapped afresh: 19 arrays of 10 M lines were, in one run.
+        m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8
+        mallopt(m_arena_max, 1)
+        mallopt(m_mmap_threshold, 1 << 30)
+        mallopt(m_trim_threshold, 2**31 - 1)  # mallopt takes a C int
+
     import pyarrow as pa
 
     pa.set_memory_pool(pa.system_memory_pool())
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return
-    m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8
-    mallopt(m_mmap_threshold, 1 << 30)
-    mallopt(m_trim_threshold, 2**31 - 1)  # mallopt takes a C int
-    mallopt(m_arena_max, 1)
 
 
 @app.command("train")
