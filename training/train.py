@@ -604,12 +604,11 @@ def evaluate_on_test(*, fitted: Fitted, prepared: Prepared) -> dict[str, dict[st
         if fitted.model != "hybrid" and name == fitted.collaborative_name:
             continue
         if name == fitted.collaborative_name:
-            scorer = tb.collaborative
+            bundle = tb  # the same bundle: its signals are computed once per batch for both candidates
         else:
             scorer = m.fold_in(fitted=cf, matrix=before_matrix, users=prepared.test.users).scorer
-        candidates.append(
-            Candidate(name, replace(tb, collaborative=scorer), m.baseline_blend(name), ("home", "discover"))
-        )
+            bundle = replace(tb, collaborative=scorer)
+        candidates.append(Candidate(name, bundle, m.baseline_blend(name), ("home", "discover")))
     return evaluate(candidates=candidates, holdout=prepared.test, ks=KS, item_share=prepared.item_share)
 
 
