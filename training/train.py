@@ -122,8 +122,17 @@ def parse_params(pairs: Sequence[str]) -> dict[str, str]:
 
 def prepare(*, purchases: pa.Table, catalog: pa.Table | None, eval_users: int) -> Prepared:
     """Encode, split and align the catalog; the holdouts are sampled once so every fit uses the same customers."""
+    return prepare_interactions(interactions=encode(purchases, catalog), catalog=catalog, eval_users=eval_users)
+
+
+def encode(purchases: pa.Table, catalog: pa.Table | None) -> Interactions:
+    """The purchase lines as arrays; the catalog's items join the item id space."""
     catalog_ids = None if catalog is None else np.asarray(catalog.column(col.ITEM_ID).to_pylist(), dtype=str)
-    interactions = build_interactions(purchases=purchases, catalog_item_ids=catalog_ids)
+    return build_interactions(purchases=purchases, catalog_item_ids=catalog_ids)
+
+
+def prepare_interactions(*, interactions: Interactions, catalog: pa.Table | None, eval_users: int) -> Prepared:
+    """`prepare` of lines already encoded (the caller can let the Arrow table go first)."""
     # The events, the popularity lines and the split are independent, and numpy's sorts release the
     # GIL: on two cores they run side by side.
     with ThreadPoolExecutor(2, thread_name_prefix="prepare") as pool:
@@ -716,14 +725,15 @@ def train(
     # (`malloc_trim`), and after the purchases that gave back a gigabyte that the next arrays faulted in again.
     catalog, catalog_report = (None, None) if catalog_path is None else load_catalog(catalog_path)
     purchases, purchase_report = load_purchases(purchases_path, dictionary_ids=True)
-    prepared = prepare(
-        purchases=purchases, catalog=catalog, eval_users=int(params.get("eval_users", DEFAULT_EVAL_USERS))
+    interactions, n_lines = encode(purchases, catalog), purchases.num_rows
+    # The lines live on as numpy arrays: the Arrow table's memory goes to the split's arrays instead of
+    # new pages (each gigabyte the process touches first costs it about a second of system time here).
+    del purchases
+    prepared = prepare_interactions(
+        interactions=interactions, catalog=catalog, eval_users=int(params.get("eval_users", DEFAULT_EVAL_USERS))
     )
     timings["load_seconds"] = time.perf_counter() - t
-    n_lines = purchases.num_rows
-    # The lines live on as numpy arrays in `prepared`: the Arrow tables' memory goes to what comes next
-    # instead of new pages (each gigabyte the process touches first costs it seconds of system time).
-    del purchases, catalog
+    del interactions, catalog
     log(
         f"loaded {n_lines:,} lines: {prepared.interactions.n_users:,} customers, "
         f"{prepared.interactions.n_items:,} items; split {prepared.summary()}"
