@@ -67,7 +67,7 @@ def main() -> None:
     import mlflow
 
     from training import models as m
-    from training.data import load_catalog, load_purchases
+    from training.data import load_training_inputs
     from training.evaluation import KS, TABLE_METRICS, Candidate, comparison_table, evaluate
     from training.registry import client, use_experiment
     from training.settings import load_settings
@@ -76,8 +76,7 @@ def main() -> None:
     settings = load_settings()
     client(settings=settings)
     use_experiment(settings=settings, name="reco-sweep")
-    purchases, _ = load_purchases(args.purchases, dictionary_ids=True)
-    catalog = None if args.catalog is None else load_catalog(args.catalog)[0]
+    purchases, _, catalog, _ = load_training_inputs(args.purchases, args.catalog)
     prepared = prepare(purchases=purchases, catalog=catalog, eval_users=args.eval_users)
     rows: dict[str, dict[str, float]] = {}
     params_of: dict[str, tuple[str, dict[str, str]]] = {}

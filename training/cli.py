@@ -258,15 +258,14 @@ def evaluate_command(
 ) -> None:
     """Evaluate one configuration on the time split beside the baselines; nothing is logged or registered."""
     _keep_freed_memory()
-    from training.data import load_catalog, load_purchases
+    from training.data import load_training_inputs
     from training.evaluation import TABLE_METRICS, comparison_table
     from training.models import check_model
     from training.train import DEFAULT_EVAL_USERS, evaluate_on_test, fit_configuration, parse_params, prepare
 
     check_model(model)
     params = parse_params(param or [])
-    table, _ = load_purchases(purchases, dictionary_ids=True)
-    cat = None if catalog is None else load_catalog(catalog)[0]
+    table, _, cat, _ = load_training_inputs(purchases, catalog)
     prepared = prepare(purchases=table, catalog=cat, eval_users=int(params.get("eval_users", DEFAULT_EVAL_USERS)))
     fitted = fit_configuration(model=model, params=params, prepared=prepared, log=_stderr)
     results = evaluate_on_test(fitted=fitted, prepared=prepared)

@@ -186,6 +186,18 @@ def load_purchases(path: str | Path, *, dictionary_ids: bool = False) -> tuple[p
     return _finish("purchases", path, accepted.cast(pa.schema(kept)), rejected, malformed)
 
 
+def load_training_inputs(
+    purchases: str | Path, catalog: str | Path | None
+) -> tuple[pa.Table, ValidationReport, pa.Table | None, ValidationReport | None]:
+    """What `reco train`, `reco evaluate` and the sweep read: (purchases, report, catalog or None, its
+    report), the purchases' Parquet ids dictionary-encoded. The catalog first: DuckDB, which checks
+    it, trims the C library's heap when its queries end (`malloc_trim`), and after the purchases
+    that gave back about a gigabyte that the next arrays faulted in again."""
+    catalog_table, catalog_report = (None, None) if catalog is None else load_catalog(catalog)
+    table, report = load_purchases(purchases, dictionary_ids=True)
+    return table, report, catalog_table, catalog_report
+
+
 def _typed_purchases(raw: pa.Table) -> dict[str, pa.ChunkedArray] | None:
     """The purchases' numeric columns computed in Arrow, when the columns' types and statistics show
     that every row passes every check (a Parquet file as `reco data generate` or a warehouse export

@@ -705,7 +705,7 @@ def train(
     log: Log = print,
 ) -> TrainResult:
     """The whole `reco train`: see the module docstring."""
-    from training.data import load_catalog, load_purchases
+    from training.data import load_training_inputs
     from training.settings import load_settings
 
     total_start = time.perf_counter()
@@ -721,10 +721,7 @@ def train(
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
-    # The catalog first: DuckDB, which checks it, trims the C library's heap when its queries end
-    # (`malloc_trim`), and after the purchases that gave back a gigabyte that the next arrays faulted in again.
-    catalog, catalog_report = (None, None) if catalog_path is None else load_catalog(catalog_path)
-    purchases, purchase_report = load_purchases(purchases_path, dictionary_ids=True)
+    purchases, purchase_report, catalog, catalog_report = load_training_inputs(purchases_path, catalog_path)
     interactions, n_lines = encode(purchases, catalog), purchases.num_rows
     # The lines live on as numpy arrays: the Arrow table's memory goes to the split's arrays instead of
     # new pages (each gigabyte the process touches first costs it about a second of system time here).
