@@ -211,11 +211,7 @@ def _typed_purchases(raw: pa.Table) -> dict[str, pa.ChunkedArray] | None:
     for name in (col.USER_ID, col.ITEM_ID):
         ids = raw.column(name)
         values = ids.combine_chunks().dictionary if pa.types.is_dictionary(ids.type) else ids
-        if (
-            ids.null_count
-            or not _is_text(values.type)
-            or (pc.max(pc.binary_length(values)).as_py() or 0) > col.ID_MAX_LENGTH
-        ):
+        if ids.null_count or (pc.max(pc.binary_length(values)).as_py() or 0) > col.ID_MAX_LENGTH:
             return None  # bytes ≥ characters: within the limit in bytes is within it in characters
     numbers = {col.TIMESTAMP: ts.cast(PURCHASE_SCHEMA.field(col.TIMESTAMP).type)}
     if col.QUANTITY in raw.column_names:
