@@ -216,6 +216,49 @@ def test_top_k_equals_a_full_sort_on_ties_and_missing_scores() -> None:
             np.testing.assert_array_equal(ids[finite], order[finite], err_msg=f"{name}, k={k}")
 
 
+def test_top_blended_equals_ranking_every_item(hybrid: ModelBundle) -> None:
+    """Evaluation's shared-work ranking gives the lists `blend_scores` + `top_k` give, ties and
+    padding included, for every context, blend and list length (and falls back for unknown customers)."""
+    from dataclasses import replace
+
+    from training.ranking import Blend, blend_scores, top_blended, top_k
+
+    rng = np.random.default_rng(4)
+    rows = rng.choice(len(hybrid.user_ids), size=300, replace=False)
+    now = hybrid.history.reference_day + rng.uniform(0, 60, size=len(rows))
+    blends = [
+        m.HYBRID_START,
+        replace(m.HYBRID_START, repurchase=30.0, collaborative=3.0, popularity=0.05, due=2.0),
+        replace(m.HYBRID_START, discover_collaborative=1.0, discover_popularity=0.5, due=1.0),
+        m.DISCOVERY_ONLY,
+        m.baseline_blend("frequency"),
+        m.baseline_blend("popularity"),
+        m.baseline_blend("als"),
+        Blend(repurchase=2.0, collaborative=0.0, popularity=0.0),
+    ]
+    signals = hybrid.signals(rows=rows, now=now, dues=sorted({b.due for b in blends}))
+    assert signals.collaborative is not None
+    tied = replace(  # few distinct values: ties everywhere, and popularity per customer
+        signals,
+        repurchase={},
+        collaborative=np.round(signals.collaborative * 4) / 4,
+        popular=np.round(rng.random(signals.bought.shape) * 3).astype(np.float32) / 3,
+    )
+    unknown = hybrid.signals(rows=np.r_[rows[:5], -1], now=now[:6], dues=[0.0, 1.0, 2.0])
+    for name, sig in (("scores", signals), ("ties", tied), ("unknown customer", unknown)):
+        shared: dict[object, object] = {}
+        for blend in blends:
+            for context in ("home", "buy-again", "discover"):
+                for k in (1, 10, 20, hybrid.n_items + 5):
+                    ids, vals = top_blended(sig, blend=blend, context=context, k=k, shared=shared)
+                    want_ids, want_vals = top_k(blend_scores(sig, blend=blend, context=context), k=k)
+                    label = f"{name}, {blend}, {context}, k={k}"
+                    np.testing.assert_array_equal(vals, want_vals, err_msg=label)
+                    np.testing.assert_array_equal(
+                        ids[np.isfinite(vals)], want_ids[np.isfinite(want_vals)], err_msg=label
+                    )
+
+
 def test_fit_beside_the_tuning_gives_the_same_configuration(small_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Above the model-search size the collaborative fit runs in a thread beside the recency tuning:
     the same fit, choices and test bundle as one after the other."""

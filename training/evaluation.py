@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from training.matrix import Interactions
 from training.models import blas_single_thread
-from training.ranking import Blend, ModelBundle, blend_scores, top_k
+from training.ranking import Blend, ModelBundle, top_blended
 
 KS = (10, 20)
 PRIMARY_METRIC = "home/ndcg_at_10"
@@ -218,10 +218,10 @@ def evaluate(
             repeat = signals.bought[target_row, batch_targets.indices]
             n_repeat = np.bincount(target_row[repeat], minlength=len(rows))
             n_targets = {"all": n_all, "repeat": n_repeat, "new": n_all - n_repeat}
+            shared: dict[object, object] = {}  # the group's blends share their dense work (see top_blended)
             for c in group:
                 for context in c.contexts:
-                    scores = blend_scores(signals, blend=c.blend, context=context)
-                    ids, vals = top_k(scores, k=kmax)
+                    ids, vals = top_blended(signals, blend=c.blend, context=context, k=kmax, shared=shared)
                     ids = np.where(np.isfinite(vals), ids, -1)
                     wanted = {"home": "all", "buy-again": "repeat", "discover": "new"}[context]
                     every = slice(None)

@@ -225,10 +225,10 @@ class ModelBundle:
         top = float(self.popularity.max()) if len(self.popularity) else 0.0
         return self.popularity / top if top > 0 else np.zeros_like(self.popularity)
 
-    def repurchase_scores(self, *, rows: np.ndarray, now: np.ndarray, due: float) -> tuple[np.ndarray, np.ndarray]:
-        """Dense repurchase scores (rows × items, max 1 per row) and the bought mask."""
+    def _repurchase_values(self, *, row_of: np.ndarray, pos: np.ndarray, now: np.ndarray, due: float) -> np.ndarray:
+        """Repurchase scores at the history pairs `pos` (of batch rows `row_of`, ascending), scaled to
+        max 1 per row."""
         h = self.history
-        row_of, pos = h.positions(rows)
         values = h.decayed[pos].astype(np.float64)
         if due:
             n = h.baskets[pos]
@@ -237,13 +237,14 @@ class ModelBundle:
             ratio = np.log(since / np.maximum(interval, 1e-3))
             boost = np.where((n >= 2) & (interval > 0.5), np.exp(-0.5 * (ratio / _DUE_WIDTH) ** 2), 0.0)
             values = values * (1.0 + due * boost)
-        dense = np.zeros((len(rows), self.n_items), dtype=np.float32)
-        dense[row_of, h.indices[pos]] = values
-        bought = np.zeros((len(rows), self.n_items), dtype=bool)
-        bought[row_of, h.indices[pos]] = True
-        top = dense.max(axis=1, keepdims=True)
-        np.divide(dense, top, out=dense, where=top > 0)
-        return dense, bought
+        values = values.astype(np.float32)
+        top = np.zeros(len(now), dtype=np.float32)
+        if len(values):
+            starts = np.flatnonzero(np.r_[True, row_of[1:] != row_of[:-1]])
+            top[row_of[starts]] = np.maximum.reduceat(values, starts)
+        scale = top[row_of]
+        np.divide(values, scale, out=values, where=scale > 0)
+        return values
 
     def signals(self, *, rows: np.ndarray, now: np.ndarray | None = None, dues: Sequence[float] = ()) -> Signals:
         """The per-item signals of history rows (−1 = unknown customer), before blending."""
@@ -251,13 +252,16 @@ class ModelBundle:
         known = rows >= 0
         safe = np.where(known, rows, 0)
         when = np.full(len(rows), self.history.reference_day) if now is None else np.asarray(now, dtype=np.float64)
-        repurchase: dict[float, np.ndarray] = {}
+        row_of, pos = self.history.positions(safe)
+        if not known.all():
+            row_of, pos = row_of[known[row_of]], pos[known[row_of]]
+        item = self.history.indices[pos]
         bought = np.zeros((len(rows), self.n_items), dtype=bool)
-        for due in dict.fromkeys(dues or (self.blend.due,)):
-            rep, bought = self.repurchase_scores(rows=safe, now=when, due=due)
-            rep[~known] = 0.0
-            repurchase[due] = rep
-        bought[~known] = False
+        bought[row_of, item] = True
+        repurchase = {
+            due: self._repurchase_values(row_of=row_of, pos=pos, now=when, due=due)
+            for due in dict.fromkeys(dues or (self.blend.due,))
+        }
         cf = None
         if self.collaborative is not None:
             cf = self.collaborative.user_scores(
@@ -270,7 +274,15 @@ class ModelBundle:
             popular = self.popularity_timeline.at(when)
         else:
             popular = self.popular_scores()
-        return Signals(known=known, bought=bought, repurchase=repurchase, collaborative=cf, popular=popular)
+        return Signals(
+            known=known,
+            bought=bought,
+            repurchase={},
+            collaborative=cf,
+            popular=popular,
+            pairs=(row_of, item),
+            repurchase_at_pairs=repurchase,
+        )
 
     def score_rows(self, *, rows: np.ndarray, context: str, now: np.ndarray | None = None) -> np.ndarray:
         """Blended scores for history rows (−1 = unknown customer), −inf where the context excludes an item."""
@@ -369,13 +381,26 @@ class ModelBundle:
 
 @dataclass(frozen=True)
 class Signals:
-    """Dense per-item signals for a batch of customers (rows × items), each at most 1 per row."""
+    """Per-item signals for a batch of customers (rows × items), each at most 1 per row.
+
+    Repurchase scores are kept at the bought pairs (`pairs`, by row) and made dense on demand."""
 
     known: np.ndarray  # bool per row: the customer has a history
     bought: np.ndarray  # bool rows × items
-    repurchase: dict[float, np.ndarray]  # due weight → scores
+    repurchase: dict[float, np.ndarray]  # due weight → dense scores (built from the pairs when missing)
     collaborative: np.ndarray | None
     popular: np.ndarray  # per item, or rows × items (popularity as of each row's day)
+    pairs: tuple[np.ndarray, np.ndarray] | None = None  # (row, item) of every bought pair, rows ascending
+    repurchase_at_pairs: dict[float, np.ndarray] = field(default_factory=dict)  # due weight → scores at `pairs`
+
+    def repurchase_scores(self, due: float) -> np.ndarray:
+        """Dense repurchase scores for a due weight."""
+        if due not in self.repurchase:
+            assert self.pairs is not None, "Signals without pairs carry their dense repurchase scores"
+            dense = np.zeros(self.bought.shape, dtype=np.float32)
+            dense[self.pairs] = self.repurchase_at_pairs[due]
+            self.repurchase[due] = dense
+        return self.repurchase[due]
 
 
 def check_context(context: str) -> str:
@@ -389,21 +414,13 @@ def blend_scores(signals: Signals, *, blend: Blend, context: str) -> np.ndarray:
     """Blend the signals; −inf where the context excludes an item; unknown customers get popularity."""
     shape = signals.bought.shape
     blend = blend.for_context(context)
-    # In-place arithmetic, BLAS's saxpy for the weighted sums (one pass over the scores instead of
-    # three, about twice as fast) and `copyto(where=)`: this runs for every customer batch and blend
-    # while tuning.
-    if blend.repurchase:
-        scores = np.multiply(signals.repurchase[blend.due], np.float32(blend.repurchase), dtype=np.float32)
-    else:
-        scores = np.zeros(shape, dtype=np.float32)
-    if signals.collaborative is not None and blend.collaborative:
-        _add_scaled(scores, signals.collaborative, blend.collaborative)
-    popular = signals.popular if signals.popular.ndim == 2 else signals.popular[None, :]
-    if blend.popularity:
-        _add_scaled(scores, popular, blend.popularity)
+    scores = _base_scores(signals, collaborative=blend.collaborative, popularity=blend.popularity)
+    if blend.repurchase:  # only bought items have repurchase scores: the others keep the base
+        scores += signals.repurchase_scores(blend.due) * np.float32(blend.repurchase)
     known = signals.known
     # Customers unknown to the model get the popularity fallback, whatever the blend.
     if not known.all():
+        popular = signals.popular if signals.popular.ndim == 2 else signals.popular[None, :]
         scores[~known] = np.broadcast_to(popular, shape)[~known]
     if context == "buy-again":
         excluded = ~signals.bought if known.all() else ~signals.bought & known[:, None]
@@ -411,6 +428,62 @@ def blend_scores(signals: Signals, *, blend: Blend, context: str) -> np.ndarray:
     elif context == "discover" or (context == "home" and blend.home_excludes_bought):
         np.copyto(scores, np.float32(-np.inf), where=signals.bought)
     return scores
+
+
+def _base_scores(signals: Signals, *, collaborative: float, popularity: float) -> np.ndarray:
+    """collaborative · collaborative signal + popularity · popular: every item's score before its
+    repurchase part (which only bought items have)."""
+    # In-place arithmetic and BLAS's saxpy for the weighted sum (one pass over the scores instead of
+    # three, about twice as fast): this runs for every customer batch and blend while tuning.
+    if signals.collaborative is not None and collaborative:
+        scores = np.multiply(signals.collaborative, np.float32(collaborative), dtype=np.float32)
+    else:
+        scores = np.zeros(signals.bought.shape, dtype=np.float32)
+    if popularity:
+        _add_scaled(scores, signals.popular if signals.popular.ndim == 2 else signals.popular[None, :], popularity)
+    return scores
+
+
+def top_blended(
+    signals: Signals, *, blend: Blend, context: str, k: int, shared: dict[Any, Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """`top_k(blend_scores(signals, blend=blend, context=context), k=k)`, with the dense work shared
+    between blends (tuning ranks the same customers with dozens of them).
+
+    An item the customer never bought scores the base (collaborative and popularity parts) in every
+    context, so one top-k of the base over those items per (collaborative, popularity) weights, kept
+    in `shared` (one dict per Signals), serves every blend and context with those weights; the bought
+    items, a few dozen per customer, are scored on their own and merged in. The same float operations
+    on the same values as `blend_scores`: the same lists, ties included."""
+    if signals.pairs is None or not signals.known.all():
+        return top_k(blend_scores(signals, blend=blend, context=context), k=k)
+    k = max(min(k, signals.bought.shape[1]), 0)
+    blend = blend.for_context(context)
+    collaborative = blend.collaborative if signals.collaborative is not None else 0.0
+    key = (collaborative, blend.popularity, k)
+    if key not in shared:
+        base = _base_scores(signals, collaborative=collaborative, popularity=blend.popularity)
+        at_bought = base[signals.pairs]
+        np.copyto(base, np.float32(-np.inf), where=signals.bought)
+        shared[key] = at_bought, top_k(base, k=k)
+    at_bought, (new_ids, new_vals) = shared[key]
+    if context == "discover" or (context == "home" and blend.home_excludes_bought):
+        return new_ids.copy(), new_vals.copy()
+    bought_vals = at_bought
+    if blend.repurchase:
+        bought_vals = at_bought + signals.repurchase_at_pairs[blend.due] * np.float32(blend.repurchase)
+    row, item = signals.pairs
+    rows = len(signals.known)
+    if context == "buy-again":
+        return _top_of(row, item, bought_vals, rows=rows, k=k)
+    finite = np.isfinite(new_vals)
+    return _top_of(
+        np.concatenate([np.nonzero(finite)[0], row]),
+        np.concatenate([new_ids[finite], item]),
+        np.concatenate([new_vals[finite], bought_vals]),
+        rows=rows,
+        k=k,
+    )
 
 
 def _add_scaled(scores: np.ndarray, values: np.ndarray, weight: float) -> None:
@@ -428,11 +501,9 @@ def top_k(scores: np.ndarray, *, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices and values of the k best scores per row, best first; rows with fewer than k finite scores
     are padded with −inf values (drop them). Ties break towards the lower item index."""
     rows, n = scores.shape
-    k = min(k, n)
-    ids = np.zeros((rows, max(k, 0)), dtype=np.int64)
-    vals = np.full((rows, max(k, 0)), -np.inf, dtype=np.float32)
-    if k <= 0 or rows == 0:
-        return ids, vals
+    k = max(min(k, n), 0)
+    if k == 0 or rows == 0:
+        return np.zeros((rows, k), dtype=np.int64), np.full((rows, k), -np.inf, dtype=np.float32)
     groups = n // _TOP_K_GROUP
     if groups >= 2 * k:
         # Threshold at the k-th best maximum of groups of items, at most the k-th best score, so the
@@ -455,17 +526,24 @@ def top_k(scores: np.ndarray, *, k: int) -> tuple[np.ndarray, np.ndarray]:
         threshold = np.partition(scores, n - k, axis=1)[:, n - k]
     # A row with fewer than k finite scores keeps all of them: its threshold is the lowest finite float.
     threshold = np.where(np.isfinite(threshold), threshold, np.finfo(np.float32).min)[:, None]
-    # Flat positions (about ten times faster than np.nonzero on a 2-D mask) come by row, then item:
-    # a stable sort by row and descending score keeps the lower item first on ties.
+    # Flat positions (about ten times faster than np.nonzero on a 2-D mask) come by row, then item.
     flat = np.flatnonzero(scores >= threshold)
-    value = np.take(scores, flat)
-    order = np.lexsort((-value, flat // n))
-    row, col = np.divmod(flat[order], n)
-    value = value[order]
-    starts = np.searchsorted(row, np.arange(rows))
-    rank = np.arange(len(row)) - starts[row]
+    row, col = np.divmod(flat, n)
+    return _top_of(row, col, np.take(scores, flat), rows=rows, k=k)
+
+
+def _top_of(
+    row: np.ndarray, item: np.ndarray, value: np.ndarray, *, rows: int, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k best of candidate (row, item, value) triples per row, as `top_k` returns them: best first,
+    ties towards the lower item, −inf padding."""
+    ids = np.zeros((rows, k), dtype=np.int64)
+    vals = np.full((rows, k), -np.inf, dtype=np.float32)
+    order = np.lexsort((item, -value, row))
+    row, item, value = row[order], item[order], value[order]
+    rank = np.arange(len(row)) - np.searchsorted(row, np.arange(rows))[row]
     keep = rank < k
-    ids[row[keep], rank[keep]] = col[keep]
+    ids[row[keep], rank[keep]] = item[keep]
     vals[row[keep], rank[keep]] = value[keep]
     return ids, vals
 
