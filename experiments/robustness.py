@@ -361,7 +361,7 @@ def paired_ndcg(fitted: Fitted, prepared: Prepared, others: dict[str, Any]) -> d
     for start in range(0, len(hold.users), 512):
         rows = hold.users[start : start + 512]
         targets = hold.targets[start : start + 512].toarray()
-        signals = bundle.signals(rows=rows, now=hold.now[start : start + 512], dues=[fitted.blend.due, 0.0])
+        signals = bundle.signals(rows=rows, now=hold.now[start : start + 512])
         for name, blend in (("model", fitted.blend), *others.items()):
             ids, vals = top_k(blend_scores(signals, blend=blend, context="home"), k=10)
             ids = np.where(np.isfinite(vals), ids, -1)

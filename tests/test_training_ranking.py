@@ -236,7 +236,7 @@ def test_top_blended_equals_ranking_every_item(hybrid: ModelBundle) -> None:
         m.baseline_blend("als"),
         Blend(repurchase=2.0, collaborative=0.0, popularity=0.0),
     ]
-    signals = hybrid.signals(rows=rows, now=now, dues=sorted({b.due for b in blends}))
+    signals = hybrid.signals(rows=rows, now=now)
     assert signals.collaborative is not None
     tied = replace(  # few distinct values: ties everywhere, and popularity per customer
         signals,
@@ -244,7 +244,7 @@ def test_top_blended_equals_ranking_every_item(hybrid: ModelBundle) -> None:
         collaborative=np.round(signals.collaborative * 4) / 4,
         popular=np.round(rng.random(signals.bought.shape) * 3).astype(np.float32) / 3,
     )
-    unknown = hybrid.signals(rows=np.r_[rows[:5], -1], now=now[:6], dues=[0.0, 1.0, 2.0])
+    unknown = hybrid.signals(rows=np.r_[rows[:5], -1], now=now[:6])
     for name, sig in (("scores", signals), ("ties", tied), ("unknown customer", unknown)):
         shared: dict[object, object] = {}
         for blend in blends:

@@ -23,7 +23,7 @@ data where nobody buys the same film twice).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -246,8 +246,9 @@ class ModelBundle:
         np.divide(values, scale, out=values, where=scale > 0)
         return values
 
-    def signals(self, *, rows: np.ndarray, now: np.ndarray | None = None, dues: Sequence[float] = ()) -> Signals:
-        """The per-item signals of history rows (−1 = unknown customer), before blending."""
+    def signals(self, *, rows: np.ndarray, now: np.ndarray | None = None) -> Signals:
+        """The per-item signals of history rows (−1 = unknown customer), before blending (repurchase
+        scores per due weight on first use)."""
         rows = np.asarray(rows, dtype=np.int64)
         known = rows >= 0
         safe = np.where(known, rows, 0)
@@ -258,10 +259,6 @@ class ModelBundle:
         item = self.history.indices[pos]
         bought = np.zeros((len(rows), self.n_items), dtype=bool)
         bought[row_of, item] = True
-        repurchase = {
-            due: self._repurchase_values(row_of=row_of, pos=pos, now=when, due=due)
-            for due in dict.fromkeys(dues or (self.blend.due,))
-        }
         cf = None
         if self.collaborative is not None:
             cf = self.collaborative.user_scores(
@@ -281,7 +278,7 @@ class ModelBundle:
             collaborative=cf,
             popular=popular,
             pairs=(row_of, item),
-            repurchase_at_pairs=repurchase,
+            repurchase_of=lambda due: self._repurchase_values(row_of=row_of, pos=pos, now=when, due=due),
         )
 
     def score_rows(self, *, rows: np.ndarray, context: str, now: np.ndarray | None = None) -> np.ndarray:
@@ -391,14 +388,22 @@ class Signals:
     collaborative: np.ndarray | None
     popular: np.ndarray  # per item, or rows × items (popularity as of each row's day)
     pairs: tuple[np.ndarray, np.ndarray] | None = None  # (row, item) of every bought pair, rows ascending
-    repurchase_at_pairs: dict[float, np.ndarray] = field(default_factory=dict)  # due weight → scores at `pairs`
+    repurchase_of: Callable[[float], np.ndarray] | None = None  # due weight → scores at `pairs`
+    _at_pairs: dict[float, np.ndarray] = field(default_factory=dict, init=False, repr=False)
+
+    def repurchase_at_pairs(self, due: float) -> np.ndarray:
+        """Repurchase scores at `pairs` for a due weight (computed once)."""
+        if due not in self._at_pairs:
+            assert self.repurchase_of is not None, "Signals without pairs carry their dense repurchase scores"
+            self._at_pairs[due] = self.repurchase_of(due)
+        return self._at_pairs[due]
 
     def repurchase_scores(self, due: float) -> np.ndarray:
         """Dense repurchase scores for a due weight."""
         if due not in self.repurchase:
             assert self.pairs is not None, "Signals without pairs carry their dense repurchase scores"
             dense = np.zeros(self.bought.shape, dtype=np.float32)
-            dense[self.pairs] = self.repurchase_at_pairs[due]
+            dense[self.pairs] = self.repurchase_at_pairs(due)
             self.repurchase[due] = dense
         return self.repurchase[due]
 
@@ -471,7 +476,7 @@ def top_blended(
         return new_ids.copy(), new_vals.copy()
     bought_vals = at_bought
     if blend.repurchase:
-        bought_vals = at_bought + signals.repurchase_at_pairs[blend.due] * np.float32(blend.repurchase)
+        bought_vals = at_bought + signals.repurchase_at_pairs(blend.due) * np.float32(blend.repurchase)
     row, item = signals.pairs
     rows = len(signals.known)
     if context == "buy-again":

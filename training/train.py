@@ -27,6 +27,7 @@ from training.evaluation import (
     TABLE_METRICS,
     Candidate,
     Holdout,
+    Reuse,
     Split,
     chronological_split,
     comparison_table,
@@ -352,12 +353,13 @@ def candidates_for(*, model: str, params: Mapping[str, Any], interactions: Inter
     return [c for c in m.HYBRID_CANDIDATES if c != "ease" or interactions.n_items <= m.EASE_SEARCH_MAX_ITEMS]
 
 
-def tune_blend(*, bundle: ModelBundle, holdout: Holdout) -> tuple[Blend, float]:
+def tune_blend(*, bundle: ModelBundle, holdout: Holdout, reuse: Reuse | None = None) -> tuple[Blend, float]:
     """Coordinate search of the hybrid's weights on validation; returns (best blend, its score)."""
+    reuse = reuse or Reuse(holdout)
 
     def run(blends: list[Blend]) -> dict[Blend, float]:
         cands = [Candidate(str(i), bundle, b, ("home",)) for i, b in enumerate(blends)]
-        res = evaluate(candidates=cands, holdout=holdout, ks=(10,), detail=False)
+        res = evaluate(candidates=cands, holdout=holdout, ks=(10,), detail=False, reuse=reuse)
         return {b: _score(res, str(i)) for i, b in enumerate(blends)}
 
     # The baselines come last so that, on a tie, a blend with the collaborative part wins.
@@ -392,7 +394,9 @@ def tune_blend(*, bundle: ModelBundle, holdout: Holdout) -> tuple[Blend, float]:
     return best, tried[best]
 
 
-def tune_discover(*, bundle: ModelBundle, holdout: Holdout, blend: Blend) -> tuple[Blend, dict[str, float]]:
+def tune_discover(
+    *, bundle: ModelBundle, holdout: Holdout, blend: Blend, reuse: Reuse | None = None
+) -> tuple[Blend, dict[str, float]]:
     """The blend with its own `discover` mix, chosen on the new items of the validation baskets.
 
     Home weights are tuned for home, where a grocery customer's own staples fill the list and the
@@ -402,7 +406,7 @@ def tune_discover(*, bundle: ModelBundle, holdout: Holdout, blend: Blend) -> tup
         return blend, {}
     mixes = [replace(blend, discover_collaborative=c, discover_popularity=p) for c, p in m.DISCOVER_MIXES]
     cands = [Candidate(str(i), bundle, b, ("discover",)) for i, b in enumerate(mixes)]
-    res = evaluate(candidates=cands, holdout=holdout, ks=(10,), detail=False)
+    res = evaluate(candidates=cands, holdout=holdout, ks=(10,), detail=False, reuse=reuse)
     scores = {b: _score(res, str(i), "discover/ndcg_at_10") for i, b in enumerate(mixes)}
     if all(math.isnan(v) for v in scores.values()):
         return blend, {}
@@ -542,19 +546,22 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
     else:
         per_candidate: dict[str, tuple[Blend, float]] = {}
         tune = prepared.tuning
+        best: tuple[ModelBundle, Reuse] | None = None  # the best so far: its signals serve the discover mix
         for name, fitted_cf in fits.items():
-            b = bundle(half_life, pop_half_life, m.HYBRID_START, fitted_cf.scorer)
-            per_candidate[name] = tune_blend(bundle=b, holdout=tune)
+            b, reuse = bundle(half_life, pop_half_life, m.HYBRID_START, fitted_cf.scorer), Reuse(tune)
+            per_candidate[name] = tune_blend(bundle=b, holdout=tune, reuse=reuse)
             log(
                 f"  validation {PRIMARY_METRIC} hybrid({name}) = {per_candidate[name][1]:.4f}"
                 f" with {per_candidate[name][0]}"
             )
+            if _best({n: score for n, (_, score) in per_candidate.items()}) == name:
+                best = (b, reuse)
         chosen = _best({name: score for name, (_, score) in per_candidate.items()})
+        assert best is not None
         blend, discover_scores = tune_discover(
-            bundle=bundle(half_life, pop_half_life, m.HYBRID_START, fits[chosen].scorer),
-            holdout=tune,
-            blend=per_candidate[chosen][0],
+            bundle=best[0], holdout=tune, blend=per_candidate[chosen][0], reuse=best[1]
         )
+        del best, reuse
         if discover_scores:
             choice["discover_mix_scores"] = discover_scores
             log(
