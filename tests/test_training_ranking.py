@@ -204,6 +204,9 @@ def test_top_k_equals_a_full_sort_on_ties_and_missing_scores() -> None:
         "few distinct values": rng.integers(0, 4, (40, n)).astype(float),
         "all -inf": np.full((40, n), -np.inf),
         "ascending": np.tile(np.linspace(0.0, 1.0, n), (40, 1)),
+        "negative, with −0 and +0 (which tie)": np.where(
+            rng.random((40, n)) < 0.5, rng.choice([-0.0, 0.0], (40, n)), -np.abs(rng.standard_normal((40, n)))
+        ),
     }
     for name, scores in rows.items():
         scores = scores.astype(np.float32)

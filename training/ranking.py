@@ -482,13 +482,10 @@ def top_blended(
     if context == "buy-again":
         return _top_of(row, item, bought_vals, rows=rows, k=k)
     finite = np.isfinite(new_vals)
-    return _top_of(
-        np.concatenate([np.nonzero(finite)[0], row]),
-        np.concatenate([new_ids[finite], item]),
-        np.concatenate([new_vals[finite], bought_vals]),
-        rows=rows,
-        k=k,
-    )
+    row = np.concatenate([np.nonzero(finite)[0], row])
+    item = np.concatenate([new_ids[finite], item])
+    order = np.argsort(row * signals.bought.shape[1] + item)  # (row, item) order; the pairs are distinct
+    return _top_of(row[order], item[order], np.concatenate([new_vals[finite], bought_vals])[order], rows=rows, k=k)
 
 
 def _add_scaled(scores: np.ndarray, values: np.ndarray, weight: float) -> None:
@@ -540,11 +537,19 @@ def top_k(scores: np.ndarray, *, k: int) -> tuple[np.ndarray, np.ndarray]:
 def _top_of(
     row: np.ndarray, item: np.ndarray, value: np.ndarray, *, rows: int, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The k best of candidate (row, item, value) triples per row, as `top_k` returns them: best first,
-    ties towards the lower item, −inf padding."""
+    """The k best of candidate (row, item, value) triples given in (row, item) order, as `top_k`
+    returns them: best first, ties towards the lower item, −inf padding."""
     ids = np.zeros((rows, k), dtype=np.int64)
     vals = np.full((rows, k), -np.inf, dtype=np.float32)
-    order = np.lexsort((item, -value, row))
+    if value.dtype == np.float32:
+        # One stable sort of (row, descending value) packed in 64 bits: 7-10 times faster than
+        # lexsort on (row, −value). Float bits map to unsigned integers in the same order (negative
+        # floats have all bits flipped, the others the sign bit set); + 0 makes −0 into +0, which tie.
+        bits = (value + np.float32(0)).view(np.uint32)
+        ascending = np.where(bits >> np.uint32(31), ~bits, bits | np.uint32(1 << 31))
+        order = np.argsort((row.astype(np.uint64) << np.uint64(32)) | ~ascending, kind="stable")
+    else:
+        order = np.lexsort((-value, row))
     row, item, value = row[order], item[order], value[order]
     rank = np.arange(len(row)) - np.searchsorted(row, np.arange(rows))[row]
     keep = rank < k
