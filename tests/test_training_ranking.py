@@ -138,7 +138,7 @@ def test_split_events_taken_from_all_lines_equal_events_built_from_the_split(sma
         taken = every.of_baskets(m.baskets_of(inter, lines))
         for name in ("keys", "pair", "day", "baskets", "first_day", "last_day", "basket"):
             np.testing.assert_array_equal(getattr(taken, name), getattr(direct, name), err_msg=name)
-        popular = m.popularity_lines(inter).events(inter, lines)
+        popular = m.popularity_lines(inter).events(lines)
         for got, expected in zip(popular, m.popularity_events(inter.subset(lines)), strict=True):
             np.testing.assert_array_equal(got, expected)
 

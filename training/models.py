@@ -139,7 +139,11 @@ def build_history(
 ) -> History:
     """Per (customer, item): baskets, first and last purchase day and the decayed basket count."""
     ev = events if events is not None else basket_events(interactions)
-    weights = decay(age_days=reference_day - ev.day, half_life=half_life)
+    if not math.isfinite(half_life):  # every basket weighs 1 (see decay): the decayed count is the basket count
+        decayed = ev.baskets
+    else:
+        weights = decay(age_days=reference_day - ev.day, half_life=half_life)
+        decayed = np.bincount(ev.pair, weights=weights, minlength=len(ev.keys)).astype(np.float32)
     users = ev.keys // ev.n_items
     indptr = np.concatenate([[0], np.cumsum(np.bincount(users, minlength=ev.n_users))]).astype(np.int64)
     return History(
@@ -148,7 +152,7 @@ def build_history(
         baskets=ev.baskets,
         first_day=ev.first_day,
         last_day=ev.last_day,
-        decayed=np.bincount(ev.pair, weights=weights, minlength=len(ev.keys)).astype(np.float32),
+        decayed=decayed,
         reference_day=float(reference_day),
         half_life=float(half_life),
     )
@@ -163,19 +167,22 @@ def history_matrix(history: History, *, n_items: int) -> sp.csr_matrix:
 class PopularityLines:
     """Every line ordered by (customer, item, calendar day), file order within: in any set of these
     lines, the first of each group is that set's popularity event, so each split takes its events
-    with a mask instead of sorting its lines again."""
+    with a mask instead of sorting its lines again. Items and days are kept in that order too: a
+    split's events are then read in order, not gathered from all over the lines."""
 
     line: np.ndarray  # line index, in group order
     group: np.ndarray  # group number per position (non-decreasing)
+    item: np.ndarray  # the lines' items, in group order
+    day: np.ndarray  # the lines' days, in group order
 
-    def events(self, interactions: Interactions, keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def events(self, keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """`popularity_events` of the lines where `keep` is true (all lines when None)."""
-        line, group = self.line, self.group
-        if keep is not None:
-            kept = keep[line]
-            line, group = line[kept], group[kept]
-        first = line[run_starts(group)]
-        return interactions.item[first], interactions.day[first]
+        if keep is None:
+            first = run_starts(self.group)
+        else:
+            kept = np.flatnonzero(keep[self.line])
+            first = kept[run_starts(self.group[kept])]
+        return self.item[first], self.day[first]
 
 
 def popularity_lines(interactions: Interactions) -> PopularityLines:
@@ -184,12 +191,17 @@ def popularity_lines(interactions: Interactions) -> PopularityLines:
     key = (interactions.user.astype(np.int64) * interactions.n_items + interactions.item) * 100_000 + day
     line = stable_argsort(key)
     key = key[line]
-    return PopularityLines(line=line, group=np.cumsum(np.r_[False, key[1:] != key[:-1]]) if len(key) else key)
+    return PopularityLines(
+        line=line,
+        group=np.cumsum(np.r_[False, key[1:] != key[:-1]]) if len(key) else key,
+        item=interactions.item[line],
+        day=interactions.day[line],
+    )
 
 
 def popularity_events(interactions: Interactions) -> tuple[np.ndarray, np.ndarray]:
     """(item, day) of each customer's first purchase of an item on a calendar day (half-life independent)."""
-    return popularity_lines(interactions).events(interactions)
+    return popularity_lines(interactions).events()
 
 
 def popularity(

@@ -246,7 +246,7 @@ class Lines:
     def popularity_events(self) -> tuple[np.ndarray, np.ndarray]:
         if self._popularity_events is None:
             if self._popular is not None:
-                self._popularity_events = self._popular.events(self.interactions, self.keep)
+                self._popularity_events = self._popular.events(self.keep)
             else:
                 self._popularity_events = m.popularity_events(self._subset())
         return self._popularity_events
