@@ -220,59 +220,34 @@ def popularity(
 TIMELINE_SNAPSHOTS = 256
 
 
-@dataclass(frozen=True)
-class TimelineCells:
-    """What a popularity timeline needs of its events at any half-life (tuning tries several): the
-    snapshot days and, per event, its (snapshot, item) cell and its age on that snapshot's day."""
-
-    days: np.ndarray
-    step: float
-    cell: np.ndarray
-    age: np.ndarray
-
-
-def timeline_cells(*, item: np.ndarray, day: np.ndarray, n_items: int, snapshots: int) -> TimelineCells | None:
-    """Snapshots evenly spaced over the events' days (None without events)."""
-    if not len(day):
-        return None
-    start, end = float(day.min()), float(day.max())
-    step = max((end - start) / snapshots, 1e-6) * (1 + 1e-9)
-    days = start + step * np.arange(snapshots + 1)  # days[-1] > end: the last snapshot has every line
-    bucket = _snapshot_after(days, day)
-    return TimelineCells(
-        days=days, step=step, cell=bucket * n_items + item, age=days[np.minimum(bucket, snapshots)] - day
-    )
-
-
 def popularity_timeline(
     *,
     interactions: Interactions,
     half_life: float,
     events: tuple[np.ndarray, np.ndarray] | None = None,
     snapshots: int = TIMELINE_SNAPSHOTS,
-    cells: TimelineCells | None = None,
 ) -> PopularityTimeline:
     """`popularity` as of evenly spaced days over the lines' span (the first snapshot is empty, the last
-    counts every line), each snapshot scaled to max 1; at most `snapshots` + 1 rows of n_items floats.
-    `cells` (of these events, `snapshots` apart) saves recomputing them for another half-life."""
+    counts every line), each snapshot scaled to max 1; at most `snapshots` + 1 rows of n_items floats."""
+    item, day = events if events is not None else popularity_events(interactions)
     n_items = interactions.n_items
-    if cells is None:
-        item, day = events if events is not None else popularity_events(interactions)
-        cells = timeline_cells(item=item, day=day, n_items=n_items, snapshots=snapshots)
-    if cells is None:
+    if not len(day):
         return PopularityTimeline(days=np.zeros(1), values=np.zeros((1, n_items), dtype=np.float32))
-    snapshots = len(cells.days) - 1
+    start, end = float(day.min()), float(day.max())
+    step = max((end - start) / snapshots, 1e-6) * (1 + 1e-9)
+    days = start + step * np.arange(snapshots + 1)  # days[-1] > end: the last snapshot has every line
+    bucket = _snapshot_after(days, day)
     # Each line's weight as of its bucket's day, summed per (bucket, item) in one pass (no sort).
-    weights = decay(age_days=cells.age, half_life=half_life)
-    added = np.bincount(cells.cell, weights=weights, minlength=(snapshots + 2) * n_items)
+    weights = decay(age_days=days[np.minimum(bucket, snapshots)] - day, half_life=half_life)
+    added = np.bincount(bucket * n_items + item, weights=weights, minlength=(snapshots + 2) * n_items)
     added = added.reshape(snapshots + 2, n_items)
     values = np.zeros((snapshots + 1, n_items), dtype=np.float64)
-    step_decay = decay(age_days=np.array(cells.step), half_life=half_life)
+    step_decay = decay(age_days=np.array(step), half_life=half_life)
     for k in range(1, snapshots + 1):
         values[k] = values[k - 1] * step_decay + added[k]
     top = values.max(axis=1, keepdims=True)
     np.divide(values, top, out=values, where=top > 0)
-    return PopularityTimeline(days=cells.days, values=values.astype(np.float32))
+    return PopularityTimeline(days=days, values=values.astype(np.float32))
 
 
 def _snapshot_after(days: np.ndarray, day: np.ndarray) -> np.ndarray:

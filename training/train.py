@@ -231,7 +231,6 @@ class Lines:
         self._popularity: dict[float, np.ndarray] = {}
         self._history: tuple[float, History] | None = None  # the last one: tuning asks for it again and again
         self._timelines: dict[float, PopularityTimeline] = {}
-        self._cells: m.TimelineCells | None = None  # shared by the timelines of every half-life
 
     def _subset(self) -> Interactions:
         return self.interactions if self.keep is None else self.interactions.subset(self.keep)
@@ -277,13 +276,8 @@ class Lines:
 
     def timeline(self, half_life: float) -> PopularityTimeline:
         if half_life not in self._timelines:
-            if self._cells is None:
-                item, day = self.popularity_events
-                self._cells = m.timeline_cells(
-                    item=item, day=day, n_items=self.interactions.n_items, snapshots=m.TIMELINE_SNAPSHOTS
-                )
             self._timelines[half_life] = m.popularity_timeline(
-                interactions=self.interactions, half_life=half_life, events=self.popularity_events, cells=self._cells
+                interactions=self.interactions, half_life=half_life, events=self.popularity_events
             )
         return self._timelines[half_life]
 
