@@ -1,7 +1,9 @@
 """The one ranking core: a model bundle plus a customer's history → a ranked, filtered list.
 
-Offline evaluation and the service call the same `ModelBundle.score_rows` / `recommend_batch`, so
-offline metrics measure exactly what production serves.
+The service ranks with `ModelBundle.score_rows` / `recommend_batch` (`blend_scores`, then `top_k`);
+offline evaluation ranks the same signals with `top_blended`, which gives the same lists (tested)
+while sharing the dense work between the many blends tuning tries, so offline metrics measure
+exactly what production serves.
 
 Every model is the same blend of three per-item signals, each scaled to at most 1 per customer:
 
