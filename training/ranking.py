@@ -70,13 +70,6 @@ class History:
         offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
         return row_of, offsets + np.arange(total)
 
-    def bought_rows(self, rows: np.ndarray, n_items: int) -> sp.csr_matrix:
-        """Binary customer × item matrix of the given rows (for item-based collaborative scores)."""
-        row_of, pos = self.positions(rows)
-        return sp.csr_matrix(
-            (np.ones(len(pos), dtype=np.float32), (row_of, self.indices[pos])), shape=(len(rows), n_items)
-        )
-
 
 @dataclass(frozen=True)
 class Collaborative:
@@ -263,9 +256,10 @@ class ModelBundle:
         bought[row_of, item] = True
         cf = None
         if self.collaborative is not None:
-            cf = self.collaborative.user_scores(
-                users=np.where(known, safe, -1), bought=self.history.bought_rows(safe, self.n_items)
-            )
+            # The bought pairs already found, as the binary matrix item-based scorers multiply.
+            ones = np.ones(len(item), dtype=np.float32)
+            bought_matrix = sp.csr_matrix((ones, (row_of, item)), shape=(len(rows), self.n_items))
+            cf = self.collaborative.user_scores(users=np.where(known, safe, -1), bought=bought_matrix)
             cf[~known] = 0.0
             top = np.abs(cf).max(axis=1, keepdims=True)
             np.divide(cf, top, out=cf, where=top > 0)
