@@ -118,8 +118,8 @@ def main() -> None:
     os.environ["RECO_HOME"] = str(home)
     os.environ["REDIS_URL"] = redis_url
 
-    from training.features import BULK_TIMEOUT_S, apply_definitions, open_store, source_path
-    from training.features_online import write_view
+    from training.features.materialize import write_view
+    from training.features.store import BULK_TIMEOUT_S, apply_definitions, open_store, source_path
     from training.settings import load_settings
 
     settings = load_settings()
@@ -165,7 +165,7 @@ def main() -> None:
         # Feast's stock RedisOnlineStore.online_write_batch on the same input, for reference.
         from feast.infra.online_stores.redis import RedisOnlineStore
 
-        from training.features_online import iter_rows
+        from training.features.materialize import iter_rows
 
         stock = RedisOnlineStore()
         stock_rows = min(table.num_rows, 100_000)
@@ -183,7 +183,7 @@ def main() -> None:
         if args.feast_default_rows:
             from feast import FeatureStore, RepoConfig
 
-            from training.features import FEATURE_REPO, feast_dir, redis_connection_string
+            from training.features.store import FEATURE_REPO, feast_dir, redis_connection_string
 
             stock_config = RepoConfig(
                 project="reco",

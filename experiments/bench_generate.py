@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from training.synthetic import generate_store
+from training.data.synthetic import generate_store
 
 
 def main() -> None:

@@ -23,8 +23,9 @@ import time
 from itertools import islice
 from pathlib import Path
 
-from training.duck import connect
-from training.recaps import RecapJob, render_recap_html, render_recap_text
+from training.data.duck import connect
+from training.recaps.job import RecapJob
+from training.recaps.render import render_recap_html, render_recap_text
 
 
 def totals_sql(purchases: Path, year: int) -> str:
@@ -99,7 +100,7 @@ def main() -> None:
     if not purchases.exists():
         if args.customers is None:
             parser.error(f"{purchases} does not exist: generate a store or pass --customers N")
-        from training.synthetic import generate_store
+        from training.data.synthetic import generate_store
 
         items = min(50_000, max(1_000, args.customers // 20))
         made = generate_store(store, users=args.customers, items=items, years=2, seed=42, progress=True)

@@ -108,8 +108,8 @@ def main() -> None:
             [
                 sys.executable,
                 "-c",
-                "from training import registry; from training.settings import load_settings; "
-                "registry.champion(settings=load_settings(), name='reco')",
+                "from training.registry import publishing; from training.settings import load_settings; "
+                "publishing.champion(settings=load_settings(), name='reco')",
             ],
             env={**env, "RECO_HOME": str(template)},
             cwd=ROOT,

@@ -67,9 +67,10 @@ def main() -> None:
     import mlflow
 
     from training import models as m
-    from training.data import load_training_inputs
+    from training.data.load import load_training_inputs
     from training.evaluation import KS, TABLE_METRICS, Candidate, comparison_table, evaluate
-    from training.registry import client, use_experiment
+    from training.registry.loading import client
+    from training.registry.publishing import use_experiment
     from training.settings import load_settings
     from training.train import evaluate_on_test, fit_configuration, prepare
 

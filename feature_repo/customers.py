@@ -5,17 +5,17 @@ from datetime import timedelta
 from feast import Entity, FeatureView, Field, FileSource, ValueType
 from feast.types import Array, Float64, Int64, String, UnixTimestamp
 
-from training.features import source_path
+from training.features.names import CUSTOMER_PROFILE, CUSTOMER_RECENT_ITEMS, USER_ID, offline_source
 
 customer = Entity(
     name="customer",
-    join_keys=["user_id"],
+    join_keys=[USER_ID],
     value_type=ValueType.STRING,
     description="A shopper of the store, identified by the purchase file's user_id.",
 )
 
 customer_profile = FeatureView(
-    name="customer_profile",
+    name=CUSTOMER_PROFILE,
     entities=[customer],
     # Cumulative over the whole history: valid until a newer row replaces it.
     ttl=timedelta(0),
@@ -32,8 +32,8 @@ customer_profile = FeatureView(
         Field(name="top_categories", dtype=Array(String), description="Up to 3 categories by quantity."),
     ],
     source=FileSource(
-        name="customer_profile_source",
-        path=source_path("customer_profile"),
+        name=f"{CUSTOMER_PROFILE}_source",
+        path=offline_source(CUSTOMER_PROFILE),
         timestamp_field="event_timestamp",
     ),
     online=True,
@@ -41,7 +41,7 @@ customer_profile = FeatureView(
 )
 
 customer_recent_items = FeatureView(
-    name="customer_recent_items",
+    name=CUSTOMER_RECENT_ITEMS,
     entities=[customer],
     ttl=timedelta(days=365),
     schema=[
@@ -51,8 +51,8 @@ customer_recent_items = FeatureView(
         Field(name="buy_again_orders", dtype=Array(Int64), description="Orders containing each buy-again item."),
     ],
     source=FileSource(
-        name="customer_recent_items_source",
-        path=source_path("customer_recent_items"),
+        name=f"{CUSTOMER_RECENT_ITEMS}_source",
+        path=offline_source(CUSTOMER_RECENT_ITEMS),
         timestamp_field="event_timestamp",
     ),
     online=True,

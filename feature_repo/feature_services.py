@@ -9,20 +9,22 @@ from feast import FeatureService
 from items import item_stats
 from recaps import customer_year_recap
 
+from training.features.names import ITEMS_SERVICE, RECAP_SERVICE, RECOMMEND_SERVICE
+
 recommend_v1 = FeatureService(
-    name="recommend_v1",
+    name=RECOMMEND_SERVICE,
     features=[customer_profile, customer_recent_items],
     description="Per-request customer features for ranking: profile, recent and buy-again items.",
 )
 
 items_v1 = FeatureService(
-    name="items_v1",
+    name=ITEMS_SERVICE,
     features=[item_stats],
     description="Item availability, price, category and popularity for filtering and reasons.",
 )
 
 recap_v1 = FeatureService(
-    name="recap_v1",
+    name=RECAP_SERVICE,
     features=[customer_year_recap],
     description="A customer's yearly recap; entity rows carry user_id and year.",
 )

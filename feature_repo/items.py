@@ -5,17 +5,17 @@ from datetime import timedelta
 from feast import Entity, FeatureView, Field, FileSource, ValueType
 from feast.types import Bool, Float64, Int64, String, UnixTimestamp
 
-from training.features import source_path
+from training.features.names import ITEM_ID, ITEM_STATS, offline_source
 
 item = Entity(
     name="item",
-    join_keys=["item_id"],
+    join_keys=[ITEM_ID],
     value_type=ValueType.STRING,
     description="A catalog item (or an item seen in purchases but missing from the catalog).",
 )
 
 item_stats = FeatureView(
-    name="item_stats",
+    name=ITEM_STATS,
     entities=[item],
     # Popularity windows end at the build's as-of time: stale once a few builds are missed.
     ttl=timedelta(days=30),
@@ -32,8 +32,8 @@ item_stats = FeatureView(
         Field(name="last_sold", dtype=UnixTimestamp),
     ],
     source=FileSource(
-        name="item_stats_source",
-        path=source_path("item_stats"),
+        name=f"{ITEM_STATS}_source",
+        path=offline_source(ITEM_STATS),
         timestamp_field="event_timestamp",
     ),
     online=True,

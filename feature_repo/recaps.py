@@ -6,17 +6,17 @@ from customers import customer
 from feast import Entity, FeatureView, Field, FileSource, ValueType
 from feast.types import Int64, String
 
-from training.features import source_path
+from training.features.names import CUSTOMER_YEAR_RECAP, YEAR, offline_source
 
 year = Entity(
     name="year",
-    join_keys=["year"],
+    join_keys=[YEAR],
     value_type=ValueType.INT64,
     description="Calendar year (UTC) a recap covers.",
 )
 
 customer_year_recap = FeatureView(
-    name="customer_year_recap",
+    name=CUSTOMER_YEAR_RECAP,
     entities=[customer, year],
     ttl=timedelta(0),
     schema=[
@@ -25,8 +25,8 @@ customer_year_recap = FeatureView(
         Field(name="model_version", dtype=String),
     ],
     source=FileSource(
-        name="customer_year_recap_source",
-        path=source_path("customer_year_recap"),
+        name=f"{CUSTOMER_YEAR_RECAP}_source",
+        path=offline_source(CUSTOMER_YEAR_RECAP),
         timestamp_field="event_timestamp",
     ),
     online=True,

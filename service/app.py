@@ -24,7 +24,7 @@ from fastapi.telemetry import TelemetryConfig
 
 from service.config import ServiceSettings, load_service_settings
 from service.errors import install_error_handlers, unexpected_error
-from service.events import EventStore
+from service.events.store import EventStore
 from service.features import OnlineFeatures
 from service.observability import RequestContextMiddleware, configure_logging
 from service.routes import admin, baskets, events, recaps, recipes, recommendations

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from training.ranking import ModelBundle
+from training.core.bundle import ModelBundle
 
 log = logging.getLogger("reco.service.candidates")
 

@@ -1,44 +1,123 @@
-"""The service's settings: the shared `training.settings.Settings` plus what only serving needs.
+"""The service's settings: the shared `training.settings.Settings` plus what only serving needs
+(API keys and their scopes, timeouts, filters, the recap page).
 
-Built once per process (in `create_app`); reading the environment is all it does.
+Built once per process (in `create_app`); reading the environment is all it does. Each field reads
+one environment variable, named in its `validation_alias` (docs/configuration.md lists them all).
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import Field, field_validator
 
 from training.settings import Settings, build_settings
 
-
-def _env(name: str) -> AliasChoices:
-    return AliasChoices(name, name.lower().removeprefix("reco_"))
+SCOPES = ("recommend", "recaps", "events", "admin")
 
 
 class ServiceSettings(Settings):
-    """Settings of `reco serve` (environment variable names in the aliases)."""
+    """Settings of `reco serve`."""
 
-    recipes_path: Path | None = Field(default=None, validation_alias=_env("RECO_RECIPES"))
-    reload_poll_seconds: float = Field(default=30.0, ge=0, validation_alias=_env("RECO_RELOAD_POLL_SECONDS"))
-    feature_timeout_ms: float = Field(default=50.0, gt=0, le=5_000, validation_alias=_env("RECO_FEATURE_TIMEOUT_MS"))
-    # After a failed online-store read, skip the store for this long (answer degraded at once).
-    feature_backoff_seconds: float = Field(default=5.0, ge=0, validation_alias=_env("RECO_FEATURE_BACKOFF_SECONDS"))
-    item_refresh_seconds: float = Field(default=60.0, ge=0, validation_alias=_env("RECO_ITEM_REFRESH_SECONDS"))
-    features: bool = Field(default=True, validation_alias=_env("RECO_FEATURES"))
-    # Items bought this recently (online features or posted events) are not recommended again.
-    just_bought_hours: float = Field(default=24.0, ge=0, validation_alias=_env("RECO_JUST_BOUGHT_HOURS"))
-    # "Now" for demos and tests on historical data; unset = the wall clock.
-    now: datetime | None = Field(default=None, validation_alias=_env("RECO_NOW"))
-    # Per-customer top-N "home" candidates cached per model version (0 = rank every request).
-    candidates: int = Field(default=50, ge=0, le=1_000, validation_alias=_env("RECO_CANDIDATES"))
-    precompute_candidates: bool = Field(default=True, validation_alias=_env("RECO_PRECOMPUTE_CANDIDATES"))
-    # At most 1,000 (the request schema's hard cap); lower it to bound a request's write.
-    max_events_per_request: int = Field(default=1_000, ge=1, le=1_000, validation_alias=_env("RECO_MAX_EVENTS"))
-    # The recap email page (format=html), as `reco recaps build --store-name/--currency` renders it.
-    recap_store_name: str = Field(default="us", min_length=1, validation_alias=_env("RECO_STORE_NAME"))
-    recap_currency: str = Field(default="£", min_length=1, validation_alias=_env("RECO_CURRENCY"))
+    api_keys_json: str = Field(
+        default="{}",
+        validation_alias="RECO_API_KEYS",
+        description='JSON {"<key>": [scopes]}; scopes among recommend, recaps, events, admin.',
+    )
+    auth: Literal["enabled", "disabled"] = Field(
+        default="enabled", validation_alias="RECO_AUTH", description="`disabled` only for a local demo."
+    )
+    recipes_path: Path | None = Field(
+        default=None,
+        validation_alias="RECO_RECIPES",
+        description="Recipes for shop-by-recipe (default: RECO_HOME/recipes.json, else the demo store's).",
+    )
+    reload_poll_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        validation_alias="RECO_RELOAD_POLL_SECONDS",
+        description="How often the service checks where the model alias points (0: never).",
+    )
+    feature_timeout_ms: float = Field(
+        default=50.0,
+        gt=0,
+        le=5_000,
+        validation_alias="RECO_FEATURE_TIMEOUT_MS",
+        description="Online-store read budget per request before answering degraded.",
+    )
+    feature_backoff_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        validation_alias="RECO_FEATURE_BACKOFF_SECONDS",
+        description="Skip the online store this long after it failed (answers degraded at once).",
+    )
+    item_refresh_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        validation_alias="RECO_ITEM_REFRESH_SECONDS",
+        description="How often the service checks item_stats for availability (0: never).",
+    )
+    features: bool = Field(
+        default=True, validation_alias="RECO_FEATURES", description="Read the online store at all (false: model only)."
+    )
+    just_bought_hours: float = Field(
+        default=24.0,
+        ge=0,
+        validation_alias="RECO_JUST_BOUGHT_HOURS",
+        description="Items bought this recently (online features or posted events) are not recommended.",
+    )
+    now: datetime | None = Field(
+        default=None,
+        validation_alias="RECO_NOW",
+        description="The service's 'now' for demos and tests on historical data (unset: the wall clock).",
+    )
+    candidates: int = Field(
+        default=50,
+        ge=0,
+        le=1_000,
+        validation_alias="RECO_CANDIDATES",
+        description="Per-customer home candidates cached per model version (0: rank every request).",
+    )
+    precompute_candidates: bool = Field(
+        default=True,
+        validation_alias="RECO_PRECOMPUTE_CANDIDATES",
+        description="Fill the candidate cache for every customer in the background after a load.",
+    )
+    max_events_per_request: int = Field(
+        default=1_000,
+        ge=1,
+        le=1_000,
+        validation_alias="RECO_MAX_EVENTS",
+        description="Events accepted per request (at most 1,000, the request schema's cap).",
+    )
+    recap_store_name: str = Field(
+        default="us",
+        min_length=1,
+        validation_alias="RECO_STORE_NAME",
+        description="How the recap page names the shop.",
+    )
+    recap_currency: str = Field(
+        default="£", min_length=1, validation_alias="RECO_CURRENCY", description="How the recap page shows money."
+    )
+
+    @field_validator("api_keys_json")
+    @classmethod
+    def _valid_api_keys(cls, value: str) -> str:
+        try:
+            keys = json.loads(value or "{}")
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"RECO_API_KEYS is not valid JSON ({exc.msg})") from None
+        if not isinstance(keys, dict) or not all(
+            isinstance(k, str) and isinstance(v, list) and set(v) <= set(SCOPES) for k, v in keys.items()
+        ):
+            raise ValueError(
+                'RECO_API_KEYS must be a JSON object {"<key>": [scopes]} with scopes among ' + ", ".join(SCOPES)
+            )
+        return value
 
     @field_validator("now")
     @classmethod
@@ -46,6 +125,11 @@ class ServiceSettings(Settings):
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value
+
+    @cached_property
+    def api_keys(self) -> dict[str, frozenset[str]]:
+        """API key → the scopes it grants."""
+        return {key: frozenset(scopes) for key, scopes in json.loads(self.api_keys_json or "{}").items()}
 
     @property
     def events_db(self) -> Path:
@@ -57,18 +141,15 @@ class ServiceSettings(Settings):
         return self.now or datetime.now(UTC)
 
     def recipes_file(self) -> Path | None:
-        """recipes.json: RECO_RECIPES, else the demo store's under RECO_HOME, else RECO_HOME/recipes.json."""
+        """recipes.json: RECO_RECIPES, else RECO_HOME/recipes.json, else the demo store's under RECO_HOME."""
         candidates = (
             [self.recipes_path]
             if self.recipes_path
-            else [
-                self.home / "recipes.json",
-                self.home / "demo" / "store" / "recipes.json",
-            ]
+            else [self.home / "recipes.json", self.home / "demo" / "store" / "recipes.json"]
         )
         return next((p for p in candidates if p is not None and p.exists()), None)
 
 
 def load_service_settings(**overrides: object) -> ServiceSettings:
-    """Build the settings, turning a validation error into one readable sentence."""
+    """The service's settings from the environment, with `overrides` (field names) on top."""
     return build_settings(ServiceSettings, **overrides)

@@ -13,7 +13,7 @@ from fastapi.security import APIKeyHeader
 
 from service.config import ServiceSettings
 from service.errors import MissingApiKey, MissingScope, UnknownApiKey
-from service.events import EventStore
+from service.events.store import EventStore
 from service.features import OnlineFeatures
 from service.state import LoadedModel, Services
 

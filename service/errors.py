@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.observability import current_request_id
-from training.errors import RecoError
+from training.core.errors import RecoError
 
 log = logging.getLogger("reco.service")
 

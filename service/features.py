@@ -35,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from service.observability import FEATURE_SECONDS, STALE_FEATURES, labelled, redact
-from training.columns import UNREQUESTABLE_ID
+from training.core.columns import UNREQUESTABLE_ID
 
 if TYPE_CHECKING:
     from service.config import ServiceSettings
@@ -149,7 +149,7 @@ class OnlineFeatures:
             self.error = "disabled by RECO_FEATURES"
             return
         try:
-            from training.features import online_store_kind, open_store
+            from training.features.store import online_store_kind, open_store
 
             store = open_store(self.settings, socket_timeout=max(self.timeout, 0.02))
             self._services = {
@@ -173,7 +173,7 @@ class OnlineFeatures:
             self.store = store
             self.kind = online_store_kind(store.config)
             if self.kind == "redis":
-                from training.features_redis import HashReader
+                from service.online.redis_reader import HashReader
 
                 # Both views are keyed by user_id, so they live in one Redis hash: one HMGET reads
                 # them (Feast's online_read_async costs one round trip per view).
@@ -234,7 +234,7 @@ class OnlineFeatures:
     async def _read_customer_async(self, user_id: str) -> dict[str, Any]:
         """Redis: both views in one HMGET on the event loop (no thread hop), decoded straight from
         the reply (`HashReader.python_row`: the row `_customer_row` makes of Feast's view reads)."""
-        key = self._reader.key.string("user_id", user_id)
+        key = self._reader.key.string_key("user_id", user_id)
         raw = await self._bounded(lambda: self._reader.read_raw(key), group="customer")
         row, stale = self._reader.python_row(raw, now=self.settings.clock().timestamp(), ttls=self._customer_ttls)
         for view in stale:
@@ -341,7 +341,7 @@ class OnlineFeatures:
             requested = refresh.requested(chunk)
             if self.kind == "redis":
                 reader = self._item_reader(requested)
-                refresh.add_raw(chunk, reader, reader.raw_many([reader.key.string("item_id", i) for i in chunk]))
+                refresh.add_raw(chunk, reader, reader.raw_many([reader.key.string_key("item_id", i) for i in chunk]))
             else:
                 refresh.add_rows(chunk, self._online_read_items(chunk, requested))
         return self._set_catalog(refresh)
@@ -351,7 +351,7 @@ class OnlineFeatures:
         `training.features_redis.writes_key`); None when the store cannot tell (SQLite, Redis down)."""
         if self.store is None or self.kind != "redis":
             return None
-        from training.features_redis import writes_key
+        from training.features.encoding import writes_key
 
         try:
             client = self._provider.online_store._get_client(self.store.config.online_store)
@@ -362,7 +362,7 @@ class OnlineFeatures:
         return int(value or 0)
 
     def _item_reader(self, requested: tuple[str, ...]) -> Any:
-        from training.features_redis import HashReader
+        from service.online.redis_reader import HashReader
 
         reader = self._item_readers.get(requested)
         if reader is None:
@@ -481,7 +481,7 @@ def _fresh(event_ts: datetime | None, ttl: timedelta | None, now: datetime) -> b
 
 def _decode(per_view: list[dict[str, Any] | None]) -> dict[str, Any]:
     """ValueProtos of several views → one {feature: python value} row (a missing view adds nothing)."""
-    from training.features_redis import python_value
+    from training.features.encoding import python_value
 
     return {name: python_value(value) for values in per_view for name, value in (values or {}).items()}
 

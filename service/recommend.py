@@ -22,7 +22,7 @@ import numpy as np
 from service.candidates import top_from_candidates
 from service.features import CustomerFeatures, ItemCatalog
 from service.state import LoadedModel
-from training.columns import UNREQUESTABLE_ID
+from training.core.columns import UNREQUESTABLE_ID
 
 FALLBACK_CHAIN = ("model", "item-to-item", "popular-in-category", "popular")
 _SEED_ITEMS = 5
@@ -226,16 +226,7 @@ def _closest_bought(model: LoadedModel, item: int, bought: np.ndarray) -> int | 
     cf = model.bundle.collaborative
     if cf is None or len(bought) == 0:
         return None
-    if cf.kind == "factors" and cf.item_factors is not None:
-        vectors = cf.item_factors[bought]
-        target = cf.item_factors[item]
-        sims = vectors @ target / ((np.linalg.norm(vectors, axis=1) + 1e-9) * (np.linalg.norm(target) + 1e-9))
-    elif cf.kind == "item_similarity" and cf.similarity is not None:
-        sims = np.asarray(cf.similarity[item, bought].todense()).reshape(-1)
-    elif cf.item_dense is not None:
-        sims = cf.item_dense[bought, item] + cf.item_dense[item, bought]
-    else:
-        return None
+    sims = cf.similarity_to(item, bought)
     best = int(np.argmax(sims))
     return int(bought[best]) if sims[best] > 0 else None
 
@@ -326,7 +317,7 @@ def complete_basket(
         if i is not None:
             allowed[i] = False
     scores = np.where(allowed & (scores > 0), scores, -np.inf)
-    from training.ranking import top_k
+    from training.core.topk import top_k
 
     ids, vals = top_k(scores[None, :], k=k)
     items = []

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from training.columns import ID_MAX_LENGTH
+from training.core.columns import ID_MAX_LENGTH
 
 Context = Literal["home", "buy-again", "discover"]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX_LENGTH)]

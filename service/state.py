@@ -23,9 +23,9 @@ from service.observability import MODEL_RELOADS, redact, set_model_info
 
 if TYPE_CHECKING:
     from service.config import ServiceSettings
-    from service.events import EventStore
+    from service.events.store import EventStore
     from service.features import OnlineFeatures
-    from training.ranking import ModelBundle
+    from training.core.bundle import ModelBundle
 
 log = logging.getLogger("reco.service.model")
 
@@ -66,7 +66,7 @@ class ModelHolder:
 
     def reload(self, *, force: bool = False) -> ReloadResult:
         """Resolve the model URI; when it names another version (or `force`), load and swap it in."""
-        from training.registry import load_bundle, resolve_version
+        from training.registry.loading import load_bundle, resolve_version
 
         started = time.perf_counter()
         with self._lock:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from training import columns as col
-from training.synthetic import generate_store
+from training.core import columns as col
+from training.data.synthetic import generate_store
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 
@@ -62,7 +62,7 @@ def messy_store(small_store: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def purchase_lines(rows: list[tuple], *, price: float | None = None) -> pa.Table:
     """Known-answer purchases: (user, item, time[, order_id]) rows → a contract table, quantity 1 and
     `price` on every line (no order_id column values when the rows have none)."""
-    from training.data import PURCHASE_SCHEMA
+    from training.data.contract import PURCHASE_SCHEMA
 
     n = len(rows)
     return pa.table(

@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from training.data import load_catalog, load_purchases
-from training.errors import InvalidCatalog, InvalidPurchases
+from training.data.contract import InvalidCatalog, InvalidPurchases
+from training.data.load import load_catalog, load_purchases
 
 HEADER = "user_id,item_id,timestamp,quantity,price,order_id\n"
 GOOD_ROWS = [
@@ -194,7 +194,7 @@ def test_typed_files_skip_the_sql_pass_with_the_same_result(
     gives the table the SQL pass gives: timestamps of any zone or none (taken as UTC) in UTC
     microseconds, missing quantities 1, integer prices as floats, missing prices and orders null.
     One row that a check rejects sends the whole file through the SQL pass, which names it."""
-    import training.data as data
+    import training.data.load as data
 
     paris = [datetime(2025, 3, 1, 10, tzinfo=UTC).timestamp() * 1000 + 3_600_000 * n for n in range(4)]
     files = {

@@ -19,9 +19,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import redis_url_or_skip
-from training.errors import RecoError
-from training.features import FEATURE_REPO, build, materialize, open_store, redis_connection_string
-from training.settings import Settings
+from training.core.errors import RecoError
+from training.features.build import build
+from training.features.materialize import materialize
+from training.features.store import FEATURE_REPO, open_store, redis_connection_string
+from training.settings import Settings, load_settings
 
 REDIS_DB = 14
 SAMPLE = 25
@@ -108,7 +110,7 @@ def expected_item(df: pd.DataFrame, catalog: pd.DataFrame, item: str) -> dict[st
 
 
 def _settings(home: Path, redis_url: str | None) -> Settings:
-    return Settings(home=home, redis_url=redis_url)
+    return load_settings(home=home, redis_url=redis_url)
 
 
 def _read(settings: Settings, service: str, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
@@ -188,7 +190,7 @@ def test_entity_keys_from_wire_form_equal_feasts() -> None:
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
 
-    from training.features_online import _string_entity_keys
+    from training.features.encoding import string_entity_keys as _string_entity_keys
 
     ids = ["C1", "", "é" * 62, "x" * 125, "y" * 126, "z" * 300]
     want = [EntityKey(join_keys=["user_id"], entity_values=[Value(string_val=i)]) for i in ids]
@@ -265,7 +267,7 @@ def test_build_and_materialize_twice_is_idempotent(redis_home: Settings, messy_s
 def test_parallel_writers_give_the_same_online_values(redis_home: Settings, sample) -> None:
     """Big Redis loads are split over forked writer processes: same keys, same values."""
 
-    from training.features_online import write_view
+    from training.features.materialize import write_view
 
     client = _redis(redis_home)
     snapshot = _hashes(client)
@@ -303,7 +305,7 @@ def test_feature_view_ttls_and_redis_key_ttl(redis_home: Settings, sample) -> No
     client = _redis(redis_home)
     key = next(iter(_hashes(client)))
     assert client.ttl(key) == -1, "no key TTL unless configured"
-    from training.features_online import write_view
+    from training.features.materialize import write_view
 
     with_ttl = open_store(redis_home, key_ttl_seconds=3600, skip_dedup=True)
     write_view(with_ttl, with_ttl.get_feature_view("item_stats"), redis_home.feature_data_dir / "item_stats.parquet")
@@ -312,7 +314,7 @@ def test_feature_view_ttls_and_redis_key_ttl(redis_home: Settings, sample) -> No
     assert len(ttl_keys) == pq.read_metadata(redis_home.feature_data_dir / "item_stats.parquet").num_rows
 
     # The key TTL really evicts: an item rewritten with a 1-second TTL is read back as missing.
-    from training.features_online import iter_rows
+    from training.features.materialize import iter_rows
 
     source = pq.read_table(redis_home.feature_data_dir / "item_stats.parquet")
     one_item = source.filter(pc.equal(source.column("item_id"), items[0]))
@@ -394,8 +396,9 @@ def test_fast_redis_store_writes_the_same_bytes_as_feasts(redis_home: Settings, 
     """FastRedisOnlineStore.online_write_batch = RedisOnlineStore's, byte for byte (one- and two-key views)."""
     from feast.infra.online_stores.redis import RedisOnlineStore
 
-    from training.features_online import iter_rows
-    from training.features_redis import FastRedisOnlineStore, writes_key
+    from training.features.encoding import writes_key
+    from training.features.materialize import iter_rows
+    from training.features.redis_store import FastRedisOnlineStore
 
     client = _redis(redis_home)
     store = open_store(redis_home, skip_dedup=skip_dedup)
@@ -449,7 +452,7 @@ def test_one_hmget_reader_returns_what_feasts_async_read_returns(redis_home: Set
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
 
-    from training.features_redis import HashReader
+    from service.online.redis_reader import HashReader
 
     users, _ = sample
     store = open_store(redis_home)
@@ -474,7 +477,7 @@ def test_one_hmget_reader_returns_what_feasts_async_read_returns(redis_home: Set
 
 
 def _recommend_reader(settings: Settings) -> Any:
-    from training.features_redis import HashReader
+    from service.online.redis_reader import HashReader
 
     store = open_store(settings)
     return HashReader(store._get_provider().online_store, store.config, _recommend_views(store))
@@ -487,7 +490,7 @@ def test_concurrent_reads_each_get_their_own_row(redis_home: Settings, sample) -
 
     users, _ = sample
     reader = _recommend_reader(redis_home)
-    keys = [reader.key.string("user_id", u) for u in [*users, "no-such-customer"]]
+    keys = [reader.key.string_key("user_id", u) for u in [*users, "no-such-customer"]]
 
     async def scenario() -> tuple[list[Any], list[Any]]:
         one_by_one = [await reader.read_key(key) for key in keys]
@@ -508,7 +511,7 @@ def test_an_error_reply_in_a_batch_answers_only_its_own_read(redis_home: Setting
 
     users, _ = sample
     reader = _recommend_reader(redis_home)
-    first, second = (reader.key.string("user_id", u) for u in users[:2])
+    first, second = (reader.key.string_key("user_id", u) for u in users[:2])
     wrong = b"reco-test:not-a-hash"
     _redis(redis_home).set(wrong, b"plain string")
 
@@ -534,11 +537,11 @@ def test_python_row_is_the_decoded_view_reads_minus_stale_views(redis_home: Sett
     python_value, views without a value left out; a view past its ttl is left out and named."""
     import asyncio
 
-    from training.features_redis import python_value
+    from training.features.encoding import python_value
 
     users, _ = sample
     reader = _recommend_reader(redis_home)
-    keys = [reader.key.string("user_id", u) for u in [*users, "no-such-customer"]]
+    keys = [reader.key.string_key("user_id", u) for u in [*users, "no-such-customer"]]
 
     async def read_all() -> list[Any]:
         return [await reader.read_raw(key) for key in keys]
@@ -575,7 +578,7 @@ def test_a_read_cut_short_never_answers_another(redis_home: Settings, sample) ->
 
     users, _ = sample
     reader = _recommend_reader(redis_home)
-    first, second = (reader.key.string("user_id", u) for u in users[:2])
+    first, second = (reader.key.string_key("user_id", u) for u in users[:2])
 
     async def cut_short(key: bytes) -> None:
         with pytest.raises(TimeoutError):

@@ -19,23 +19,12 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image as image
 
-from training.data import load_catalog, load_purchases
-from training.recaps import (
-    PERSONA_RULES,
-    SHORT_PERSONA,
-    InvalidOptOut,
-    RecapJob,
-    RecapOptions,
-    build_recap,
-    build_recaps,
-    email_file_stem,
-    manifest_path,
-    publish_recaps,
-    read_opt_out,
-    render_recap_html,
-    render_recap_text,
-    sensitive_item_ids,
-)
+from training.data.load import load_catalog, load_purchases
+from training.recaps.build import build_recap, build_recaps
+from training.recaps.emails import email_file_stem
+from training.recaps.job import InvalidOptOut, RecapJob, manifest_path, publish_recaps, read_opt_out, sensitive_item_ids
+from training.recaps.render import render_recap_html, render_recap_text
+from training.recaps.rules import PERSONA_RULES, SHORT_PERSONA, RecapOptions
 from training.settings import load_settings
 
 YEAR = 2025
@@ -159,7 +148,7 @@ def _rows_by_customer(purchases: pa.Table) -> dict[str, list[dict[str, Any]]]:
 
 def _table(rows: list[tuple[Any, ...]]) -> pa.Table:
     """Purchases in the contract's schema from (user, item, ISO time, quantity, price, order)."""
-    from training.data import PURCHASE_SCHEMA
+    from training.data.contract import PURCHASE_SCHEMA
 
     names = PURCHASE_SCHEMA.names
     records = [dict(zip(names, r, strict=True)) for r in rows]
@@ -609,7 +598,7 @@ def test_email_in_headless_chromium_shows_totals_and_chart(built: dict[str, dict
 def test_published_recap_is_served_from_the_online_store(store: dict[str, Any], tmp_path: Path) -> None:
     """The job's publish step through the real Feast SQLite online store: what the API will read."""
     pytest.importorskip("feast")
-    from training.features import open_store
+    from training.features.store import open_store
 
     settings = load_settings(home=tmp_path / "home")
     result = build_recaps(purchases=store["purchases"], catalog=store["catalog"], options=RecapOptions(year=YEAR))

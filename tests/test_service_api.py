@@ -345,7 +345,7 @@ def test_recipe_cart_does_not_add_what_was_just_bought(live: Live, w: World, bun
 
 
 def test_recaps_json_html_and_missing(live: Live, w: World) -> None:
-    from training.recaps import render_recap_html
+    from training.recaps.render import render_recap_html
 
     user, other = w.recap_users
     with live.client() as c:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from service.events import EventStore, validate_event
-from training.data import load_purchases
+from service.events.store import EventStore, validate_event
+from training.data.load import load_purchases
 
 NOW = datetime(2025, 12, 31, 12, tzinfo=UTC)
 

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from service.features import _fresh, _present
 from tests.test_service_support import DATA_END, World, live_server, world
+from training.features.encoding import fresh as _fresh
+from training.features.encoding import present as _present
 
 pytestmark = pytest.mark.slow
 

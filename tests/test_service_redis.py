@@ -28,7 +28,7 @@ def redis_url(w: World) -> Iterator[str]:
     url = redis_url_or_skip(REDIS_DB)
     import redis
 
-    from training.features import materialize
+    from training.features.materialize import materialize
     from training.settings import load_settings
 
     client = redis.Redis.from_url(url)
@@ -155,7 +155,7 @@ def test_background_item_refresh_takes_items_out_of_stock(w: World, redis_url: s
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from training.features import open_store
+    from training.features.store import open_store
     from training.settings import load_settings
 
     with live_server(w.env(REDIS_URL=redis_url, RECO_ITEM_REFRESH_SECONDS="0.2")) as server, server.client() as c:

@@ -68,9 +68,10 @@ class World:
 @cache
 def world() -> World:
     """Build the world once per process (about 30 s on 2 cores)."""
-    from training.features import build, materialize
+    from training.data.synthetic import generate_store
+    from training.features.build import build
+    from training.features.materialize import materialize
     from training.settings import load_settings
-    from training.synthetic import generate_store
     from training.train import train
 
     home = Path(tempfile.mkdtemp(prefix="reco-service-tests-"))
@@ -113,8 +114,10 @@ def _publish_recaps(store: Path, settings: Any) -> list[str]:
     """The 2025 recaps by the real recap job, published to the customer_year_recap source (the
     online store gets them with the world's materialize); returns two customers with a full recap.
     The first one's persona name carries markup, to check the email page escapes it."""
-    from training.data import load_catalog, load_purchases
-    from training.recaps import RecapOptions, RecapResult, build_recaps, publish_recaps
+    from training.data.load import load_catalog, load_purchases
+    from training.recaps.build import RecapResult, build_recaps
+    from training.recaps.job import publish_recaps
+    from training.recaps.rules import RecapOptions
 
     purchases, _ = load_purchases(store / "purchases.parquet")
     catalog, _ = load_catalog(store / "catalog.parquet")
@@ -219,7 +222,7 @@ def test_feature_decoding_equals_feasts_for_every_value_kind() -> None:
     from feast.protos.feast.types.Value_pb2 import Value
     from feast.type_map import feast_value_type_to_python_type
 
-    from service.features import _decode
+    from training.features.encoding import decode as _decode
 
     values = {
         "s": Value(string_val="Oat Milk"),

@@ -9,8 +9,8 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from training.data import load_catalog, load_purchases
-from training.synthetic import generate_store
+from training.data.load import load_catalog, load_purchases
+from training.data.synthetic import generate_store
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from training import models as m
-from training.bundle import load_bundle_dir, save_bundle
-from training.ranking import ModelBundle, UnknownContext
+from training.core.bundle import ModelBundle
+from training.core.errors import UnknownContext
+from training.registry.bundle_file import load_bundle_dir, save_bundle
 from training.train import fit_configuration, prepare, refit_all
 
 
@@ -126,7 +127,7 @@ def test_collaborative_scores_agree_with_implicit_recommend(small_store: Path) -
 
 def test_split_events_taken_from_all_lines_equal_events_built_from_the_split(small_store: Path) -> None:
     """The trainer builds the (basket, item) events once and gives each split its baskets' events."""
-    from training.data import load_purchases
+    from training.data.load import load_purchases
     from training.evaluation import chronological_split
     from training.matrix import build_interactions
 
@@ -193,7 +194,7 @@ def test_snapshot_of_each_line_equals_searchsorted() -> None:
 def test_top_k_equals_a_full_sort_on_ties_and_missing_scores() -> None:
     """top_k's group-maximum threshold keeps exactly what a full sort keeps: the k best, ties towards
     the lower item index, rows with fewer than k finite scores padded with −inf."""
-    from training.ranking import top_k
+    from training.core.topk import top_k
 
     rng = np.random.default_rng(9)
     n = 5_000  # above and below the grouped path's cut-off: 78 groups against 2k = 20 or 200
@@ -224,7 +225,8 @@ def test_top_blended_equals_ranking_every_item(hybrid: ModelBundle) -> None:
     padding included, for every context, blend and list length (and falls back for unknown customers)."""
     from dataclasses import replace
 
-    from training.ranking import Blend, blend_scores, top_blended, top_k
+    from training.core.blend import Blend, blend_scores, top_blended
+    from training.core.topk import top_k
 
     rng = np.random.default_rng(4)
     rows = rng.choice(len(hybrid.user_ids), size=300, replace=False)

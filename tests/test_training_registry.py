@@ -123,7 +123,7 @@ def test_gate_decision_is_logged_with_both_scores(trained: dict[str, dict[str, A
 
 
 def test_promote_rolls_back_and_forward(trained: dict[str, dict[str, Any]], home: Path) -> None:
-    from training.registry import load_bundle
+    from training.registry.loading import load_bundle
 
     first, hybrid = trained["first"]["version"], trained["hybrid"]["version"]
     out = json.loads(_reco("promote", "--version", first))
@@ -141,7 +141,7 @@ def test_promote_unknown_version_is_one_sentence(trained: dict[str, dict[str, An
 def test_recommend_exports_jsonl_with_fallback_for_unknown_users(
     trained: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
-    from training.registry import load_bundle
+    from training.registry.loading import load_bundle
 
     bundle = load_bundle(trained["hybrid"]["model_uri"])
     known = bundle.user_ids[:3].tolist()
@@ -197,7 +197,7 @@ def test_pyfunc_round_trip_matches_the_bundle(trained: dict[str, dict[str, Any]]
     import mlflow
     import pandas as pd
 
-    from training.registry import load_bundle
+    from training.registry.loading import load_bundle
 
     uri = trained["hybrid"]["model_uri"]
     bundle = load_bundle(uri)
@@ -236,7 +236,7 @@ def test_run_artifacts_stay_under_reco_home(trained: dict[str, dict[str, Any]], 
     ],
 )
 def test_train_rejects_bad_options_with_one_sentence(small_store: Path, args: list[str], message: str) -> None:
-    from training.errors import RecoError
+    from training.core.errors import RecoError
 
     result = CliRunner().invoke(app, ["train", "--purchases", str(small_store / "purchases.parquet"), *args])
     assert isinstance(result.exception, RecoError) and message in str(result.exception)

@@ -15,9 +15,9 @@ import pytest
 
 from tests.conftest import purchase_lines
 from training import models as m
-from training.bundle import load_bundle_dir, save_bundle
+from training.core.blend import Blend, Signals, blend_scores
 from training.evaluation import Candidate, evaluate
-from training.ranking import Blend, Signals, blend_scores
+from training.registry.bundle_file import load_bundle_dir, save_bundle
 from training.train import Catalog, Lines, fit_configuration, prepare, refit_all, tune_blend
 
 
@@ -205,7 +205,7 @@ def test_batch_commands_reuse_freed_memory_in_pool_threads(tmp_path: Path) -> No
 import json
 import resource
 from concurrent.futures import ThreadPoolExecutor
-from training.cli import _keep_freed_memory
+from training.cli.train import _keep_freed_memory
 _keep_freed_memory()
 import numpy as np
 import pyarrow as pa

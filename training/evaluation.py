@@ -23,9 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from training.core.blend import Blend, Signals, top_blended
+from training.core.bundle import ModelBundle
 from training.matrix import Interactions
 from training.models import blas_single_thread
-from training.ranking import Blend, ModelBundle, Signals, top_blended
 
 KS = (10, 20)
 PRIMARY_METRIC = "home/ndcg_at_10"

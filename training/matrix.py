@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
-from training import columns as col
+from training.core import columns as col
 
 SECONDS_PER_DAY = 86_400.0
 

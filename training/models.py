@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from training.errors import RecoError
+from training.core.blend import Blend
+from training.core.collaborative import Collaborative, Factors, ItemSimilarity, ItemWeights
+from training.core.errors import RecoError
+from training.core.history import History, PopularityTimeline, decay
 from training.matrix import Interactions, run_numbers, run_starts, sorted_groups, stable_argsort
-from training.ranking import Blend, Collaborative, History, PopularityTimeline, decay
 
 BASELINES = ("popularity", "frequency")
 COLLABORATIVE = ("als", "bpr", "knn-cosine", "knn-bm25", "ease")
@@ -297,7 +299,7 @@ def fit_collaborative(*, name: str, matrix: sp.csr_matrix, params: Mapping[str, 
                 random_state=seed,
             )
             als.fit(_confidence(matrix), show_progress=False)
-            scorer = Collaborative("factors", user_factors=als.user_factors, item_factors=als.item_factors)
+            scorer = Factors(user_factors=als.user_factors, item_factors=als.item_factors)
             fitted = FittedCollaborative(name, scorer, als)
         elif name == "bpr":
             from implicit.cpu.bpr import BayesianPersonalizedRanking
@@ -310,7 +312,7 @@ def fit_collaborative(*, name: str, matrix: sp.csr_matrix, params: Mapping[str, 
                 random_state=seed,
             )
             bpr.fit((matrix > 0).astype(np.float32).tocsr(), show_progress=False)
-            scorer = Collaborative("factors", user_factors=bpr.user_factors, item_factors=bpr.item_factors)
+            scorer = Factors(user_factors=bpr.user_factors, item_factors=bpr.item_factors)
             fitted = FittedCollaborative(name, scorer, bpr)
         elif name in ("knn-cosine", "knn-bm25"):
             from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
@@ -325,11 +327,9 @@ def fit_collaborative(*, name: str, matrix: sp.csr_matrix, params: Mapping[str, 
             sim = knn.similarity.tocsr().astype(np.float32)
             sim.setdiag(0)
             sim.eliminate_zeros()
-            fitted = FittedCollaborative(name, Collaborative("item_similarity", similarity=sim), knn)
+            fitted = FittedCollaborative(name, ItemSimilarity(similarity=sim), knn)
         elif name == "ease":
-            fitted = FittedCollaborative(
-                name, Collaborative("item_dense", item_dense=fit_ease(matrix=matrix, params=params))
-            )
+            fitted = FittedCollaborative(name, ItemWeights(item_dense=fit_ease(matrix=matrix, params=params)))
         else:
             raise UnknownModel(f"{name!r} is not a collaborative model: use one of {', '.join(COLLABORATIVE)}.")
     return FittedCollaborative(fitted.name, fitted.scorer, fitted.model, time.perf_counter() - start)
@@ -369,7 +369,7 @@ def fold_in(
     if fitted.name != "als":
         return fitted
     model = fitted.model
-    assert fitted.scorer.user_factors is not None
+    assert isinstance(fitted.scorer, Factors)
     factors = np.array(fitted.scorer.user_factors, copy=True)
     confidence = _confidence(matrix)
     with blas_single_thread():
@@ -383,7 +383,7 @@ def fold_in(
             factors[rows] = model.recalculate_user(rows, confidence[rows])
     return FittedCollaborative(
         fitted.name,
-        Collaborative("factors", user_factors=factors, item_factors=fitted.scorer.item_factors),
+        Factors(user_factors=factors, item_factors=fitted.scorer.item_factors),
         fitted.model,
     )
 

@@ -1,22 +1,21 @@
-"""One validated settings object per process (flags, then environment, then these defaults).
+"""The settings every `reco` process shares: flags, then the environment, then these defaults.
 
-Building a `Settings` reads the environment only; nothing here touches disk or network, so
-importing this module is free. Bad values stop start-up with one sentence (see `load_settings`).
+One validated object per process (`load_settings`; the service extends it in service/config.py).
+Building one reads the environment only, and each field reads exactly one variable (a field is
+never filled from the shell's `HOME`). Nothing here touches disk or network, so importing this
+module is free. A bad value stops start-up with one sentence (`build_settings`).
 """
 
 from __future__ import annotations
 
-import json
-from functools import cached_property
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TypeVar
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from training.errors import RecoError
-
-SCOPES = ("recommend", "recaps", "events", "admin")
+from training.core.errors import RecoError
+from training.features.names import OFFLINE_DIR
 
 
 def _default_home() -> Path:
@@ -26,48 +25,43 @@ def _default_home() -> Path:
 
 
 class Settings(BaseSettings):
-    """Every setting of the CLI and the service, with the environment variable it comes from."""
+    """What the CLI and the service share, each field with the one environment variable it reads."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    # Init arguments by field name go through `build_settings` (it maps them to their variables);
+    # `Settings(home=...)` is refused rather than silently ignored.
+    model_config = SettingsConfigDict(extra="forbid")
 
-    home: Path = Field(default_factory=_default_home, validation_alias=AliasChoices("RECO_HOME", "home"))
-    mlflow_tracking_uri: str | None = Field(
-        default=None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "mlflow_tracking_uri")
+    home: Path = Field(
+        default_factory=_default_home,
+        validation_alias="RECO_HOME",
+        description="Every piece of generated state: MLflow's SQLite store, the Feast registry, offline "
+        "Parquet, the SQLite online store, the model cache, accepted events. Two homes never touch each other.",
     )
-    redis_url: str | None = Field(default=None, validation_alias=AliasChoices("REDIS_URL", "redis_url"))
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        validation_alias="MLFLOW_TRACKING_URI",
+        description="Any MLflow tracking server or database (default: sqlite:///$RECO_HOME/mlflow.db).",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias="REDIS_URL",
+        description="Redis online store, e.g. redis://127.0.0.1:6379/0 (unset: the SQLite online store).",
+    )
     model_uri: str = Field(
-        default="models:/reco@champion", validation_alias=AliasChoices("RECO_MODEL_URI", "model_uri")
+        default="models:/reco@champion",
+        validation_alias="RECO_MODEL_URI",
+        description="The model the service and the batch jobs use.",
     )
     registered_name: str = Field(
-        default="reco", validation_alias=AliasChoices("RECO_REGISTERED_NAME", "registered_name")
+        default="reco",
+        validation_alias="RECO_REGISTERED_NAME",
+        description="Registered model name of `reco train` and `reco promote`.",
     )
-    api_keys_json: str = Field(default="{}", validation_alias=AliasChoices("RECO_API_KEYS", "api_keys_json"))
-    auth: Literal["enabled", "disabled"] = Field(default="enabled", validation_alias=AliasChoices("RECO_AUTH", "auth"))
 
     @field_validator("home")
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:
         return value.expanduser().resolve()
-
-    @field_validator("api_keys_json")
-    @classmethod
-    def _valid_api_keys(cls, value: str) -> str:
-        try:
-            keys = json.loads(value or "{}")
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"RECO_API_KEYS is not valid JSON ({exc.msg})") from None
-        if not isinstance(keys, dict) or not all(
-            isinstance(k, str) and isinstance(v, list) and set(v) <= set(SCOPES) for k, v in keys.items()
-        ):
-            raise ValueError(
-                'RECO_API_KEYS must be a JSON object {"<key>": [scopes]} with scopes among ' + ", ".join(SCOPES)
-            )
-        return value
-
-    @cached_property
-    def api_keys(self) -> dict[str, frozenset[str]]:
-        """API key → the scopes it grants."""
-        return {key: frozenset(scopes) for key, scopes in json.loads(self.api_keys_json or "{}").items()}
 
     @property
     def tracking_uri(self) -> str:
@@ -77,21 +71,32 @@ class Settings(BaseSettings):
     @property
     def feature_data_dir(self) -> Path:
         """Offline Parquet sources that `reco features build` writes for the Feast repo."""
-        return self.home / "features"
+        return self.home / OFFLINE_DIR
 
 
-S = TypeVar("S", bound="Settings")
+S = TypeVar("S", bound=Settings)
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Build the settings, turning a validation error into one readable sentence."""
+    """The settings from the environment, with `overrides` (field names) on top."""
     return build_settings(Settings, **overrides)
 
 
 def build_settings(cls: type[S], **overrides: object) -> S:
-    """`cls(**overrides)` (None overrides dropped) with a validation error as one readable sentence."""
+    """`cls` from the environment with the given field values on top (None values dropped); a
+    validation error becomes one readable sentence naming the variable."""
+    fields = cls.model_fields
+    given = {_alias(cls, k): v for k, v in overrides.items() if v is not None}
+    unknown = [k for k in overrides if k not in fields]
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no setting {', '.join(unknown)}")
     try:
-        return cls(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+        return cls(**given)  # type: ignore[arg-type]  # values are validated here
     except ValidationError as exc:
         first = exc.errors()[0]
         raise RecoError(f"Invalid setting {'.'.join(map(str, first['loc']))}: {first['msg']}.") from None
+
+
+def _alias(cls: type[Settings], name: str) -> str:
+    alias = cls.model_fields[name].validation_alias if name in cls.model_fields else None
+    return alias if isinstance(alias, str) else name

@@ -18,9 +18,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from training import columns as col
 from training import models as m
-from training.errors import RecoError
+from training.core import columns as col
+from training.core.blend import Blend
+from training.core.bundle import ModelBundle
+from training.core.collaborative import Collaborative
+from training.core.errors import RecoError
+from training.core.history import History, PopularityTimeline
 from training.evaluation import (
     KS,
     PRIMARY_METRIC,
@@ -34,7 +38,7 @@ from training.evaluation import (
     evaluate,
 )
 from training.matrix import Interactions, build_interactions, run_starts
-from training.ranking import Blend, Collaborative, History, ModelBundle, PopularityTimeline
+from training.registry import CHALLENGER
 
 PROMOTE_CHOICES = ("auto", "always", "never")
 REFIT_CHOICES = ("auto", "full", "fold-in", "none")
@@ -712,7 +716,7 @@ def train(
     log: Log = print,
 ) -> TrainResult:
     """The whole `reco train`: see the module docstring."""
-    from training.data import load_training_inputs
+    from training.data.load import load_training_inputs
     from training.settings import load_settings
 
     total_start = time.perf_counter()
@@ -860,7 +864,7 @@ def _current_champion(*, settings: Any, name: str) -> dict[str, Any] | None:
     import mlflow.pyfunc  # noqa: F401
     from mlflow.utils.requirements_utils import warn_dependency_requirement_mismatches
 
-    from training import registry
+    from training.registry import publishing as registry
 
     warn_dependency_requirement_mismatches(["numpy"])
 
@@ -894,8 +898,8 @@ def _publish(
     parameters, datasets and the pyfunc model (signature and input example; checked by MLflow)."""
     import mlflow
 
-    from training import registry
-    from training.bundle import save_bundle
+    from training.registry import publishing as registry
+    from training.registry.bundle_file import save_bundle
 
     start = time.perf_counter()
     final, refit_used = refit_all(fitted=fitted, prepared=prepared, refit=refit, log=log)
@@ -952,7 +956,7 @@ def _log_run(
     """The rest of the run `_publish` opened: metrics, reports, the evaluation, the registered version and its alias."""
     import mlflow
 
-    from training import registry
+    from training.registry import publishing as registry
 
     table = comparison_table(results, metrics=TABLE_METRICS)
     run_id = published.run_id
@@ -998,7 +1002,7 @@ def _log_run(
         if promoted:
             registry.promote(settings=settings, name=name, version=version, reason=decision["reason"])
         else:
-            registry.set_alias(settings=settings, name=name, alias=registry.CHALLENGER, version=version)
+            registry.set_alias(settings=settings, name=name, alias=CHALLENGER, version=version)
         mlflow.set_tags({"gate.decision": "champion" if promoted else "challenger", "gate.reason": decision["reason"]})
         mlflow.log_metrics(
             {

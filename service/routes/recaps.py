@@ -12,7 +12,7 @@ from service.errors import NotFound, RecapsUnavailable
 from service.features import OnlineStoreDown
 from service.routes.recommendations import UserId
 from service.schemas import ERRORS
-from training.recaps import render_recap_html
+from training.recaps.render import render_recap_html
 
 router = APIRouter(tags=["recaps"])
 

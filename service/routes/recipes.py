@@ -14,7 +14,7 @@ from service.observability import current_request_id
 from service.recommend import recipe_cart
 from service.routes.recommendations import UserId
 from service.schemas import ERRORS, CartLineOut, RecipeCart
-from training.columns import ID_MAX_LENGTH
+from training.core.columns import ID_MAX_LENGTH
 
 router = APIRouter(tags=["recipes"])
 

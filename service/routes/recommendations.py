@@ -13,7 +13,7 @@ from service.errors import InvalidInput
 from service.fastlane import api_key, fast_lane, query_model
 from service.recommend import recommend_for_customer, similar_to_item
 from service.schemas import ERRORS, Recommendations, RecommendationsQuery, SimilarQuery
-from training.columns import ID_MAX_LENGTH
+from training.core.columns import ID_MAX_LENGTH
 
 router = APIRouter(tags=["recommendations"])
 

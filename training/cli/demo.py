@@ -1,5 +1,7 @@
 """`reco demo`: the whole loop on embedded defaults, everything under RECO_HOME.
 
+Like `reco serve`, it starts the service (in a subprocess) and so may import its settings.
+
 generate a store → validate → train + register (@champion) → features build + materialize
 (SQLite online store unless REDIS_URL is set) → last full year's recaps, published → `reco serve`
 with a demo API key, checked with the three requests it prints as curl lines.
@@ -21,26 +23,46 @@ import urllib.request
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import quote
 
-import pyarrow as pa
-import pyarrow.compute as pc
+import typer
 
-from training import columns as col
-from training.errors import RecoError
-from training.settings import SCOPES, Settings, load_settings
+from service.config import SCOPES, load_service_settings
+from training.core import columns as col
+from training.core.errors import RecoError
+from training.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 Echo = Callable[[str], None]
 READY_TIMEOUT_S = 180.0
 
 
+def demo(
+    users: Annotated[int, typer.Option(min=100, help="Customers in the demo store.")] = 5_000,
+    items: Annotated[int, typer.Option(min=50, help="Items in the demo catalog.")] = 1_000,
+    seed: Annotated[int, typer.Option(help="Seed of the demo store.")] = 42,
+    host: Annotated[str, typer.Option(help="Interface the demo service binds.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the demo service.")] = 8000,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="End with the service running (Ctrl-C stops it).")
+    ] = True,
+) -> None:
+    """The whole loop on embedded defaults (SQLite online store, local MLflow, all under RECO_HOME):
+    generate a store, validate it, train and register a model, build and materialize features,
+    build last year's recaps, then serve the API and print curl lines that work."""
+    run_demo(users=users, items=items, seed=seed, host=host, port=port, serve=serve_after, echo=typer.echo)
+
+
 def run_demo(*, users: int, items: int, seed: int, host: str, port: int, serve: bool, echo: Echo) -> None:
     """Run every stage on a synthetic store; with `serve`, block with the service running until Ctrl-C."""
-    from training.data import load_catalog, load_purchases
-    from training.features import build as build_features
-    from training.features import materialize
-    from training.recaps import RecapJob
-    from training.synthetic import generate_store
+    from training.data.load import load_catalog, load_purchases
+    from training.data.synthetic import generate_store
+    from training.features.build import build as build_features
+    from training.features.materialize import materialize
+    from training.recaps.job import RecapJob
     from training.train import train
 
     settings = load_settings()
@@ -72,6 +94,8 @@ def run_demo(*, users: int, items: int, seed: int, host: str, port: int, serve: 
     )
     echo(build_features(settings=settings, purchases=purchases_path, catalog=catalog_path).format_text())
     echo(materialize(settings=settings, full=True, progress=True).format_text())
+
+    import pyarrow.compute as pc
 
     last = pc.max(purchases.column(col.TIMESTAMP)).as_py()
     year = last.year if (last + timedelta(days=1)).year > last.year else last.year - 1
@@ -125,6 +149,8 @@ def _demo_customer(recaps: Path) -> str:
 
 
 def _most_bought_item(purchases: pa.Table) -> str:
+    import pyarrow.compute as pc
+
     counts = pc.value_counts(purchases.column(col.ITEM_ID))
     top = pc.index(counts.field("counts"), pc.max(counts.field("counts"))).as_py()
     return str(counts[top]["values"])
@@ -145,7 +171,7 @@ def _demo_key(settings: Settings) -> str:
 def _serve(*, settings: Settings, host: str, port: int, user: str, item: str, year: int, now, echo: Echo) -> None:
     """Start `reco serve` with the demo key, check the printed requests answer 200, wait for Ctrl-C."""
     key = _demo_key(settings)
-    keys = {**{k: sorted(v) for k, v in settings.api_keys.items()}, key: list(SCOPES)}
+    keys = {**{k: sorted(v) for k, v in load_service_settings().api_keys.items()}, key: list(SCOPES)}
     # The store's history ends at `now`: the service's clock starts there, so "just bought" means something.
     env = dict(os.environ, RECO_API_KEYS=json.dumps(keys), RECO_NOW=(now + timedelta(hours=1)).isoformat())
     env.setdefault("RECO_RECIPES", str(settings.home / "demo" / "store" / "recipes.json"))

@@ -35,8 +35,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from training import columns as col
-from training.data import CATALOG_SCHEMA, PURCHASE_SCHEMA
+from training.core import columns as col
+from training.data.contract import CATALOG_SCHEMA, PURCHASE_SCHEMA
 
 END = datetime(2026, 1, 1, tzinfo=UTC)
 SEGMENTS = 48

@@ -19,6 +19,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,13 +28,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from training.errors import RecoError
-from training.features import (
-    ALL_VIEWS,
+from training.core.errors import RecoError
+from training.features.encoding import string_entity_keys
+from training.features.names import ALL_VIEWS, EVENT_TIMESTAMP
+from training.features.store import (
     BULK_TIMEOUT_S,
-    EVENT_TIMESTAMP,
-    MaterializeResult,
-    ViewResult,
     apply_definitions,
     feast_dir,
     online_store_kind,
@@ -49,19 +48,68 @@ BATCH_ROWS = 10_000
 Row = tuple[Any, dict[str, Any], datetime, datetime | None]
 
 
-def materialize_views(
+@dataclass(frozen=True)
+class ViewResult:
+    """What materialization did for one feature view."""
+
+    view: str
+    rows_read: int
+    rows_written: int
+    seconds: float
+    skipped: str | None = None  # why nothing was read (no source file, nothing new)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_written / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class MaterializeResult:
+    """Outcome of `materialize`: the store written to and per-view counts."""
+
+    online_store: str  # "sqlite" or "redis"
+    full: bool
+    views: list[ViewResult] = field(default_factory=list)
+
+    @property
+    def rows_written(self) -> int:
+        return sum(v.rows_written for v in self.views)
+
+    @property
+    def seconds(self) -> float:
+        return sum(v.seconds for v in self.views)
+
+    def format_text(self) -> str:
+        lines = [f"materialized to {self.online_store} ({'full' if self.full else 'incremental'}):"]
+        for v in self.views:
+            if v.skipped:
+                lines.append(f"  {v.view:<24} skipped: {v.skipped}")
+            else:
+                lines.append(
+                    f"  {v.view:<24} {v.rows_written:>10,} rows in {v.seconds:6.1f} s ({v.rows_per_second:,.0f} rows/s)"
+                )
+        return "\n".join(lines)
+
+
+def materialize(
     *, settings: Settings, views: list[str] | None = None, full: bool = False, progress: bool = False
 ) -> MaterializeResult:
-    """See `training.features.materialize`; a Redis that does not answer is one RecoError sentence."""
+    """Push offline feature rows to the online store through Feast's `online_write_batch`.
+
+    Incremental by default: only rows whose event_timestamp is newer than what this online store
+    last received (`reco features build` keeps the timestamp of unchanged rows). `full` rewrites
+    every row (use after the online store was emptied). `views` defaults to every view whose
+    source Parquet exists.
+    """
     import redis
 
     try:
-        return _materialize_views(settings=settings, views=views, full=full, progress=progress)
+        return _materialize(settings=settings, views=views, full=full, progress=progress)
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
         raise RecoError(f"The Redis online store at REDIS_URL does not answer ({str(exc).rstrip('.')}).") from None
 
 
-def _materialize_views(*, settings: Settings, views: list[str] | None, full: bool, progress: bool) -> MaterializeResult:
+def _materialize(*, settings: Settings, views: list[str] | None, full: bool, progress: bool) -> MaterializeResult:
     unknown = sorted(set(views or ()) - set(ALL_VIEWS))
     if unknown:
         raise RecoError(f"Unknown feature view(s) {', '.join(unknown)}; known: {', '.join(ALL_VIEWS)}.")
@@ -70,7 +118,7 @@ def _materialize_views(*, settings: Settings, views: list[str] | None, full: boo
     marks = Watermarks(settings, store)
     results = []
     for name in views or list(ALL_VIEWS):
-        path = Path(source_path(name, settings))
+        path = source_path(name, settings)
         if not path.exists():
             if views:
                 raise RecoError(f"No offline source for {name} at {path}; build it first.")
@@ -113,9 +161,11 @@ def write_view(
         if workers > 1 and online_store_kind(store.config) == "redis" and table.num_rows >= 4 * batch_rows:
             written = _write_parallel(store.config, fv, table, workers=workers, batch_rows=batch_rows, update=update)
         else:
-            provider = store._get_provider()  # the configured online store, behind Feast's provider interface
+            from feast.infra.online_stores.helpers import get_online_store_from_config
+
+            online = get_online_store_from_config(store.config.online_store)
             for rows in iter_rows(table, fv, batch_rows=batch_rows):
-                provider.online_write_batch(store.config, fv, rows, None)
+                online.online_write_batch(store.config, fv, rows, None)
                 written += len(rows)
                 update(len(rows))
     finally:
@@ -146,7 +196,7 @@ def iter_rows(table: pa.Table, fv: feast.FeatureView, *, batch_rows: int = BATCH
         names = [name for name, _ in value_columns]
         value_lists = [values for _, values in value_columns]
         if one_string_key:
-            entity_keys = _string_entity_keys(join_keys[0], batch.column(join_keys[0]))
+            entity_keys = string_entity_keys(join_keys[0], batch.column(join_keys[0]))
         else:
             key_columns = [make(batch.column(k)) for k, make in zip(join_keys, key_makers, strict=True)]
             entity_keys = [
@@ -156,30 +206,6 @@ def iter_rows(table: pa.Table, fv: feast.FeatureView, *, batch_rows: int = BATCH
             (key, dict(zip(names, values, strict=True)), ts, None)
             for key, ts, *values in zip(entity_keys, stamps, *value_lists, strict=True)
         ]
-
-
-def _string_entity_keys(join_key: str, column: pa.Array) -> list[Any]:
-    """EntityKey protos for one string join key, parsed from their wire form (about 3x faster
-    than building them field by field): field 1 = join key, field 2 = Value{string_val}."""
-    from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
-    from feast.protos.feast.types.Value_pb2 import Value as ValueProto
-
-    name = join_key.encode("utf-8")
-    if len(name) > 127:
-        raise RecoError(f"Join key {join_key!r} is too long.")
-    prefix = b"\x0a" + bytes((len(name),)) + name + b"\x12"
-    parse = EntityKeyProto.FromString
-    keys = []
-    for value in column.cast(pa.string()).to_pylist():
-        if value is None:
-            raise RecoError(f"A row has no {join_key}: an entity key cannot be null.")
-        encoded = value.encode("utf-8")
-        n = len(encoded)
-        if n <= 125:  # lengths below 128 are one varint byte
-            keys.append(parse(prefix + bytes((n + 2, 0x12, n)) + encoded))
-        else:
-            keys.append(EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(string_val=value)]))
-    return keys
 
 
 # --- parallel writers (Redis) ------------------------------------------------------------------
@@ -319,7 +345,7 @@ def _converter(dtype: Any) -> Callable[[pa.Array], list[Any]]:
     for feast_type, convert in simple.items():
         if dtype == feast_type:
             return convert
-    raise RecoError(f"Feature type {dtype} has no fast converter; add one in training/features_online.py.")
+    raise RecoError(f"Feature type {dtype} has no fast converter; add one in training/features/materialize.py.")
 
 
 def _datetimes(column: pa.Array) -> list[datetime]:
@@ -363,7 +389,7 @@ def _has_duplicate_keys(table: pa.Table, keys: list[str]) -> bool:
 
 def _newest_per_key(table: pa.Table, keys: list[str]) -> pa.Table:
     """Several rows per entity key (e.g. recaps rebuilt): Feast keeps the newest, so do we."""
-    from training.duck import connect
+    from training.data.duck import connect
 
     con = connect(memory_fraction=0.25)
     try:

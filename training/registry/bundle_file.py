@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import scipy.sparse as sp
 
-from training.errors import RecoError
-from training.ranking import Blend, Collaborative, History, ModelBundle
+from training.core.blend import Blend
+from training.core.bundle import ModelBundle
+from training.core.collaborative import Collaborative
+from training.core.errors import RecoError
+from training.core.history import History
 
 FORMAT_VERSION = 1
 ARRAYS = "arrays.npz"
@@ -44,17 +46,7 @@ def save_bundle(bundle: ModelBundle, *, path: Path) -> Path:
     }
     cf = bundle.collaborative
     if cf is not None:
-        if cf.kind == "factors":
-            assert cf.user_factors is not None and cf.item_factors is not None
-            arrays["cf_user_factors"] = cf.user_factors
-            arrays["cf_item_factors"] = cf.item_factors
-        elif cf.kind == "item_similarity":
-            assert cf.similarity is not None
-            s = cf.similarity.tocsr()
-            arrays.update(cf_sim_indptr=s.indptr, cf_sim_indices=s.indices, cf_sim_data=s.data)
-        else:
-            assert cf.item_dense is not None
-            arrays["cf_item_dense"] = cf.item_dense
+        arrays.update(cf.arrays())
     _write_aligned_npz(path / ARRAYS, arrays)
     config = {
         "format_version": FORMAT_VERSION,
@@ -143,16 +135,8 @@ def load_bundle_dir(path: Path, *, version: str = "") -> ModelBundle:
         raise InvalidBundle(
             f"The bundle in {path} has format {config.get('format_version')}, expected {FORMAT_VERSION}."
         )
-    n_items = len(a["item_ids"])
     kind = config.get("collaborative")
-    cf = None
-    if kind == "factors":
-        cf = Collaborative(kind, user_factors=a["cf_user_factors"], item_factors=a["cf_item_factors"])
-    elif kind == "item_similarity":
-        sim = sp.csr_matrix((a["cf_sim_data"], a["cf_sim_indices"], a["cf_sim_indptr"]), shape=(n_items, n_items))
-        cf = Collaborative(kind, similarity=sim)
-    elif kind == "item_dense":
-        cf = Collaborative(kind, item_dense=a["cf_item_dense"])
+    cf = None if kind is None else Collaborative.from_arrays(kind, a, n_items=len(a["item_ids"]))
     history = History(
         indptr=a["history_indptr"],
         indices=a["history_indices"],

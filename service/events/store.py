@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from training import columns as col
+from training.core import columns as col
 
 KEEP_DAYS = 7
 FUTURE_SLACK = timedelta(days=1)

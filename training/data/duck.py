@@ -1,4 +1,4 @@
-"""One way to open DuckDB for batch steps: UTC, bounded memory, all cores."""
+"""One way to open DuckDB for batch steps (UTC, bounded memory, all cores), and SQL quoting."""
 
 from __future__ import annotations
 
@@ -20,3 +20,13 @@ def connect(*, memory_fraction: float = 0.5) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(config={"memory_limit": f"{int(total_memory_bytes() * memory_fraction) >> 20}MB"})
     con.execute("SET TimeZone = 'UTC'")
     return con
+
+
+def quote_name(name: str) -> str:
+    """A column or table name as an SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sql_text(value: str) -> str:
+    """A string (a value, a file path) as an SQL literal."""
+    return "'" + value.replace("'", "''") + "'"

@@ -1,131 +1,25 @@
-"""MLflow: one run per training, the registered model, the champion alias and loading bundles.
+"""Publishing to the MLflow registry: log a run's model, register versions, move the aliases.
 
-Stable API (the service and the recap job code against it):
-
-    load_bundle(model_uri, *, settings=None) -> ModelBundle
-        bundle.version, bundle.recommend_batch(user_ids, *, k, context="home", exclude_items=()),
-        bundle.similar_items(item_id, *, k), bundle.knows_user(user_id)
-
-Importing this module is cheap: MLflow is imported inside the functions that need it.
+`@champion` is what the service serves; `@challenger` the newest version that did not win. Every
+move is recorded as tags on the versions involved. MLflow is imported inside the functions.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
+import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training.errors import RecoError
+from training.registry import BUNDLE_ARTIFACT, CHALLENGER, CHAMPION
+from training.registry.loading import ModelNotFound, client
 
 if TYPE_CHECKING:
-    from training.ranking import ModelBundle
     from training.settings import Settings
-
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-BUNDLE_ARTIFACT = "bundle"  # the bundle directory's name inside the logged pyfunc model
-
-
-class ModelNotFound(RecoError):
-    """The model URI does not resolve to a model (no such name, version, alias or path)."""
-
-
-def _quiet_mlflow_env() -> None:
-    """Fail fast against an unreachable tracking server (MLflow's defaults retry for minutes)."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
-
-def client(*, settings: Settings) -> Any:
-    """An MlflowClient on the settings' tracking URI (also the registry URI)."""
-    _quiet_mlflow_env()
-    import mlflow
-    from mlflow import MlflowClient
-
-    settings.home.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
-    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
-
-
-def resolve_version(model_uri: str, *, settings: Settings) -> tuple[str, str | None, str]:
-    """models:/name@alias, models:/name/version or runs:/id/path → (name, version or None, artifact URI)."""
-    if model_uri.startswith("models:/"):
-        ref = model_uri[len("models:/") :].strip("/")
-        mlflow_client = client(settings=settings)
-        try:
-            if "@" in ref:
-                name, alias = ref.split("@", 1)
-                mv = mlflow_client.get_model_version_by_alias(name, alias)
-            else:
-                name, version = ref.rsplit("/", 1)
-                mv = mlflow_client.get_model_version(name, version)
-        except Exception as exc:  # MLflow raises MlflowException / RestException variants
-            raise ModelNotFound(f"No model at {model_uri} in {settings.tracking_uri} ({_first_line(exc)}).") from None
-        return mv.name, str(mv.version), f"models:/{mv.name}/{mv.version}"
-    return "", None, model_uri
-
-
-def load_bundle(model_uri: str, *, settings: Settings | None = None) -> ModelBundle:
-    """Resolve a model URI (models:/name@alias, models:/name/N, runs:/…, or a local bundle/model dir),
-    download it once into the cache under RECO_HOME and load its bundle."""
-    from training.bundle import load_bundle_dir
-    from training.settings import load_settings
-
-    settings = settings or load_settings()
-    local = Path(model_uri)
-    if "://" not in model_uri and local.exists():
-        return load_bundle_dir(_bundle_dir(local), version=local.name)
-    name, version, artifact_uri = resolve_version(model_uri, settings=settings)
-    if version is not None:
-        cache = settings.home / "model-cache" / name / version
-        label = version
-    else:
-        cache = settings.home / "model-cache" / "runs" / artifact_uri.replace(":/", "").replace("/", "_")
-        label = artifact_uri.split("/")[1] if artifact_uri.startswith("runs:/") else artifact_uri
-    if not (cache / "READY").exists():
-        _download(artifact_uri=artifact_uri, into=cache, settings=settings)
-    return load_bundle_dir(_bundle_dir(cache / "model"), version=label)
-
-
-def _download(*, artifact_uri: str, into: Path, settings: Settings) -> None:
-    """Download a model's artifacts atomically (a half-finished download is never used)."""
-    import mlflow
-
-    client(settings=settings)
-    tmp = into.with_name(into.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=str(tmp / "model"))
-    except Exception as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise ModelNotFound(f"Could not download {artifact_uri} ({_first_line(exc)}).") from None
-    (tmp / "READY").write_text("ok\n")
-    shutil.rmtree(into, ignore_errors=True)
-    tmp.rename(into)
-
-
-def _bundle_dir(path: Path) -> Path:
-    """The bundle directory inside a pyfunc model directory (or the path itself when it is one)."""
-    if (path / "config.json").exists():
-        return path
-    for candidate in (path / "artifacts" / BUNDLE_ARTIFACT, path / BUNDLE_ARTIFACT):
-        if (candidate / "config.json").exists():
-            return candidate
-    raise ModelNotFound(f"{path} holds no model bundle (config.json + arrays.npz).")
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def champion(*, settings: Settings, name: str) -> dict[str, Any] | None:
     """The current champion: {"version", "run_id", "model", "params", "tags"}, or None when there is none."""
-    import json
-
     mlflow_client = client(settings=settings)
     try:
         mv = mlflow_client.get_model_version_by_alias(name, CHAMPION)
@@ -152,8 +46,6 @@ def promote(*, settings: Settings, name: str, version: str, reason: str = "manua
     """Move @champion to `version` (rollback or roll forward); the previous champion becomes the challenger.
 
     Returns {"name", "version", "previous"}; the decision is recorded as tags on both versions."""
-    import time
-
     mlflow_client = client(settings=settings)
     try:
         mlflow_client.get_model_version(name, str(version))

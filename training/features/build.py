@@ -21,11 +21,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from training import columns as col
-from training.data import CATALOG_SCHEMA, load_catalog, load_purchases
-from training.duck import connect
-from training.errors import RecoError
-from training.features import BUILT_VIEWS, EVENT_TIMESTAMP, source_path
+from training.core import columns as col
+from training.core.errors import RecoError
+from training.data.contract import CATALOG_SCHEMA
+from training.data.duck import connect, sql_text
+from training.data.load import load_catalog, load_purchases
+from training.features.names import (
+    BUILT_VIEWS,
+    CUSTOMER_PROFILE,
+    CUSTOMER_RECENT_ITEMS,
+    EVENT_TIMESTAMP,
+    ITEM_STATS,
+)
+from training.features.store import source_path
 from training.settings import Settings
 
 RECENT_ITEMS = 20
@@ -34,11 +42,11 @@ TOP_CATEGORIES = 3
 POPULARITY_WINDOWS_DAYS = (7, 30, 365)
 
 # Entity key columns and feature columns of each built view, in source file order.
-VIEW_KEYS = {"customer_profile": (col.USER_ID,), "customer_recent_items": (col.USER_ID,), "item_stats": (col.ITEM_ID,)}
+VIEW_KEYS = {CUSTOMER_PROFILE: (col.USER_ID,), CUSTOMER_RECENT_ITEMS: (col.USER_ID,), ITEM_STATS: (col.ITEM_ID,)}
 # Views whose ttl means "stale once builds stop": every build re-confirms each row (moves an unchanged
 # row's event time up to the build's as-of time), so the service's freshness check measures the age
 # of the build, not of the last change. Cheap: one row per catalog item.
-RECONFIRMED_VIEWS = ("item_stats",)
+RECONFIRMED_VIEWS = (ITEM_STATS,)
 
 _BASE = f"""
 CREATE TEMP TABLE lines AS
@@ -127,9 +135,9 @@ FROM catalog c FULL OUTER JOIN sold s USING ({col.ITEM_ID})
 """
 
 _QUERIES = {
-    "customer_profile": _CUSTOMER_PROFILE,
-    "customer_recent_items": _CUSTOMER_RECENT_ITEMS,
-    "item_stats": _ITEM_STATS,
+    CUSTOMER_PROFILE: _CUSTOMER_PROFILE,
+    CUSTOMER_RECENT_ITEMS: _CUSTOMER_RECENT_ITEMS,
+    ITEM_STATS: _ITEM_STATS,
 }
 
 
@@ -149,7 +157,7 @@ class BuildResult:
         return "\n".join(lines)
 
 
-def build_features(*, settings: Settings, purchases: Path, catalog: Path | None = None) -> BuildResult:
+def build(*, settings: Settings, purchases: Path, catalog: Path | None = None) -> BuildResult:
     """Write `<feature_data_dir>/<view>.parquet` for every built view."""
     purchase_table, report = load_purchases(purchases)
     if purchase_table.num_rows == 0:
@@ -166,7 +174,7 @@ def build_features(*, settings: Settings, purchases: Path, catalog: Path | None 
         as_of = con.execute("SELECT max(ts) FROM lines").fetchall()[0][0]
         rows = {}
         for view in BUILT_VIEWS:
-            path = Path(source_path(view, settings))
+            path = source_path(view, settings)
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE fresh AS {_QUERIES[view]}",
                 {"as_of": as_of} if "$as_of" in _QUERIES[view] else None,
@@ -197,7 +205,7 @@ def _stamp(con: Any, previous_path: Path, *, keys: tuple[str, ...], as_of: datet
             .to_arrow_table()
             .cast(_schema(con))
         )
-    con.execute(f"CREATE OR REPLACE TEMP VIEW previous AS SELECT * FROM read_parquet('{_sql_path(previous_path)}')")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW previous AS SELECT * FROM read_parquet({sql_text(str(previous_path))})")
     previous_newest = _newest(previous_path)
     changed_ts = as_of if previous_newest is None or previous_newest < as_of else previous_newest + timedelta(seconds=1)
     same = " AND ".join(f"f.{c} IS NOT DISTINCT FROM p.{c}" for c in features)
@@ -235,10 +243,6 @@ def _schema(con: Any) -> pa.Schema:
         fields.append(pa.field(f.name, typ))
     fields.append(pa.field(EVENT_TIMESTAMP, pa.timestamp("us", tz="UTC")))
     return pa.schema(fields)
-
-
-def _sql_path(path: Path) -> str:
-    return str(path).replace("'", "''")
 
 
 def _write_atomically(table: pa.Table, path: Path) -> None:

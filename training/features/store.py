@@ -1,39 +1,27 @@
-"""Feature store entry points: open the Feast store for these settings, apply the definitions in
-`feature_repo/`, build the offline Parquet sources, push them to the online store.
+"""The Feast store for these settings: the same definitions (feature_repo/) and a registry under
+RECO_HOME, with the online store chosen from the environment: SQLite unless REDIS_URL is set.
 
-Importing this module is free (no Feast, no disk): `feature_repo/` imports `source_path` from here
-on `feast apply`, and the CLI imports Feast only inside its commands. Everything Feast writes lives
-under `settings.home` (registry, SQLite online store, offline Parquet); the online store is SQLite
-unless `REDIS_URL` is set.
+Importing this module is free (no Feast, no disk): Feast is imported inside the functions.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from training.errors import RecoError
-from training.settings import Settings, load_settings
+from training.core.errors import RecoError
+from training.features.names import PROJECT, offline_source
+from training.settings import Settings
 
 if TYPE_CHECKING:
     import feast
 
-    from training.features_build import BuildResult
-
-PROJECT = "reco"
-FEATURE_REPO = Path(__file__).resolve().parents[1] / "feature_repo"
+FEATURE_REPO = Path(__file__).resolve().parents[2] / "feature_repo"
+STORE_TYPE = "training.features.redis_store.FastRedisOnlineStore"
 # The definition modules of feature_repo/, in dependency order (see feature_repo/.feastignore).
 REPO_MODULES = ("customers", "items", "recaps", "feature_services")
-
-CUSTOMER_VIEWS = ("customer_profile", "customer_recent_items")
-ITEM_VIEWS = ("item_stats",)
-RECAP_VIEW = "customer_year_recap"
-BUILT_VIEWS = CUSTOMER_VIEWS + ITEM_VIEWS  # written by `reco features build`
-ALL_VIEWS = (*BUILT_VIEWS, RECAP_VIEW)  # RECAP_VIEW is written by `reco recaps build`
-EVENT_TIMESTAMP = "event_timestamp"
 
 # Serving reads fail fast (PITFALLS: redis-py default is no timeout and 3 retries); bulk writes
 # send big pipelines, so materialization uses a longer socket timeout (still no retries).
@@ -41,9 +29,9 @@ SERVING_TIMEOUT_S = 0.1
 BULK_TIMEOUT_S = 30.0
 
 
-def source_path(view: str, settings: Settings | None = None) -> str:
-    """Offline Parquet file of a feature view: `<feature_data_dir>/<view>.parquet`."""
-    return str((settings or load_settings()).feature_data_dir / f"{view}.parquet")
+def source_path(view: str, settings: Settings) -> Path:
+    """Offline Parquet file of a feature view under this RECO_HOME."""
+    return Path(offline_source(view, settings.home))
 
 
 def feast_dir(settings: Settings) -> Path:
@@ -96,8 +84,8 @@ def repo_config(
     online_store: dict[str, Any]
     if settings.redis_url:
         online_store = {
-            # Feast's Redis store with a faster batch write, same layout (training/features_redis.py).
-            "type": "training.features_redis.FastRedisOnlineStore",
+            # Feast's Redis store with a faster batch write, same layout (training/features/redis_store.py).
+            "type": STORE_TYPE,
             "connection_string": redis_connection_string(settings.redis_url, socket_timeout=socket_timeout),
             "key_ttl_seconds": key_ttl_seconds if key_ttl_seconds is not None else _env_key_ttl(),
             "skip_dedup": skip_dedup,
@@ -155,6 +143,8 @@ def repo_objects(settings: Settings) -> list[Any]:
 
     from feast import Entity, FeatureService, FeatureView, FileSource
 
+    # Imported as `feast apply` imports them: by module name, with the repo directory on the path
+    # (the definition files import each other by name).
     added = str(FEATURE_REPO) not in sys.path
     if added:
         sys.path.insert(0, str(FEATURE_REPO))
@@ -171,75 +161,10 @@ def repo_objects(settings: Settings) -> list[Any]:
     for obj in objects:
         # The modules are imported once per process; point their sources at *this* home.
         if isinstance(obj, FeatureView) and isinstance(obj.batch_source, FileSource):
-            obj.batch_source.file_options.uri = source_path(obj.name, settings)
+            obj.batch_source.file_options.uri = str(source_path(obj.name, settings))
     return objects
 
 
 def apply_definitions(store: feast.FeatureStore, settings: Settings) -> None:
     """`feast apply` in Python: register feature_repo/'s definitions in this home's registry."""
     store.apply(repo_objects(settings))
-
-
-@dataclass(frozen=True)
-class ViewResult:
-    """What materialization did for one feature view."""
-
-    view: str
-    rows_read: int
-    rows_written: int
-    seconds: float
-    skipped: str | None = None  # why nothing was read (no source file, nothing new)
-
-    @property
-    def rows_per_second(self) -> float:
-        return self.rows_written / self.seconds if self.seconds > 0 else 0.0
-
-
-@dataclass(frozen=True)
-class MaterializeResult:
-    """Outcome of `materialize`: the store written to and per-view counts."""
-
-    online_store: str  # "sqlite" or "redis"
-    full: bool
-    views: list[ViewResult] = field(default_factory=list)
-
-    @property
-    def rows_written(self) -> int:
-        return sum(v.rows_written for v in self.views)
-
-    @property
-    def seconds(self) -> float:
-        return sum(v.seconds for v in self.views)
-
-    def format_text(self) -> str:
-        lines = [f"materialized to {self.online_store} ({'full' if self.full else 'incremental'}):"]
-        for v in self.views:
-            if v.skipped:
-                lines.append(f"  {v.view:<24} skipped: {v.skipped}")
-            else:
-                lines.append(
-                    f"  {v.view:<24} {v.rows_written:>10,} rows in {v.seconds:6.1f} s ({v.rows_per_second:,.0f} rows/s)"
-                )
-        return "\n".join(lines)
-
-
-def materialize(
-    *, settings: Settings, views: list[str] | None = None, full: bool = False, progress: bool = False
-) -> MaterializeResult:
-    """Push offline feature rows to the online store through Feast's `online_write_batch`.
-
-    Incremental by default: only rows whose event_timestamp is newer than what this online store
-    last received (`reco features build` keeps the timestamp of unchanged rows). `full` rewrites
-    every row (use after the online store was emptied). `views` defaults to every view whose
-    source Parquet exists.
-    """
-    from training.features_online import materialize_views
-
-    return materialize_views(settings=settings, views=views, full=full, progress=progress)
-
-
-def build(*, settings: Settings, purchases: Path, catalog: Path | None = None) -> BuildResult:
-    """Compute the offline Parquet sources from a purchase file (and catalog)."""
-    from training.features_build import build_features
-
-    return build_features(settings=settings, purchases=purchases, catalog=catalog)

@@ -15,7 +15,7 @@ import mlflow
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from training import columns as col
+from training.core import columns as col
 
 
 class RecoPyfunc(PythonModel):
@@ -23,7 +23,7 @@ class RecoPyfunc(PythonModel):
 
     def load_context(self, context: Any) -> None:
         """Load the bundle (npz + json) once."""
-        from training.bundle import load_bundle_dir
+        from training.registry.bundle_file import load_bundle_dir
 
         self.bundle = load_bundle_dir(Path(context.artifacts["bundle"]))
 

@@ -1,0 +1,40 @@
+"""`reco features`: build the offline sources, push them to the online store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Feature store: build offline sources, push them to the online store.", no_args_is_help=True)
+
+
+@app.command("build")
+def features_build(
+    purchases: Annotated[Path, typer.Option(help="Purchase file (CSV or Parquet).")],
+    catalog: Annotated[Path | None, typer.Option(help="Catalog file (category, price, in_stock).")] = None,
+) -> None:
+    """Compute the offline Parquet sources of feature_repo/ under RECO_HOME/features."""
+    from training.features.build import build
+    from training.settings import load_settings
+
+    settings = load_settings()
+    result = build(settings=settings, purchases=purchases, catalog=catalog)
+    typer.echo(result.format_text())
+    typer.echo(f"wrote {settings.feature_data_dir}")
+
+
+@app.command("materialize")
+def features_materialize(
+    full: Annotated[
+        bool, typer.Option("--full", help="Rewrite every row, not only rows changed since last run.")
+    ] = False,
+    view: Annotated[list[str] | None, typer.Option(help="Only this feature view (repeatable).")] = None,
+) -> None:
+    """Push the offline sources to the online store (Redis when REDIS_URL is set, else SQLite)."""
+    from training.features.materialize import materialize
+    from training.settings import load_settings
+
+    result = materialize(settings=load_settings(), views=view or None, full=full, progress=True)
+    typer.echo(result.format_text())

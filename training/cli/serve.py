@@ -1,0 +1,77 @@
+"""`reco serve` and `reco events export`: the commands that run the service and drain its events.
+
+The only module of the offline side that imports the service (import rules in pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+events_app = typer.Typer(help="Purchase events posted to the service: export them.", no_args_is_help=True)
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to bind.")] = 8000,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: one per core).")] = None,
+    limit_concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Requests in flight per worker before answering 503 (default 512).")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+) -> None:
+    """Run the HTTP API (uvicorn) with settings for this machine: one BLAS thread per worker."""
+    from service.config import load_service_settings
+
+    settings = load_service_settings()  # bad settings stop here, with one sentence
+    # Set before any worker imports numpy: one BLAS thread each (more threads fight over the cores).
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    n_workers = workers or max(1, min(os.cpu_count() or 1, 8))
+    if n_workers > 1:
+        import shutil
+
+        metrics_dir = settings.home / "prometheus" / str(os.getpid())
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+
+    import uvicorn
+
+    typer.echo(
+        f"reco: serving on http://{host}:{port} with {n_workers} worker(s), model {settings.model_uri}", err=True
+    )
+    uvicorn.run(
+        "service.app:app",
+        host=host,
+        port=port,
+        workers=n_workers,
+        limit_concurrency=limit_concurrency or 512,
+        backlog=2048,
+        timeout_keep_alive=5,
+        timeout_graceful_shutdown=20,
+        access_log=False,
+        log_level=log_level,
+        proxy_headers=False,
+    )
+
+
+@events_app.command("export")
+def events_export(
+    out: Annotated[Path, typer.Option(help="Directory for the Parquet file (purchase contract columns + event_id).")],
+) -> None:
+    """Drain the accepted events into OUT/events-<first>-<last>.parquet (each event is exported once)."""
+    from service.config import load_service_settings
+    from service.events.store import EventStore
+
+    settings = load_service_settings()
+    result = EventStore(settings.events_db).export(out)
+    if result.path is None:
+        typer.echo("no new events to export")
+    else:
+        typer.echo(f"exported {result.events:,} events to {result.path}")

@@ -1,0 +1,91 @@
+"""Purchase histories and the time-based signals read from them.
+
+`History` holds, per (customer, item) pair, how many baskets held the item, its first and last
+purchase day and the recency-weighted basket count. Two formulas live here and nowhere else:
+`rebuy_interval` (a customer's usual days between two purchases of an item) and `due_boost` (how
+"due" an item is, from the days since its last purchase against that interval). The service's
+reasons and recipe carts read the same interval the model ranks with.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+DUE_WIDTH = 0.6  # log-scale width of the "due" bump around the customer's usual interval
+
+
+@dataclass(frozen=True)
+class History:
+    """Customer × item purchase history in CSR form with parallel per-pair arrays."""
+
+    indptr: np.ndarray  # int64, n_users + 1
+    indices: np.ndarray  # int32 item index per pair
+    baskets: np.ndarray  # float32: baskets containing the item
+    first_day: np.ndarray  # float64: first purchase, days since epoch
+    last_day: np.ndarray  # float64: last purchase
+    decayed: np.ndarray  # float32: Σ 0.5^((reference_day − day) / half_life) over the baskets
+    reference_day: float
+    half_life: float
+
+    @property
+    def n_users(self) -> int:
+        return len(self.indptr) - 1
+
+    def row(self, user: int) -> slice:
+        """The pair positions of one customer row."""
+        return slice(int(self.indptr[user]), int(self.indptr[user + 1]))
+
+    def positions(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row number within `rows`, position in the pair arrays) for every pair of those rows."""
+        starts = self.indptr[rows]
+        lengths = self.indptr[rows + 1] - starts
+        total = int(lengths.sum())
+        row_of = np.repeat(np.arange(len(rows)), lengths)
+        offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+        return row_of, offsets + np.arange(total)
+
+    def interval(self, pos: int) -> float:
+        """The customer's usual days between purchases of the item at pair position `pos`."""
+        return float(
+            rebuy_interval(first_day=self.first_day[pos], last_day=self.last_day[pos], baskets=self.baskets[pos])
+        )
+
+
+def rebuy_interval(*, first_day: np.ndarray, last_day: np.ndarray, baskets: np.ndarray) -> np.ndarray:
+    """Mean days between consecutive purchases: the span from first to last over (baskets − 1);
+    the span itself when there was one basket (arrays or scalars)."""
+    return (last_day - first_day) / np.maximum(baskets - 1, 1)
+
+
+def due_boost(*, interval: np.ndarray, since: np.ndarray, baskets: np.ndarray) -> np.ndarray:
+    """1 when the days since the last purchase equal the usual interval, falling off on a log scale
+    (a Gaussian of width DUE_WIDTH); 0 for items bought once or at intervals under half a day."""
+    ratio = np.log(np.maximum(since, 1e-3) / np.maximum(interval, 1e-3))
+    return np.where((baskets >= 2) & (interval > 0.5), np.exp(-0.5 * (ratio / DUE_WIDTH) ** 2), 0.0)
+
+
+@dataclass(frozen=True)
+class PopularityTimeline:
+    """Recency-weighted popularity as of past days, from snapshots (each scaled to max 1).
+
+    Evaluation ranks each held-out basket with the popularity of its own day, counting only lines
+    before it, as production does at serving time. Popularity as of the end of the data would tell
+    an early customer what became popular after their basket, and misses what was popular then."""
+
+    days: np.ndarray  # float64, ascending: snapshot k counts the lines before days[k]
+    values: np.ndarray  # float32, snapshots × items
+
+    def at(self, now: np.ndarray) -> np.ndarray:
+        """Popularity (rows × items) as of the latest snapshot at or before each `now`."""
+        index = np.searchsorted(self.days, np.asarray(now, dtype=np.float64), side="right") - 1
+        return self.values[np.clip(index, 0, len(self.days) - 1)]
+
+
+def decay(*, age_days: np.ndarray, half_life: float) -> np.ndarray:
+    """0.5^(age / half_life); an infinite half-life weighs every purchase 1."""
+    if not math.isfinite(half_life):
+        return np.ones_like(age_days, dtype=np.float64)
+    return np.exp2(np.maximum(age_days, 0.0) * (-1.0 / half_life))
