@@ -27,6 +27,8 @@ def redis_url_or_skip(db: int) -> str:
     fail instead when CI=true (there the Redis tests must run)."""
     import redis
 
+    # Two checkouts testing at once keep apart with RECO_TEST_REDIS_DB_OFFSET (e.g. -6: DBs 6 and 8).
+    db += int(os.environ.get("RECO_TEST_REDIS_DB_OFFSET", "0"))
     url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}"
     try:
         redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()
