@@ -1,0 +1,35 @@
+"""The Feast store for the settings: the REDIS_URL translation and the repo as the stock CLI sees it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from training.core.errors import RecoError
+from training.features.store import FEATURE_REPO, redis_connection_string
+
+
+def test_redis_url_becomes_a_fail_fast_connection_string() -> None:
+    assert redis_connection_string("redis://127.0.0.1:6379/14") == (
+        "127.0.0.1:6379,db=14,socket_timeout=0.1,socket_connect_timeout=0.1,retry=null"
+    )
+    assert redis_connection_string("rediss://u:s3cret@cache:6380", socket_timeout=5).endswith(
+        "username=u,password=s3cret,ssl=true"
+    )
+    with pytest.raises(RecoError, match="database must be a number"):
+        redis_connection_string("redis://h:1/x")
+
+
+def test_plain_feast_apply_accepts_the_repo(tmp_path: Path) -> None:
+    """`feast apply` from inside feature_repo/ with only RECO_HOME set (as the Makefile does)."""
+    env = {**os.environ, "RECO_HOME": str(tmp_path)}
+    env.pop("REDIS_URL", None)
+    feast = Path(sys.executable).with_name("feast")
+    done = subprocess.run([str(feast), "apply"], cwd=FEATURE_REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "feast" / "registry.db").exists()
+    assert not list(FEATURE_REPO.glob("*.db")), "Feast state must live under RECO_HOME, not in the repo"
