@@ -14,7 +14,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN groupadd --system reco && useradd --system --gid reco --home-dir /var/lib/reco --create-home reco
 
 WORKDIR /app
-# Dependencies first (cached while only the code changes), pinned by constraints.txt.
+# The service's dependencies first (cached while only the code changes), pinned by constraints.txt;
+# the trainer's own (implicit, DuckDB: the `train` extra) are not installed.
 COPY pyproject.toml constraints.txt README.md ./
 RUN mkdir training service \
     && touch training/__init__.py service/__init__.py \
@@ -23,7 +24,7 @@ RUN mkdir training service \
 COPY training ./training
 COPY service ./service
 COPY feature_repo ./feature_repo
-# Editable, so that training/ finds feature_repo/ next to it (training.features.FEATURE_REPO).
+# Editable, so that training/ finds feature_repo/ next to it (training.features.store.FEATURE_REPO).
 RUN pip install --no-deps -c constraints.txt -e . && rm -rf /root/.cache
 
 USER reco

@@ -15,7 +15,7 @@ install: $(STAMP) ## Create .venv/ and install reco with its dev tools (pinned b
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[train,dev]'
 	@touch $@
 
 browser: ## Install Debian's headless Chromium for the email-in-a-browser test (uses apt-get; root or sudo)
@@ -29,10 +29,15 @@ demo: install ## Run the whole loop on embedded defaults (no Redis or MLflow ser
 test: install ## Run the test suite (Redis tests use 127.0.0.1:6379 DBs 12 and 14; CI=true makes them mandatory)
 	$(BIN)/pytest
 
-lint: install ## ruff + mypy
-	$(BIN)/ruff check training service experiments tests
-	$(BIN)/ruff format --check training service experiments tests
+lint: install ## ruff, mypy and the import rules (lint-imports, contracts in pyproject.toml)
+	$(BIN)/ruff check training service feature_repo experiments tests
+	$(BIN)/ruff format --check training service feature_repo experiments tests
 	$(BIN)/mypy training service
+	$(BIN)/lint-imports
+
+docs: install ## Regenerate the generated parts of docs/ (the settings table of docs/configuration.md)
+	$(BIN)/python -c 'from service.config import ServiceSettings; from training.settings import write_settings_doc; \
+	  print("docs/configuration.md", "updated" if write_settings_doc("docs/configuration.md", ServiceSettings) else "up to date")'
 
 BENCH := $(RECO_HOME)/bench
 BENCH_REDIS ?= redis://127.0.0.1:6379/13
@@ -66,4 +71,4 @@ bench-tools: ## Install wrk (Debian's package), the load generator of bench-serv
 clean: ## Remove generated state (.reco/) and caches, keep .venv/
 	rm -rf .reco .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install browser demo test lint bench bench-generate bench-train bench-features bench-service bench-recaps bench-tools clean
+.PHONY: help install browser demo test lint docs bench bench-generate bench-train bench-features bench-service bench-recaps bench-tools clean

@@ -1,4 +1,4 @@
-"""Benchmark of `reco recaps build` (issue 6): a store of 1M customers → JSONL, against one DuckDB
+"""Benchmark of `reco recaps build`: a store of 1M customers → JSONL, against one DuckDB
 GROUP BY that computes just the per-customer totals over the same file; HTML emails/s apart.
 
     .venv/bin/python experiments/bench_recaps.py --store /tmp/store1m

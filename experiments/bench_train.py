@@ -14,7 +14,7 @@ Each side runs in its own process so that peak memory (max RSS) is measured clea
 Shared machines drift (the same fit took 18 s and 29 s within the hour here), so the two alternate
 for `--rounds` rounds, raw first and last (raw, reco, raw, …, reco, raw): each reco run is compared
 with the mean of the raw fits just before and after it, and the median of those ratios is reported
-beside every round's. Prints one JSON object; the goal (issue 3) is reco_total ≤ 1.5 × raw_fit.
+beside every round's. Prints one JSON object; the goal is reco_total ≤ 1.5 × raw_fit.
 """
 
 from __future__ import annotations

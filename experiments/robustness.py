@@ -1,4 +1,4 @@
-"""Robustness of the default model on stand-ins for real data that is not in this repo (issue 3).
+"""Robustness of the default model on stand-ins for real data that is not in this repo.
 
     .venv/bin/python experiments/robustness.py [--out DIR] [--users 5000] [--items 2000]
         [--only NAME[,NAME...]] [--seed S]

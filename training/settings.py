@@ -35,7 +35,8 @@ class Settings(BaseSettings):
         default_factory=_default_home,
         validation_alias="RECO_HOME",
         description="Every piece of generated state: MLflow's SQLite store, the Feast registry, offline "
-        "Parquet, the SQLite online store, the model cache, accepted events. Two homes never touch each other.",
+        "Parquet, the SQLite online store, the model cache, accepted events. Two homes never touch each other. "
+        "Default: `.reco/` in the source checkout, else in the working directory.",
     )
     mlflow_tracking_uri: str | None = Field(
         default=None,
@@ -56,6 +57,18 @@ class Settings(BaseSettings):
         default="reco",
         validation_alias="RECO_REGISTERED_NAME",
         description="Registered model name of `reco train` and `reco promote`.",
+    )
+    materialize_workers: int | None = Field(
+        default=None,
+        ge=1,
+        validation_alias="RECO_MATERIALIZE_WORKERS",
+        description="Writer processes for big Redis loads (default: one per core, at most 2).",
+    )
+    redis_key_ttl_seconds: int | None = Field(
+        default=None,
+        gt=0,
+        validation_alias="RECO_REDIS_KEY_TTL_SECONDS",
+        description="Expire a customer's or item's Redis hash when not rewritten for this long (unset: never).",
     )
 
     @field_validator("home")
@@ -100,3 +113,32 @@ def build_settings(cls: type[S], **overrides: object) -> S:
 def _alias(cls: type[Settings], name: str) -> str:
     alias = cls.model_fields[name].validation_alias if name in cls.model_fields else None
     return alias if isinstance(alias, str) else name
+
+
+DOC_BEGIN, DOC_END = "<!-- settings:begin -->", "<!-- settings:end -->"
+
+
+def settings_table(cls: type[Settings]) -> str:
+    """A Markdown table of every setting of `cls`: its environment variable, default and meaning."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in cls.model_fields.items():
+        if field.default_factory is not None:
+            default = "see meaning"
+        elif field.default is None:
+            default = "unset"
+        else:
+            default = f"`{field.default}`"
+        rows.append(f"| `{field.validation_alias or name}` | {default} | {field.description or ''} |")
+    return "\n".join(rows)
+
+
+def write_settings_doc(path: str | Path, cls: type[Settings]) -> bool:
+    """Replace the table between the markers of a Markdown page with `settings_table(cls)`; True when it changed."""
+    page = Path(path)
+    text = page.read_text()
+    head, _, rest = text.partition(DOC_BEGIN)
+    _, _, tail = rest.partition(DOC_END)
+    updated = f"{head}{DOC_BEGIN}\n{settings_table(cls)}\n{DOC_END}{tail}"
+    if updated != text:
+        page.write_text(updated)
+    return updated != text

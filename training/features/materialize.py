@@ -125,7 +125,9 @@ def _materialize(*, settings: Settings, views: list[str] | None, full: bool, pro
             results.append(ViewResult(name, 0, 0, 0.0, skipped="no source file yet"))
             continue
         fv = store.get_feature_view(name)
-        results.append(write_view(store, fv, path, marks=marks, full=full, progress=progress))
+        results.append(
+            write_view(store, fv, path, marks=marks, full=full, progress=progress, workers=settings.materialize_workers)
+        )
     marks.save()
     return MaterializeResult(online_store=online_store_kind(store.config), full=full, views=results)
 
@@ -215,12 +217,7 @@ _SHARED: tuple[Any, Any, pa.Table, int] | None = None
 
 
 def default_workers() -> int:
-    """Writer processes for big Redis loads: `RECO_MATERIALIZE_WORKERS`, else up to 2 (one per core)."""
-    raw = os.environ.get("RECO_MATERIALIZE_WORKERS", "").strip()
-    if raw:
-        if not raw.isdigit() or int(raw) < 1:
-            raise RecoError(f"RECO_MATERIALIZE_WORKERS must be a positive number, got {raw!r}.")
-        return int(raw)
+    """Writer processes for big Redis loads: one per core, at most 2 (RECO_MATERIALIZE_WORKERS overrides)."""
     return max(1, min(2, os.cpu_count() or 1))
 
 

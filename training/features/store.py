@@ -6,7 +6,6 @@ Importing this module is free (no Feast, no disk): Feast is imported inside the 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -87,7 +86,7 @@ def repo_config(
             # Feast's Redis store with a faster batch write, same layout (training/features/redis_store.py).
             "type": STORE_TYPE,
             "connection_string": redis_connection_string(settings.redis_url, socket_timeout=socket_timeout),
-            "key_ttl_seconds": key_ttl_seconds if key_ttl_seconds is not None else _env_key_ttl(),
+            "key_ttl_seconds": key_ttl_seconds if key_ttl_seconds is not None else settings.redis_key_ttl_seconds,
             "skip_dedup": skip_dedup,
         }
     else:
@@ -101,16 +100,6 @@ def repo_config(
         entity_key_serialization_version=3,
         repo_path=FEATURE_REPO,
     )
-
-
-def _env_key_ttl() -> int | None:
-    """`RECO_REDIS_KEY_TTL_SECONDS`: expire a customer's/item's Redis hash when not rewritten for that long."""
-    raw = os.environ.get("RECO_REDIS_KEY_TTL_SECONDS", "").strip()
-    if not raw:
-        return None
-    if not raw.isdigit() or int(raw) <= 0:
-        raise RecoError(f"RECO_REDIS_KEY_TTL_SECONDS must be a positive number of seconds, got {raw!r}.")
-    return int(raw)
 
 
 def online_store_kind(config: feast.RepoConfig) -> str:
