@@ -1,26 +1,23 @@
 """The FastAPI application: `create_app()` for tests, module-level `app` for uvicorn (`service.app:app`).
 
-Start-up (lifespan) loads, in this order and never at import: BLAS limited to one thread, the
-model from MLflow (RECO_MODEL_URI), the Feast store and its feature services, the item catalog,
-the recipes; then it starts the background alias poll and item refresh. A dependency that fails
-here leaves the service up and answering fallbacks (`/health/ready` says what is missing).
+Start-up (lifespan) does, in this order and never at import: the process tuning of service.runtime
+(one BLAS thread, the switch interval), the model from MLflow (RECO_MODEL_URI), the Feast store and
+its feature services, the item catalog, the recipes, `gc.freeze`; then it starts the background
+alias poll and item refresh. A dependency that fails here leaves the service up and answering
+fallbacks (`/health/ready` says what is missing).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import logging
-import os
-import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.telemetry import TelemetryConfig
 
 from service.config import ServiceSettings, load_service_settings
 from service.errors import install_error_handlers, unexpected_error
@@ -28,15 +25,12 @@ from service.events.store import EventStore
 from service.features import OnlineFeatures
 from service.observability import RequestContextMiddleware, configure_logging
 from service.routes import admin, baskets, events, recaps, recipes, recommendations
-from service.state import ModelHolder, Services, freeze_heap
+from service.runtime import freeze_heap, telemetry, tune_process, unfreeze_heap
+from service.state import ModelHolder, Services
 
 log = logging.getLogger("reco.service")
 
-# Background threads (item refresh, model poll, candidate precompute) can hold the GIL for the
-# interpreter's whole switch interval (5 ms) while a request on the event loop waits for it.
-SWITCH_INTERVAL_S = 0.0005
 ITEM_SWEEP_SECONDS = 3600.0  # re-read item_stats at least this often, written or not
-OTEL_OFF = TelemetryConfig(tracing=False, metrics=False, logs=False)
 
 DESCRIPTION = """Personalized recommendations, shop-by-recipe carts, yearly recaps and purchase events.
 
@@ -72,16 +66,14 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             services.features.close()
-            gc.unfreeze()  # let the interpreter's shutdown collect them as usual
+            unfreeze_heap()
 
     app = FastAPI(
         title="reco",
         version="1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        # reco's metrics are Prometheus (/metrics). FastAPI's OpenTelemetry hooks look up the
-        # providers on every request (~15 µs here); they stay on when the environment sets OTEL_*.
-        telemetry=None if any(k.startswith("OTEL_") for k in os.environ) else OTEL_OFF,
+        telemetry=telemetry(),
     )
     install_error_handlers(app)
     for module in (recommendations, baskets, recipes, recaps, events, admin):
@@ -92,11 +84,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
 def _start(settings: ServiceSettings) -> Services:
     """Blocking start-up work (runs in a thread so the loop stays free)."""
-    from threadpoolctl import threadpool_limits
-
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
-    # Ranking is one small matrix product per request: more BLAS threads only fight each other.
-    threadpool_limits(1)
+    tune_process()
     holder = ModelHolder(settings)
     try:
         holder.reload()
