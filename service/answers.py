@@ -9,9 +9,10 @@ import orjson
 from fastapi import Response
 
 from service.features import CustomerFeatures
+from service.model import LoadedModel
 from service.observability import ANSWER_SOURCE, DEGRADED, current_request_id, labelled
 from service.recommend import Ranked
-from service.state import LoadedModel, Services
+from service.state import Services
 
 
 @dataclass

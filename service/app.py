@@ -23,10 +23,11 @@ from service.config import ServiceSettings, load_service_settings
 from service.errors import install_error_handlers, unexpected_error
 from service.events.store import EventStore
 from service.features import OnlineFeatures
+from service.model import ModelHolder
 from service.observability import RequestContextMiddleware, configure_logging
 from service.routes import admin, baskets, events, recaps, recipes, recommendations
 from service.runtime import freeze_heap, telemetry, tune_process, unfreeze_heap
-from service.state import ModelHolder, Services
+from service.state import Services
 
 log = logging.getLogger("reco.service")
 

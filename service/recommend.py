@@ -21,7 +21,7 @@ import numpy as np
 
 from service.candidates import top_from_candidates
 from service.features import CustomerFeatures, ItemCatalog
-from service.state import LoadedModel
+from service.model import LoadedModel
 from training.core.columns import UNREQUESTABLE_ID
 
 FALLBACK_CHAIN = ("model", "item-to-item", "popular-in-category", "popular")
