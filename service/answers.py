@@ -8,9 +8,9 @@ from datetime import timedelta
 import orjson
 from fastapi import Response
 
-from service.features import CustomerFeatures
 from service.model import LoadedModel
 from service.observability import ANSWER_SOURCE, DEGRADED, current_request_id, labelled
+from service.online.features import CustomerFeatures
 from service.recommend import Ranked
 from service.state import Services
 

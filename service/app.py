@@ -22,9 +22,10 @@ from fastapi import FastAPI
 from service.config import ServiceSettings, load_service_settings
 from service.errors import install_error_handlers, unexpected_error
 from service.events.store import EventStore
-from service.features import OnlineFeatures
 from service.model import ModelHolder
 from service.observability import RequestContextMiddleware, configure_logging
+from service.online.features import OnlineFeatures
+from service.online.items import offline_item_ids
 from service.routes import admin, baskets, events, recaps, recipes, recommendations
 from service.runtime import freeze_heap, telemetry, tune_process, unfreeze_heap
 from service.state import Services
@@ -112,24 +113,12 @@ def _refresh_items(services: Services, *, full: bool = True) -> None:
     if not services.features.available:
         return
     try:
-        item_ids = current.bundle.item_ids.tolist() if current is not None else _offline_item_ids(services.settings)
-        catalog = services.features.refresh_items(item_ids, full=full)
+        item_ids = current.bundle.item_ids.tolist() if current is not None else offline_item_ids(services.settings)
+        catalog = services.features.items.refresh(item_ids, full=full)
     except Exception as exc:
         log.warning("item_stats refresh failed, keeping the previous catalog: %s", str(exc).splitlines()[0][:200])
         return
-    services.holder.set_availability(
-        {item_id: bool(info.in_stock) for item_id, info in catalog.items.items() if info.in_stock is not None}
-    )
-
-
-def _offline_item_ids(settings: ServiceSettings) -> list[str]:
-    """Without a model, the item ids of item_stats' offline source (to read their online values)."""
-    import pyarrow.parquet as pq
-
-    path = settings.feature_data_dir / "item_stats.parquet"
-    if not path.exists():
-        return []
-    return [str(i) for i in pq.read_table(path, columns=["item_id"]).column("item_id").to_pylist()]
+    services.holder.set_availability(catalog.availability())
 
 
 async def _refresh_items_forever(services: Services, every: float) -> None:
@@ -139,12 +128,12 @@ async def _refresh_items_forever(services: Services, every: float) -> None:
     one GET of the write counter); it re-reads only then, and at least every ITEM_SWEEP_SECONDS
     (rows age past the view's ttl, and writers other than ours do not count). Re-reading 50k
     items costs about 0.3 s of CPU beside the requests; doing it every minute cost p99."""
-    features = services.features
+    items = services.features.items
     last_writes: int | None = None
     last_sweep = time.monotonic()
     while True:
         await asyncio.sleep(every)
-        writes = await asyncio.to_thread(features.item_writes)
+        writes = await asyncio.to_thread(items.writes)
         if writes is not None and writes == last_writes and time.monotonic() - last_sweep < ITEM_SWEEP_SECONDS:
             continue
         await asyncio.to_thread(_refresh_items, services, full=False)

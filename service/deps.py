@@ -14,8 +14,8 @@ from fastapi.security import APIKeyHeader
 from service.config import ServiceSettings
 from service.errors import MissingApiKey, MissingScope, UnknownApiKey
 from service.events.store import EventStore
-from service.features import OnlineFeatures
 from service.model import LoadedModel
+from service.online.features import OnlineFeatures
 from service.state import Services
 
 api_key_header = APIKeyHeader(

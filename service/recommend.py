@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from service.candidates import top_from_candidates
-from service.features import CustomerFeatures, ItemCatalog
 from service.model import LoadedModel
+from service.online.features import CustomerFeatures
+from service.online.items import ItemCatalog
 from training.core.columns import UNREQUESTABLE_ID
 
 FALLBACK_CHAIN = ("model", "item-to-item", "popular-in-category", "popular")

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from service.config import ServiceSettings
     from service.events.store import EventStore
-    from service.features import OnlineFeatures
     from service.model import ModelHolder
+    from service.online.features import OnlineFeatures
 
 
 @dataclass

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.features import CUSTOMER_FIELDS
+from service.online.features import CUSTOMER_FIELDS
 from tests.conftest import redis_url_or_skip
 from tests.test_service_support import World, free_port, live_server, world
 
@@ -126,7 +126,7 @@ def test_a_burst_of_timeouts_under_load_does_not_open_the_breaker() -> None:
     """Concurrent requests time out together when the process is starved of CPU for a moment: that is
     not an outage. Timeouts open the breaker only when they are half of the recent reads."""
     from service.config import load_service_settings
-    from service.features import BREAKER_MIN_TIMEOUTS, BREAKER_WINDOW, OnlineFeatures
+    from service.online.features import BREAKER_MIN_TIMEOUTS, BREAKER_WINDOW, OnlineFeatures
 
     features = OnlineFeatures(load_service_settings(feature_backoff_seconds=5))
     skipping = lambda: features._skip_until > time.monotonic()  # noqa: E731

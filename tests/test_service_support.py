@@ -218,7 +218,7 @@ def live_server(env: dict[str, str]) -> Iterator[Live]:
 
 
 def test_feature_decoding_equals_feasts_for_every_value_kind() -> None:
-    """service.features._decode reads plain scalars and lists itself: the same values as Feast's."""
+    """encoding.decode (the service's decoding) reads plain scalars and lists itself: the same values as Feast's."""
     from feast.protos.feast.types.Value_pb2 import Value
     from feast.type_map import feast_value_type_to_python_type
 

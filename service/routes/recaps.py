@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from service.deps import FeaturesDep, RecapsKey, ServicesDep
 from service.errors import NotFound, RecapsUnavailable
-from service.features import OnlineStoreDown
+from service.online.features import OnlineStoreDown
 from service.routes.recommendations import UserId
 from service.schemas import ERRORS
 from training.recaps.render import render_recap_html
