@@ -26,7 +26,8 @@ from service.model import ModelHolder
 from service.observability import RequestContextMiddleware, configure_logging
 from service.online.features import OnlineFeatures
 from service.online.items import offline_item_ids
-from service.routes import admin, baskets, events, recaps, recipes, recommendations
+from service.recommendations import routes as recommendations
+from service.routes import admin, baskets, events, recaps, recipes
 from service.runtime import freeze_heap, telemetry, tune_process, unfreeze_heap
 from service.state import Services
 

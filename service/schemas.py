@@ -1,17 +1,23 @@
-"""Request and response models of the HTTP API (DESIGN.md, "HTTP API"), with OpenAPI examples."""
+"""What every endpoint shares (DESIGN.md, "HTTP API"): id types, the ranked-list answer, the error body.
+
+Each domain's own request and response models live beside its routes (`service/<domain>/schemas.py`).
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from training.core.columns import ID_MAX_LENGTH
 
-Context = Literal["home", "buy-again", "discover"]
-Id = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX_LENGTH)]
 MAX_K = 100
 MAX_BASKET_ITEMS = 100
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX_LENGTH)]
+UserId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, examples=["C000123"])]
+ItemId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, examples=["I00042"])]
 
 
 class Item(BaseModel):
@@ -53,19 +59,15 @@ class Recommendations(BaseModel):
     request_id: str
 
 
-class SimilarQuery(BaseModel):
-    """Query parameters of GET /v1/items/{item_id}/similar."""
+class ErrorBody(BaseModel):
+    """Every error answer."""
 
-    k: int = Field(default=10, ge=1, le=MAX_K, description="How many items (1..100).")
-    explain: bool = Field(default=False, description="Add a reason to every item.")
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"detail": "Missing X-API-Key header.", "request_id": "7f3c9e1a2b4d"}]}
+    )
 
-
-class RecommendationsQuery(SimilarQuery):
-    """Query parameters of GET /v1/users/{user_id}/recommendations."""
-
-    context: Context = Field(default="home", description="home (the blend), buy-again (bought before), discover (new).")
-    category: str | None = Field(default=None, min_length=1, max_length=ID_MAX_LENGTH, examples=["Bakery"])
-    exclude: list[str] | None = Field(default=None, description="Item ids to leave out (repeat or comma-separate).")
+    detail: Any
+    request_id: str
 
 
 class BasketRequest(BaseModel):
@@ -267,17 +269,6 @@ class Ready(BaseModel):
     model: dict[str, Any]
     features: dict[str, Any]
     events: dict[str, Any]
-
-
-class ErrorBody(BaseModel):
-    """Every error answer."""
-
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"detail": "Missing X-API-Key header.", "request_id": "7f3c9e1a2b4d"}]}
-    )
-
-    detail: Any
-    request_id: str
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {

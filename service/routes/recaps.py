@@ -10,8 +10,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from service.deps import FeaturesDep, RecapsKey, ServicesDep
 from service.errors import NotFound, RecapsUnavailable
 from service.online.features import OnlineStoreDown
-from service.routes.recommendations import UserId
-from service.schemas import ERRORS
+from service.schemas import ERRORS, UserId
 from training.recaps.render import render_recap_html
 
 router = APIRouter(tags=["recaps"])

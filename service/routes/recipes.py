@@ -12,8 +12,7 @@ from service.deps import ModelDep, RecommendKey, ServicesDep
 from service.errors import NotFound
 from service.observability import current_request_id
 from service.recommend import recipe_cart
-from service.routes.recommendations import UserId
-from service.schemas import ERRORS, CartLineOut, RecipeCart
+from service.schemas import ERRORS, CartLineOut, RecipeCart, UserId
 from training.core.columns import ID_MAX_LENGTH
 
 router = APIRouter(tags=["recipes"])
