@@ -19,6 +19,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from service.baskets import routes as baskets
 from service.config import ServiceSettings, load_service_settings
 from service.errors import install_error_handlers, unexpected_error
 from service.events.store import EventStore
@@ -27,7 +28,7 @@ from service.observability import RequestContextMiddleware, configure_logging
 from service.online.features import OnlineFeatures
 from service.online.items import offline_item_ids
 from service.recommendations import routes as recommendations
-from service.routes import admin, baskets, events, recaps, recipes
+from service.routes import admin, events, recaps, recipes
 from service.runtime import freeze_heap, telemetry, tune_process, unfreeze_heap
 from service.state import Services
 

@@ -13,7 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from training.core.columns import ID_MAX_LENGTH
 
 MAX_K = 100
-MAX_BASKET_ITEMS = 100
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX_LENGTH)]
 UserId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, examples=["C000123"])]
@@ -68,20 +67,6 @@ class ErrorBody(BaseModel):
 
     detail: Any
     request_id: str
-
-
-class BasketRequest(BaseModel):
-    """The current cart."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"user_id": "C000123", "items": ["I00042", "I00007"], "k": 5}]},
-    )
-
-    user_id: str | None = Field(default=None, min_length=1, max_length=ID_MAX_LENGTH)
-    items: list[Id] = Field(min_length=1, max_length=MAX_BASKET_ITEMS)
-    k: int = Field(default=10, ge=1, le=MAX_K)
-    explain: bool = False
 
 
 class CartLineOut(BaseModel):

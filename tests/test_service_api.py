@@ -448,18 +448,19 @@ def _same_shape(a: Any, b: Any, where: str = "") -> None:
 
 def test_openapi_examples_are_real_answers(live: Live, w: World) -> None:
     from service import schemas
+    from service.baskets.schemas import BasketRequest
     from service.routes.recaps import EXAMPLE
 
-    for name in (
-        "Recommendations",
-        "BasketRequest",
-        "RecipeCart",
-        "EventsRequest",
-        "EventsAnswer",
-        "ReloadAnswer",
-        "Ready",
+    for model in (
+        schemas.Recommendations,
+        BasketRequest,
+        schemas.RecipeCart,
+        schemas.EventsRequest,
+        schemas.EventsAnswer,
+        schemas.ReloadAnswer,
+        schemas.Ready,
     ):
-        model = getattr(schemas, name)
+        name = model.__name__
         examples = model.model_config["json_schema_extra"]["examples"]
         assert examples, name
         for example in examples:
