@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -27,8 +26,10 @@ from service.model import ModelHolder
 from service.observability import RequestContextMiddleware, configure_logging
 from service.online.features import OnlineFeatures
 from service.online.items import offline_item_ids
+from service.recipes import routes as recipes
+from service.recipes.service import load_recipes
 from service.recommendations import routes as recommendations
-from service.routes import admin, events, recaps, recipes
+from service.routes import admin, events, recaps
 from service.runtime import freeze_heap, telemetry, tune_process, unfreeze_heap
 from service.state import Services
 
@@ -102,7 +103,7 @@ def _start(settings: ServiceSettings) -> Services:
         holder=holder,
         features=features,
         events=EventStore(settings.events_db),
-        recipes=_load_recipes(settings),
+        recipes=load_recipes(settings=settings),
     )
     _refresh_items(services)
     freeze_heap()
@@ -141,19 +142,6 @@ async def _refresh_items_forever(services: Services, every: float) -> None:
         await asyncio.to_thread(_refresh_items, services, full=False)
         last_writes, last_sweep = writes, time.monotonic()
         await asyncio.to_thread(freeze_heap)  # the new catalog's 50k entries, as at start-up
-
-
-def _load_recipes(settings: ServiceSettings) -> dict[str, dict[str, Any]]:
-    path = settings.recipes_file()
-    if path is None:
-        log.info("no recipes.json found (set RECO_RECIPES); the recipe endpoint answers 404")
-        return {}
-    try:
-        data = json.loads(path.read_text())
-        return {str(r["recipe_id"]): r for r in data.get("recipes", [])}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("cannot read recipes from %s: %s", path, exc)
-        return {}
 
 
 def __getattr__(name: str) -> Any:

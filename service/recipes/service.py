@@ -1,31 +1,55 @@
-"""What the endpoints answer, as plain functions over a loaded model and the online features.
+"""Shop by recipe: one item per ingredient, chosen for the customer, as plain functions.
 
-Ranking itself is `training.ranking.ModelBundle` (the one ranking core, shared with offline
-evaluation); this module only chooses the link of the declared fallback chain, applies the live
-filters (just bought, excluded, out of stock via the bundle's availability) and writes reasons.
-
-Fallback chain for a customer (`source` names the link that answered):
-    model → item-to-item (from the customer's recent purchases) → popular-in-category → popular
-`degraded` is true when a dependency was skipped (online store down or slow, no model loaded).
+An ingredient names a category. The cart adds the customer's usual item of it, else an in-stock
+item of their usual brand or price level, else the most popular one; an ingredient they probably
+have at home (bought within their own rhythm, or just now according to posted events and online
+features) is listed but not added. Without a model, the most popular in-stock item of item_stats.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from service.model import LoadedModel
-from service.online.items import ItemCatalog
+from service.errors import NotFound
+
+if TYPE_CHECKING:
+    from service.config import ServiceSettings
+    from service.model import LoadedModel
+    from service.online.items import ItemCatalog
+
+log = logging.getLogger("reco.service")
+
+
+def load_recipes(*, settings: ServiceSettings) -> dict[str, dict[str, Any]]:
+    """The recipes of recipes.json by recipe_id (none, logged, when the file is missing or unreadable)."""
+    path = settings.recipes_file()
+    if path is None:
+        log.info("no recipes.json found (set RECO_RECIPES); the recipe endpoint answers 404")
+        return {}
+    try:
+        data = json.loads(path.read_text())
+        return {str(r["recipe_id"]): r for r in data.get("recipes", [])}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("cannot read recipes from %s: %s", path, exc)
+        return {}
+
+
+def find_recipe(*, recipes: dict[str, dict[str, Any]], recipe_id: str) -> dict[str, Any]:
+    """The recipe `recipe_id`; NotFound naming the known recipes otherwise."""
+    found = recipes.get(recipe_id)
+    if found is None:
+        raise NotFound(f"No recipe {recipe_id!r}; known recipes: {', '.join(sorted(recipes)) or 'none'}.")
+    return found
 
 
 def _days(when: datetime) -> float:
     return when.timestamp() / 86_400.0
-
-
-# --- shop by recipe ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -55,7 +79,7 @@ def recipe_cart(
     to posted events and online features) are not added."""
     lines: list[CartLine] = []
     if model is None:
-        return _catalog_recipe_cart(catalog, recipe=recipe, just_bought=just_bought)
+        return catalog_recipe_cart(catalog=catalog, recipe=recipe, just_bought=just_bought)
     bundle = model.bundle
     h = bundle.history
     row = bundle.user_index.get(user_id)
@@ -127,8 +151,8 @@ def recipe_cart(
     return lines, "model" if known else "popular-in-category"
 
 
-def _catalog_recipe_cart(
-    catalog: ItemCatalog, *, recipe: dict[str, Any], just_bought: set[str]
+def catalog_recipe_cart(
+    *, catalog: ItemCatalog, recipe: dict[str, Any], just_bought: set[str]
 ) -> tuple[list[CartLine], str]:
     """No model loaded: the most popular in-stock item of each ingredient's category, from item_stats."""
     lines: list[CartLine] = []
