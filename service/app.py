@@ -26,10 +26,11 @@ from service.model import ModelHolder
 from service.observability import RequestContextMiddleware, configure_logging
 from service.online.features import OnlineFeatures
 from service.online.items import offline_item_ids
+from service.recaps import routes as recaps
 from service.recipes import routes as recipes
 from service.recipes.service import load_recipes
 from service.recommendations import routes as recommendations
-from service.routes import admin, events, recaps
+from service.routes import admin, events
 from service.runtime import freeze_heap, telemetry, tune_process, unfreeze_heap
 from service.state import Services
 

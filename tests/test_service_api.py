@@ -449,8 +449,8 @@ def _same_shape(a: Any, b: Any, where: str = "") -> None:
 def test_openapi_examples_are_real_answers(live: Live, w: World) -> None:
     from service import schemas
     from service.baskets.schemas import BasketRequest
+    from service.recaps.schemas import EXAMPLE
     from service.recipes.schemas import RecipeCart
-    from service.routes.recaps import EXAMPLE
 
     for model in (
         schemas.Recommendations,
