@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from service.baskets import routes as baskets
 from service.config import ServiceSettings, load_service_settings
 from service.errors import install_error_handlers, unexpected_error
+from service.events import routes as events
 from service.events.store import EventStore
 from service.model import ModelHolder
 from service.observability import RequestContextMiddleware, configure_logging
@@ -30,7 +31,7 @@ from service.recaps import routes as recaps
 from service.recipes import routes as recipes
 from service.recipes.service import load_recipes
 from service.recommendations import routes as recommendations
-from service.routes import admin, events
+from service.routes import admin
 from service.runtime import freeze_heap, telemetry, tune_process, unfreeze_heap
 from service.state import Services
 

@@ -449,6 +449,7 @@ def _same_shape(a: Any, b: Any, where: str = "") -> None:
 def test_openapi_examples_are_real_answers(live: Live, w: World) -> None:
     from service import schemas
     from service.baskets.schemas import BasketRequest
+    from service.events.schemas import EventsAnswer, EventsRequest
     from service.recaps.schemas import EXAMPLE
     from service.recipes.schemas import RecipeCart
 
@@ -456,8 +457,8 @@ def test_openapi_examples_are_real_answers(live: Live, w: World) -> None:
         schemas.Recommendations,
         BasketRequest,
         RecipeCart,
-        schemas.EventsRequest,
-        schemas.EventsAnswer,
+        EventsRequest,
+        EventsAnswer,
         schemas.ReloadAnswer,
         schemas.Ready,
     ):
