@@ -18,6 +18,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from service.admin import routes as admin
 from service.baskets import routes as baskets
 from service.config import ServiceSettings, load_service_settings
 from service.errors import install_error_handlers, unexpected_error
@@ -31,7 +32,6 @@ from service.recaps import routes as recaps
 from service.recipes import routes as recipes
 from service.recipes.service import load_recipes
 from service.recommendations import routes as recommendations
-from service.routes import admin
 from service.runtime import freeze_heap, telemetry, tune_process, unfreeze_heap
 from service.state import Services
 

@@ -448,6 +448,7 @@ def _same_shape(a: Any, b: Any, where: str = "") -> None:
 
 def test_openapi_examples_are_real_answers(live: Live, w: World) -> None:
     from service import schemas
+    from service.admin.schemas import Ready, ReloadAnswer
     from service.baskets.schemas import BasketRequest
     from service.events.schemas import EventsAnswer, EventsRequest
     from service.recaps.schemas import EXAMPLE
@@ -459,8 +460,8 @@ def test_openapi_examples_are_real_answers(live: Live, w: World) -> None:
         RecipeCart,
         EventsRequest,
         EventsAnswer,
-        schemas.ReloadAnswer,
-        schemas.Ready,
+        ReloadAnswer,
+        Ready,
     ):
         name = model.__name__
         examples = model.model_config["json_schema_extra"]["examples"]
@@ -471,7 +472,7 @@ def test_openapi_examples_are_real_answers(live: Live, w: World) -> None:
         spec = c.get("/openapi.json").json()
         record = c.get(f"/v1/users/{w.recap_users[0]}/recaps/2025").json()
         ready = c.get("/health/ready").json()
-    [ready_example] = schemas.Ready.model_config["json_schema_extra"]["examples"]
+    [ready_example] = Ready.model_config["json_schema_extra"]["examples"]
     for part in ("model", "features", "events"):
         assert ready_example[part].keys() == ready[part].keys(), part
     documented = spec["paths"]["/v1/users/{user_id}/recaps/{year}"]["get"]["responses"]["200"]["content"]
