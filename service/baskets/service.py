@@ -61,11 +61,7 @@ def complete_basket(
     if not scores.any():
         items = popular(model=model, k=k, category=None, exclude=[*basket, *just_bought], explain=explain)
         return Ranked(items, "popular")
-    allowed = bundle.in_stock.copy()
-    for item_id in (*basket, *just_bought):
-        i = bundle.item_index.get(item_id)
-        if i is not None:
-            allowed[i] = False
+    allowed = bundle.allowed_items(exclude_items=[*basket, *just_bought])
     scores = np.where(allowed & (scores > 0), scores, -np.inf)
     ids, vals = top_k(scores[None, :], k=k)
     items = []

@@ -93,8 +93,9 @@ def recipe_cart(
     for ingredient in recipe.get("ingredients", []):
         category = str(ingredient.get("category"))
         codes = np.flatnonzero(bundle.categories == category)
-        in_category = np.isin(bundle.item_category, codes)
-        candidates = np.flatnonzero(in_category & bundle.in_stock)
+        in_category = np.isin(bundle.item_category, codes)  # bought or just bought, in stock or not
+        allowed = bundle.allowed_items(category=category)  # what the cart may add
+        candidates = np.flatnonzero(allowed)
         just = sorted(i for i in just_bought if i in bundle.item_index and in_category[bundle.item_index[i]])
         if just:
             info = catalog.get(just[0])
@@ -135,7 +136,7 @@ def recipe_cart(
                     )
                 )
                 continue
-            if bundle.in_stock[usual]:
+            if allowed[usual]:
                 lines.append(
                     CartLine(category, item_id, catalog.name(item_id), info.price, True, "added", "your usual")
                 )

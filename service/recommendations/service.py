@@ -155,7 +155,8 @@ def item_to_item(
                 best_seed[item_id] = (score, seed)
     if category is not None and category in set(bundle.categories.tolist()):
         # No neighbour in the asked category: empty, so the chain moves on to popular-in-category.
-        totals = {i: s for i, s in totals.items() if bundle.category_of(i) == category}
+        allowed = bundle.allowed_items(exclude_items=exclude, category=category)
+        totals = {i: s for i, s in totals.items() if allowed[bundle.item_index[i]]}
     ranked = sorted(totals.items(), key=lambda pair: (-pair[1], pair[0]))[:k]
     return [
         (i, float(s), f"because you bought {catalog.name(best_seed[i][1])}" if explain else None) for i, s in ranked
