@@ -118,7 +118,7 @@ def recipe_cart(
             pos = base + n
             last = max(float(h.last_day[base + m]) for m, _ in mine)
             baskets = float(h.baskets[pos])
-            interval = (float(h.last_day[pos]) - float(h.first_day[pos])) / max(baskets - 1.0, 1.0)
+            interval = h.interval(pos)
             since = today - last
             item_id = str(bundle.item_ids[usual])
             info = catalog.get(item_id)

@@ -36,7 +36,7 @@ def explain_for_customer(*, model: LoadedModel, catalog: ItemCatalog, user_id: s
         pos = position.get(i) if i is not None else None
         if pos is not None:
             baskets = float(h.baskets[pos])
-            interval = (float(h.last_day[pos]) - float(h.first_day[pos])) / max(baskets - 1.0, 1.0)
+            interval = h.interval(pos)
             if baskets >= 2 and interval >= 1:
                 reasons.append(f"you buy this about every {round(interval)} days")
             else:
