@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -65,3 +66,35 @@ def test_metrics_survive_feast_setting_the_multiprocess_variable() -> None:
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip().splitlines()[-1] == "True"
+
+
+# Importing the service must not load the trainer or the batch side's libraries (DESIGN.md: the
+# service imports the ranking core, the registry's loading side, the features' names and encodings
+# and the recap renderer). Feast and MLflow are loaded by the lifespan, never at import.
+FORBIDDEN_PACKAGES = ("duckdb", "pyarrow", "implicit", "feast", "mlflow")
+ALLOWED_TRAINING = ("training.core", "training.registry", "training.features", "training.recaps", "training.settings")
+
+
+def test_importing_the_service_loads_no_trainer_and_no_batch_library() -> None:
+    script = "import json, sys\nimport service.app\nprint(json.dumps(sorted(sys.modules)))\n"
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("PROMETHEUS_MULTIPROC")}
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env={**env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    loaded = set(json.loads(run.stdout.strip().splitlines()[-1]))
+    assert {"service.app", "service.recommendations.routes", "training.core.bundle"} <= loaded
+    libraries = sorted(m for m in loaded if m.split(".")[0] in FORBIDDEN_PACKAGES)
+    assert not libraries, f"importing service.app loaded {libraries[:10]}"
+    training = sorted(
+        m
+        for m in loaded
+        if m.startswith("training.") and not any(m == p or m.startswith(p + ".") for p in ALLOWED_TRAINING)
+    )
+    # training.data, training.pipeline, training.cli, training.train, training.models, training.evaluation...
+    assert not training, f"importing service.app loaded trainer modules {training}"
