@@ -3,13 +3,16 @@ once into Parquet with the purchase contract's columns."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from service.events.store import EventStore, validate_event
+from tests.unit.service.shop import Shop
 from training.data.load import load_purchases
 
 NOW = datetime(2025, 12, 31, 12, tzinfo=UTC)
@@ -80,3 +83,53 @@ def test_bought_since_feeds_just_bought(tmp_path: Path) -> None:
     store = EventStore(tmp_path / "events.db")
     store.ingest([_event(1, timestamp="2025-12-31T11:00:00Z"), _event(4, timestamp="2025-12-01T11:00:00Z")], now=NOW)
     assert store.bought_since("C1", datetime(2025, 12, 31, tzinfo=UTC)) == {"P001"}
+
+
+# --- through the route ------------------------------------------------------------------------------
+
+
+def _events_counted(outcome: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("reco_events_total", {"outcome": outcome}) or 0.0
+
+
+def test_the_route_reports_every_event_and_counts_them(make_shop: Callable[..., Shop]) -> None:
+    shop = make_shop(None)
+    before = {o: _events_counted(o) for o in ("accepted", "duplicate", "rejected")}
+    now = shop.services.settings.clock()
+    batch = [
+        _event(1, timestamp=now.isoformat()),
+        _event(1, timestamp=now.isoformat()),
+        _event(2, quantity=0, timestamp=now.isoformat()),
+    ]
+    r = shop.post("/v1/events", key="key-events", json={"events": batch})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["received"], body["accepted"], body["duplicates"], body["rejected"]) == (3, 1, 1, 1)
+    assert body["rejections"] == [{"index": 2, "event_id": "e2", "reason": "quantity must be an integer ≥ 1"}]
+    assert body["request_id"] == r.headers["x-request-id"]
+    after = {o: _events_counted(o) for o in before}
+    assert {o: after[o] - before[o] for o in before} == {"accepted": 1, "duplicate": 1, "rejected": 1}
+    assert shop.services.events.bought_since("C1", now - timedelta(hours=1)) == {"P001"}
+
+
+def test_more_events_than_allowed_is_a_422_and_stores_nothing(make_shop: Callable[..., Shop]) -> None:
+    shop = make_shop(None)  # RECO_MAX_EVENTS is 3 in these tests
+    r = shop.post("/v1/events", key="key-events", json={"events": [_event(n) for n in range(4)]})
+    assert r.status_code == 422 and "At most 3 events" in r.json()["detail"]
+    assert shop.services.events.pending() == 0
+
+
+def test_an_event_log_that_cannot_be_written_is_a_503(
+    make_shop: Callable[..., Shop], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop = make_shop(None)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(shop.services.events, "ingest", broken)
+    r = shop.post("/v1/events", key="key-events", json={"events": [_event(1)]})
+    assert r.status_code == 503 and r.headers["retry-after"] == "5"
+    assert "nothing was stored" in r.json()["detail"]
