@@ -1,4 +1,9 @@
-"""Glue shared by the routes: gather a customer's live context, shape a ranked answer, count it."""
+"""What the domains share to answer: a ranked list (`Ranked`), a customer's live context, the count
+of every answer by source and degradation, and the JSON of a ranking endpoint.
+
+`recommendations_answer` serializes with orjson and bypasses the route's declared response_model
+(a performance shortcut under review; tests compare its answers with the model): keep it here.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,23 @@ from datetime import timedelta
 import orjson
 from fastapi import Response
 
-from service.features import CustomerFeatures
+from service.model import LoadedModel
 from service.observability import ANSWER_SOURCE, DEGRADED, current_request_id, labelled
-from service.recommend import Ranked
-from service.state import LoadedModel, Services
+from service.online.features import CustomerFeatures
+from service.state import Services
+
+
+@dataclass
+class Ranked:
+    """One answer: (item_id, score, reason or None) triples and where they came from."""
+
+    items: list[tuple[str, float, str | None]]
+    source: str
+    degraded_reasons: list[str] = field(default_factory=list)
+
+    @property
+    def degraded(self) -> bool:
+        return bool(self.degraded_reasons)
 
 
 @dataclass

@@ -1,42 +1,43 @@
 """The FastAPI application: `create_app()` for tests, module-level `app` for uvicorn (`service.app:app`).
 
-Start-up (lifespan) loads, in this order and never at import: BLAS limited to one thread, the
-model from MLflow (RECO_MODEL_URI), the Feast store and its feature services, the item catalog,
-the recipes; then it starts the background alias poll and item refresh. A dependency that fails
-here leaves the service up and answering fallbacks (`/health/ready` says what is missing).
+Start-up (lifespan) does, in this order and never at import: the process tuning of service.runtime
+(one BLAS thread, the switch interval), the model from MLflow (RECO_MODEL_URI), the Feast store and
+its feature services, the item catalog, the recipes, `gc.freeze`; then it starts the background
+alias poll and item refresh. A dependency that fails here leaves the service up and answering
+fallbacks (`/health/ready` says what is missing).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
-import json
 import logging
-import os
-import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.telemetry import TelemetryConfig
 
+from service.admin import routes as admin
+from service.baskets import routes as baskets
 from service.config import ServiceSettings, load_service_settings
 from service.errors import install_error_handlers, unexpected_error
+from service.events import routes as events
 from service.events.store import EventStore
-from service.features import OnlineFeatures
+from service.model import ModelHolder
 from service.observability import RequestContextMiddleware, configure_logging
-from service.routes import admin, baskets, events, recaps, recipes, recommendations
-from service.state import ModelHolder, Services, freeze_heap
+from service.online.features import OnlineFeatures
+from service.online.items import offline_item_ids
+from service.recaps import routes as recaps
+from service.recipes import routes as recipes
+from service.recipes.service import load_recipes
+from service.recommendations import routes as recommendations
+from service.runtime import freeze_heap, telemetry, tune_process, unfreeze_heap
+from service.state import Services
 
 log = logging.getLogger("reco.service")
 
-# Background threads (item refresh, model poll, candidate precompute) can hold the GIL for the
-# interpreter's whole switch interval (5 ms) while a request on the event loop waits for it.
-SWITCH_INTERVAL_S = 0.0005
 ITEM_SWEEP_SECONDS = 3600.0  # re-read item_stats at least this often, written or not
-OTEL_OFF = TelemetryConfig(tracing=False, metrics=False, logs=False)
 
 DESCRIPTION = """Personalized recommendations, shop-by-recipe carts, yearly recaps and purchase events.
 
@@ -72,16 +73,14 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             services.features.close()
-            gc.unfreeze()  # let the interpreter's shutdown collect them as usual
+            unfreeze_heap()
 
     app = FastAPI(
         title="reco",
         version="1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        # reco's metrics are Prometheus (/metrics). FastAPI's OpenTelemetry hooks look up the
-        # providers on every request (~15 µs here); they stay on when the environment sets OTEL_*.
-        telemetry=None if any(k.startswith("OTEL_") for k in os.environ) else OTEL_OFF,
+        telemetry=telemetry(),
     )
     install_error_handlers(app)
     for module in (recommendations, baskets, recipes, recaps, events, admin):
@@ -92,11 +91,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
 def _start(settings: ServiceSettings) -> Services:
     """Blocking start-up work (runs in a thread so the loop stays free)."""
-    from threadpoolctl import threadpool_limits
-
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
-    # Ranking is one small matrix product per request: more BLAS threads only fight each other.
-    threadpool_limits(1)
+    tune_process()
     holder = ModelHolder(settings)
     try:
         holder.reload()
@@ -110,7 +105,7 @@ def _start(settings: ServiceSettings) -> Services:
         holder=holder,
         features=features,
         events=EventStore(settings.events_db),
-        recipes=_load_recipes(settings),
+        recipes=load_recipes(settings=settings),
     )
     _refresh_items(services)
     freeze_heap()
@@ -123,24 +118,12 @@ def _refresh_items(services: Services, *, full: bool = True) -> None:
     if not services.features.available:
         return
     try:
-        item_ids = current.bundle.item_ids.tolist() if current is not None else _offline_item_ids(services.settings)
-        catalog = services.features.refresh_items(item_ids, full=full)
+        item_ids = current.bundle.item_ids.tolist() if current is not None else offline_item_ids(services.settings)
+        catalog = services.features.items.refresh(item_ids, full=full)
     except Exception as exc:
         log.warning("item_stats refresh failed, keeping the previous catalog: %s", str(exc).splitlines()[0][:200])
         return
-    services.holder.set_availability(
-        {item_id: bool(info.in_stock) for item_id, info in catalog.items.items() if info.in_stock is not None}
-    )
-
-
-def _offline_item_ids(settings: ServiceSettings) -> list[str]:
-    """Without a model, the item ids of item_stats' offline source (to read their online values)."""
-    import pyarrow.parquet as pq
-
-    path = settings.feature_data_dir / "item_stats.parquet"
-    if not path.exists():
-        return []
-    return [str(i) for i in pq.read_table(path, columns=["item_id"]).column("item_id").to_pylist()]
+    services.holder.set_availability(catalog.availability())
 
 
 async def _refresh_items_forever(services: Services, every: float) -> None:
@@ -150,30 +133,17 @@ async def _refresh_items_forever(services: Services, every: float) -> None:
     one GET of the write counter); it re-reads only then, and at least every ITEM_SWEEP_SECONDS
     (rows age past the view's ttl, and writers other than ours do not count). Re-reading 50k
     items costs about 0.3 s of CPU beside the requests; doing it every minute cost p99."""
-    features = services.features
+    items = services.features.items
     last_writes: int | None = None
     last_sweep = time.monotonic()
     while True:
         await asyncio.sleep(every)
-        writes = await asyncio.to_thread(features.item_writes)
+        writes = await asyncio.to_thread(items.writes)
         if writes is not None and writes == last_writes and time.monotonic() - last_sweep < ITEM_SWEEP_SECONDS:
             continue
         await asyncio.to_thread(_refresh_items, services, full=False)
         last_writes, last_sweep = writes, time.monotonic()
         await asyncio.to_thread(freeze_heap)  # the new catalog's 50k entries, as at start-up
-
-
-def _load_recipes(settings: ServiceSettings) -> dict[str, dict[str, Any]]:
-    path = settings.recipes_file()
-    if path is None:
-        log.info("no recipes.json found (set RECO_RECIPES); the recipe endpoint answers 404")
-        return {}
-    try:
-        data = json.loads(path.read_text())
-        return {str(r["recipe_id"]): r for r in data.get("recipes", [])}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("cannot read recipes from %s: %s", path, exc)
-        return {}
 
 
 def __getattr__(name: str) -> Any:

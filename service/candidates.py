@@ -82,10 +82,7 @@ def top_from_candidates(
 ) -> list[tuple[str, float]] | None:
     """The first k cached candidates that pass the live filters, or None when fewer than k survive."""
     listed, scores = table.row(bundle, user_row)
-    keep = bundle.in_stock[listed]
-    blocked = [bundle.item_index[i] for i in excluded if i in bundle.item_index]
-    if blocked:  # a few ids against N candidates: one broadcast comparison beats np.isin's sort
-        keep &= ~(listed[:, None] == np.array(blocked)).any(axis=1)
+    keep = bundle.allowed_items(exclude_items=excluded)[listed]  # the one filter every list goes through
     chosen = np.flatnonzero(keep)[:k]
     if len(chosen) < k and len(listed) == table.size:
         return None  # filters ate too many of a full list: the core ranks on the spot

@@ -14,8 +14,9 @@ from fastapi.security import APIKeyHeader
 from service.config import ServiceSettings
 from service.errors import MissingApiKey, MissingScope, UnknownApiKey
 from service.events.store import EventStore
-from service.features import OnlineFeatures
-from service.state import LoadedModel, Services
+from service.model import LoadedModel
+from service.online.features import OnlineFeatures
+from service.state import Services
 
 api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="A key from RECO_API_KEYS; each endpoint needs one scope."

@@ -1,7 +1,7 @@
 """Errors named for what went wrong, and the one place that turns them (and everything else) into JSON.
 
 Every error answer is `{"detail": ..., "request_id": ...}`. Dependency outages are not errors here:
-they become fallback answers with `degraded: true` (see service.recommend).
+they become fallback answers with `degraded: true` (see service.recommendations.service).
 """
 
 from __future__ import annotations

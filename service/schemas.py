@@ -1,17 +1,22 @@
-"""Request and response models of the HTTP API (DESIGN.md, "HTTP API"), with OpenAPI examples."""
+"""What every endpoint shares (DESIGN.md, "HTTP API"): id types, the ranked-list answer, the error body.
+
+Each domain's own request and response models live beside its routes (`service/<domain>/schemas.py`).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from training.core.columns import ID_MAX_LENGTH
 
-Context = Literal["home", "buy-again", "discover"]
-Id = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX_LENGTH)]
 MAX_K = 100
-MAX_BASKET_ITEMS = 100
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX_LENGTH)]
+UserId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, examples=["C000123"])]
+ItemId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, examples=["I00042"])]
 
 
 class Item(BaseModel):
@@ -51,222 +56,6 @@ class Recommendations(BaseModel):
     degraded: bool = Field(description="True when a dependency (online store, model) was skipped.")
     degraded_reasons: list[str] = Field(default_factory=list)
     request_id: str
-
-
-class SimilarQuery(BaseModel):
-    """Query parameters of GET /v1/items/{item_id}/similar."""
-
-    k: int = Field(default=10, ge=1, le=MAX_K, description="How many items (1..100).")
-    explain: bool = Field(default=False, description="Add a reason to every item.")
-
-
-class RecommendationsQuery(SimilarQuery):
-    """Query parameters of GET /v1/users/{user_id}/recommendations."""
-
-    context: Context = Field(default="home", description="home (the blend), buy-again (bought before), discover (new).")
-    category: str | None = Field(default=None, min_length=1, max_length=ID_MAX_LENGTH, examples=["Bakery"])
-    exclude: list[str] | None = Field(default=None, description="Item ids to leave out (repeat or comma-separate).")
-
-
-class BasketRequest(BaseModel):
-    """The current cart."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"examples": [{"user_id": "C000123", "items": ["I00042", "I00007"], "k": 5}]},
-    )
-
-    user_id: str | None = Field(default=None, min_length=1, max_length=ID_MAX_LENGTH)
-    items: list[Id] = Field(min_length=1, max_length=MAX_BASKET_ITEMS)
-    k: int = Field(default=10, ge=1, le=MAX_K)
-    explain: bool = False
-
-
-class CartLineOut(BaseModel):
-    """One ingredient of a recipe, with the item chosen for it."""
-
-    ingredient: str
-    item_id: str | None
-    name: str | None
-    price: float | None
-    in_cart: bool
-    status: Literal["added", "probably-at-home", "unavailable"]
-    reason: str
-
-
-class RecipeCart(BaseModel):
-    """A cart for a recipe: one item per ingredient."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "recipe_id": "pancakes",
-                    "name": "Pancakes",
-                    "lines": [
-                        {
-                            "ingredient": "Dairy",
-                            "item_id": "I00042",
-                            "name": "Whole Milk 1L",
-                            "price": 1.19,
-                            "in_cart": False,
-                            "status": "probably-at-home",
-                            "reason": "you bought Whole Milk 1L 2 days ago and usually buy it every 7 days",
-                        },
-                        {
-                            "ingredient": "Bakery",
-                            "item_id": "I00311",
-                            "name": "Flour 1kg",
-                            "price": 0.89,
-                            "in_cart": True,
-                            "status": "added",
-                            "reason": "your usual",
-                        },
-                    ],
-                    "model_version": "3",
-                    "source": "model",
-                    "degraded": False,
-                    "request_id": "7f3c9e1a2b4d4c6e8f0a1b2c3d4e5f60",
-                }
-            ]
-        }
-    )
-
-    recipe_id: str
-    name: str
-    lines: list[CartLineOut]
-    model_version: str | None
-    source: str
-    degraded: bool
-    degraded_reasons: list[str] = Field(default_factory=list)
-    request_id: str
-
-
-class EventsRequest(BaseModel):
-    """Purchase events; each is validated on its own (a bad one is reported, the rest stored)."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "events": [
-                        {
-                            "event_id": "e-1",
-                            "user_id": "C000123",
-                            "item_id": "I00042",
-                            "timestamp": "2025-12-30T10:15:00Z",
-                            "quantity": 2,
-                            "price": 1.19,
-                            "order_id": "o-77",
-                        }
-                    ]
-                }
-            ]
-        }
-    )
-
-    events: list[Any] = Field(min_length=1, max_length=1_000)
-
-
-class EventRejection(BaseModel):
-    index: int
-    event_id: str | None
-    reason: str
-
-
-class EventsAnswer(BaseModel):
-    """received = accepted + duplicates + rejected."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "received": 2,
-                    "accepted": 1,
-                    "duplicates": 0,
-                    "rejected": 1,
-                    "rejections": [{"index": 1, "event_id": "e-2", "reason": "quantity must be an integer ≥ 1"}],
-                    "request_id": "7f3c9e1a2b4d4c6e8f0a1b2c3d4e5f60",
-                }
-            ]
-        }
-    )
-
-    received: int
-    accepted: int
-    duplicates: int
-    rejected: int
-    rejections: list[EventRejection]
-    request_id: str
-
-
-class ReloadAnswer(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "changed": True,
-                    "version": "4",
-                    "previous": "3",
-                    "seconds": 0.8,
-                    "request_id": "7f3c9e1a2b4d4c6e8f0a1b2c3d4e5f60",
-                }
-            ]
-        }
-    )
-
-    changed: bool
-    version: str | None
-    previous: str | None
-    seconds: float
-    request_id: str
-
-
-class Live(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"status": "ok"}]})
-
-    status: str
-
-
-class Ready(BaseModel):
-    """What is loaded and from where."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "ready": True,
-                    "model": {
-                        "loaded": True,
-                        "version": "3",
-                        "uri": "models:/reco@champion",
-                        "resolved_uri": "models:/reco/3",
-                        "loaded_at": "2026-11-23T19:00:00+00:00",
-                        "load_seconds": 1.8,
-                        "items": 50000,
-                        "customers": 100000,
-                        "last_error": None,
-                        "candidates_filled": 1.0,
-                        "candidates_seconds": 41.2,
-                    },
-                    "features": {
-                        "online_store": "redis",
-                        "available": True,
-                        "items_cached": 50000,
-                        "items_stale": 0,
-                        "items_refreshed_at": "2026-11-23T19:01:00+00:00",
-                        "error": None,
-                    },
-                    "events": {"pending": 12, "error": None},
-                }
-            ]
-        }
-    )
-
-    ready: bool
-    model: dict[str, Any]
-    features: dict[str, Any]
-    events: dict[str, Any]
 
 
 class ErrorBody(BaseModel):

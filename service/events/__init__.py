@@ -1,0 +1,1 @@
+"""Purchase events posted by the storefront: routes, service functions, schemas, the event log (store.py)."""

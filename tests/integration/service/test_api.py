@@ -5,40 +5,23 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 
-from tests.test_service_support import (
+from tests.integration.service.support import (
     HOSTILE_PERSONA,
     KEY_ALL,
+    KEYS,
     Live,
     World,
     live_server,
     register_second_version,
     set_champion,
-    world,
 )
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def w() -> World:
-    return world()
-
-
-@pytest.fixture(scope="module")
-def live(w: World) -> Iterator[Live]:
-    with live_server(w.env()) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def bundle(live: Live) -> Any:
-    return live.app.state.services.holder.current.bundle
 
 
 def _bought(bundle: Any, user_id: str) -> set[str]:
@@ -390,11 +373,7 @@ def test_auth_matrix(live: Live, w: World, method: str, path: str, body: Any, sc
     fill = {"user": w.users[0], "item": w.items[0], "recap_user": w.recap_users[0]}
     path = path.format(**fill)
     payload = json.loads(json.dumps(body).replace("{item}", w.items[0])) if body else None
-    wrong_scope = next(
-        k
-        for k, scopes in __import__("tests.test_service_support").test_service_support.KEYS.items()
-        if scope not in scopes
-    )
+    wrong_scope = next(k for k, scopes in KEYS.items() if scope not in scopes)
     right_scope = f"test-{scope}"
     for key, expected in ((None, 401), ("not-a-key", 401), (wrong_scope, 403), (right_scope, 200)):
         with live.client(key) as c:
@@ -448,18 +427,22 @@ def _same_shape(a: Any, b: Any, where: str = "") -> None:
 
 def test_openapi_examples_are_real_answers(live: Live, w: World) -> None:
     from service import schemas
-    from service.routes.recaps import EXAMPLE
+    from service.admin.schemas import Ready, ReloadAnswer
+    from service.baskets.schemas import BasketRequest
+    from service.events.schemas import EventsAnswer, EventsRequest
+    from service.recaps.schemas import EXAMPLE
+    from service.recipes.schemas import RecipeCart
 
-    for name in (
-        "Recommendations",
-        "BasketRequest",
-        "RecipeCart",
-        "EventsRequest",
-        "EventsAnswer",
-        "ReloadAnswer",
-        "Ready",
+    for model in (
+        schemas.Recommendations,
+        BasketRequest,
+        RecipeCart,
+        EventsRequest,
+        EventsAnswer,
+        ReloadAnswer,
+        Ready,
     ):
-        model = getattr(schemas, name)
+        name = model.__name__
         examples = model.model_config["json_schema_extra"]["examples"]
         assert examples, name
         for example in examples:
@@ -468,7 +451,7 @@ def test_openapi_examples_are_real_answers(live: Live, w: World) -> None:
         spec = c.get("/openapi.json").json()
         record = c.get(f"/v1/users/{w.recap_users[0]}/recaps/2025").json()
         ready = c.get("/health/ready").json()
-    [ready_example] = schemas.Ready.model_config["json_schema_extra"]["examples"]
+    [ready_example] = Ready.model_config["json_schema_extra"]["examples"]
     for part in ("model", "features", "events"):
         assert ready_example[part].keys() == ready[part].keys(), part
     documented = spec["paths"]["/v1/users/{user_id}/recaps/{year}"]["get"]["responses"]["200"]["content"]
@@ -524,7 +507,6 @@ def test_the_fast_lane_answers_as_fastapi_does(live: Live, w: World, monkeypatch
 
     from service import fastlane
     from service.schemas import Recommendations
-    from tests.test_service_support import KEYS
 
     user, item = w.users[0], w.items[0]
     queries = [
@@ -590,37 +572,6 @@ def test_request_id_is_echoed_or_made(live: Live, w: World) -> None:
     assert made.headers["x-request-id"] != "bad id with spaces" and len(made.headers["x-request-id"]) == 32
 
 
-def test_an_unexpected_error_is_json_and_its_message_stays_out_of_the_logs(
-    tmp_path: Any, caplog: pytest.LogCaptureFixture
-) -> None:
-    import logging
-
-    from starlette.testclient import TestClient
-
-    from service.app import create_app
-    from service.config import load_service_settings
-
-    app = create_app(load_service_settings(home=str(tmp_path), auth="disabled"))
-
-    customer = "-".join(("private", "customer", "42"))  # not in the source lines a traceback shows
-
-    async def boom() -> None:
-        raise KeyError(customer)
-
-    app.add_api_route("/boom", boom)
-    logger = logging.getLogger("reco")
-    logger.propagate = True
-    try:
-        with caplog.at_level(logging.INFO):
-            # raise_server_exceptions: an exception that got past the service would fail here
-            r = TestClient(app, raise_server_exceptions=True).get("/boom", headers={"X-Request-ID": "req-1"})
-    finally:
-        logger.propagate = False
-    assert r.status_code == 500 and r.json()["detail"] and r.json()["request_id"] == "req-1"
-    assert "KeyError" in caplog.text and "/boom" in caplog.text
-    assert "private-customer-42" not in caplog.text
-
-
 def test_a_broken_event_log_answers_503_and_recommendations_still_serve(tmp_path: Any, w: World) -> None:
     (tmp_path / "events" / "events.db").mkdir(parents=True)  # a directory where the SQLite file belongs
     with live_server(w.env(RECO_HOME=str(tmp_path))) as server, server.client() as c:
@@ -668,34 +619,6 @@ def test_health_and_metrics(live: Live, w: World) -> None:
     )
     assert "reco_model_info{" in metrics
     assert "no-such-customer" not in metrics
-
-
-def test_metrics_survive_feast_setting_the_multiprocess_variable() -> None:
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    # The order of `reco serve` with one worker: the service's metrics first, then Feast (lifespan).
-    script = (
-        "import service.observability as o\n"
-        "import feast, os\n"
-        "assert os.environ.get('PROMETHEUS_MULTIPROC_DIR')  # set by feast.metrics\n"
-        "o.ANSWER_SOURCE.labels(endpoint='probe', source='model').inc()\n"
-        "print('endpoint=\"probe\"' in o.metrics_body()[0].decode())\n"
-    )
-    repo = Path(__file__).resolve().parents[1]
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("PROMETHEUS_MULTIPROC")}
-    run = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=repo,
-        env={**env, "PYTHONPATH": str(repo)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.strip().splitlines()[-1] == "True"
 
 
 def test_no_model_means_fallbacks_not_errors(w: World) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from service.answers import customer_context, recommendations_answer
+from service.baskets.schemas import BasketRequest
+from service.baskets.service import complete_basket
 from service.deps import ModelDep, RecommendKey, ServicesDep
-from service.recommend import complete_basket
-from service.schemas import ERRORS, BasketRequest, Recommendations
+from service.schemas import ERRORS, Recommendations
 
 router = APIRouter(tags=["recommendations"])
 

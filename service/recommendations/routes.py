@@ -1,25 +1,26 @@
-"""GET /v1/users/{user_id}/recommendations and GET /v1/items/{item_id}/similar."""
+"""GET /v1/users/{user_id}/recommendations and GET /v1/items/{item_id}/similar.
+
+Both are the storefront's hot routes: they answer through the fast lane (service/fastlane.py),
+whose `build` for them is `_fast_arguments`, and with `recommendations_answer` (service/answers.py).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from service.answers import customer_context, recommendations_answer
 from service.deps import ModelDep, RecommendKey, ServicesDep, authorize
 from service.errors import InvalidInput
 from service.fastlane import api_key, fast_lane, query_model
-from service.recommend import recommend_for_customer, similar_to_item
-from service.schemas import ERRORS, Recommendations, RecommendationsQuery, SimilarQuery
+from service.recommendations.schemas import MAX_EXCLUDE, RecommendationsQuery, SimilarQuery
+from service.recommendations.service import recommend_for_customer, similar_to_item
+from service.schemas import ERRORS, ItemId, Recommendations, UserId
 from training.core.columns import ID_MAX_LENGTH
 
 router = APIRouter(tags=["recommendations"])
-
-UserId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, examples=["C000123"])]
-ItemId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, examples=["I00042"])]
-MAX_EXCLUDE = 100
 
 
 async def recommendations(

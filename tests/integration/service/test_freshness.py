@@ -15,38 +15,18 @@ from typing import Any
 
 import pytest
 
-from tests.test_service_support import DATA_END, World, live_server, world
-from training.features.encoding import fresh as _fresh
-from training.features.encoding import present as _present
+from tests.integration.service.support import DATA_END, World, live_server
 
 pytestmark = pytest.mark.slow
 
 NOW = datetime.fromisoformat(DATA_END)
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def w() -> World:
-    return world()
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _stale_count(view: str) -> float:
     from prometheus_client import REGISTRY
 
     return REGISTRY.get_sample_value("reco_stale_features_total", {"view": view}) or 0.0
-
-
-def test_freshness_rule() -> None:
-    from feast.protos.feast.types.Value_pb2 import Value
-
-    day = timedelta(days=1)
-    assert _fresh(NOW - 30 * day, 30 * day, NOW) and not _fresh(NOW - 31 * day, 30 * day, NOW)
-    assert _fresh(NOW - 10_000 * day, timedelta(0), NOW)  # ttl 0: never expires
-    assert _fresh(None, day, NOW)
-    assert not _fresh((NOW - 2 * day).replace(tzinfo=None), day, NOW)  # naive = UTC
-    # Redis answers a missing key with empty values (and event time 0): missing, not stale
-    assert not _present({"recent_items": Value()}) and not _present(None)
-    assert _present({"recent_items": Value(), "orders": Value(int64_val=3)})
 
 
 def _write_recent_items(store: Any, user_id: str, item_id: str, *, written: datetime) -> None:
@@ -112,7 +92,7 @@ def test_first_recap_read_after_start_up_fits_the_feature_timeout(w: World) -> N
     # A fresh interpreter: Feast's lazy set-up on a first read is paid once per process.
     script = (
         "import json, sys\n"
-        "from tests.test_service_support import live_server\n"
+        "from tests.integration.service.support import live_server\n"
         "env, user = json.loads(sys.argv[1]), sys.argv[2]\n"
         "with live_server(env) as server, server.client() as c:\n"
         "    r = c.get(f'/v1/users/{user}/recaps/2025')\n"

@@ -1,19 +1,18 @@
-"""POST /v1/events + `reco events export`: every event validated on its own, accepted ones stored
-durably under RECO_HOME and drained exactly once into Parquet with the purchase contract's columns."""
+"""The event log: every event validated on its own, accepted ones stored durably and drained exactly
+once into Parquet with the purchase contract's columns."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from datetime import UTC, datetime
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from service.events.store import EventStore, validate_event
+from tests.unit.service.shop import Shop
 from training.data.load import load_purchases
 
 NOW = datetime(2025, 12, 31, 12, tzinfo=UTC)
@@ -86,32 +85,51 @@ def test_bought_since_feeds_just_bought(tmp_path: Path) -> None:
     assert store.bought_since("C1", datetime(2025, 12, 31, tzinfo=UTC)) == {"P001"}
 
 
-def test_post_events_then_cli_export(tmp_path: Path) -> None:
-    from tests.test_service_support import live_server, world
+# --- through the route ------------------------------------------------------------------------------
 
-    w = world()
-    home = tmp_path / "home"
-    env = w.env(RECO_HOME=str(home))
-    env["MLFLOW_TRACKING_URI"] = w.tracking_uri  # reuse the world's registry, separate event log
-    with live_server(env) as server, server.client() as c:
-        r = c.post("/v1/events", json={"events": [_event(1), _event(2, price=-3), _event(3, timestamp="nope")]})
-        assert r.status_code == 200
-        body = r.json()
-        assert (body["received"], body["accepted"], body["rejected"]) == (3, 1, 2)
-        assert body["rejections"][0]["reason"].startswith("price")
-        assert c.get("/health/ready").json()["events"]["pending"] == 1
-        too_many = c.post("/v1/events", json={"events": [_event(n) for n in range(1001)]})
-        assert too_many.status_code == 422
-    out = tmp_path / "export"
-    run = subprocess.run(
-        [sys.executable, "-m", "training.cli", "events", "export", "--out", str(out)],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 0, run.stderr
-    assert "exported 1 events" in run.stdout
-    files = list(out.glob("*.parquet"))
-    assert len(files) == 1 and pq.read_table(files[0]).column("event_id").to_pylist() == ["e1"]
-    assert json.loads(json.dumps(pq.read_table(files[0]).to_pylist()[0], default=str))["user_id"] == "C1"
+
+def _events_counted(outcome: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value("reco_events_total", {"outcome": outcome}) or 0.0
+
+
+def test_the_route_reports_every_event_and_counts_them(make_shop: Callable[..., Shop]) -> None:
+    shop = make_shop(None)
+    before = {o: _events_counted(o) for o in ("accepted", "duplicate", "rejected")}
+    now = shop.services.settings.clock()
+    batch = [
+        _event(1, timestamp=now.isoformat()),
+        _event(1, timestamp=now.isoformat()),
+        _event(2, quantity=0, timestamp=now.isoformat()),
+    ]
+    r = shop.post("/v1/events", key="key-events", json={"events": batch})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["received"], body["accepted"], body["duplicates"], body["rejected"]) == (3, 1, 1, 1)
+    assert body["rejections"] == [{"index": 2, "event_id": "e2", "reason": "quantity must be an integer ≥ 1"}]
+    assert body["request_id"] == r.headers["x-request-id"]
+    after = {o: _events_counted(o) for o in before}
+    assert {o: after[o] - before[o] for o in before} == {"accepted": 1, "duplicate": 1, "rejected": 1}
+    assert shop.services.events.bought_since("C1", now - timedelta(hours=1)) == {"P001"}
+
+
+def test_more_events_than_allowed_is_a_422_and_stores_nothing(make_shop: Callable[..., Shop]) -> None:
+    shop = make_shop(None)  # RECO_MAX_EVENTS is 3 in these tests
+    r = shop.post("/v1/events", key="key-events", json={"events": [_event(n) for n in range(4)]})
+    assert r.status_code == 422 and "At most 3 events" in r.json()["detail"]
+    assert shop.services.events.pending() == 0
+
+
+def test_an_event_log_that_cannot_be_written_is_a_503(
+    make_shop: Callable[..., Shop], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shop = make_shop(None)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(shop.services.events, "ingest", broken)
+    r = shop.post("/v1/events", key="key-events", json={"events": [_event(1)]})
+    assert r.status_code == 503 and r.headers["retry-after"] == "5"
+    assert "nothing was stored" in r.json()["detail"]

@@ -1,10 +1,11 @@
-"""Shared world for the service tests: ONE small trained model + features per test session, and a
-live uvicorn server on loopback per configuration.
+"""Shared world of the service's integration tests: ONE small trained model + features per test
+session, and a live uvicorn server on loopback per configuration.
 
-The world is built once per process (module-level cache) so every tests/test_service_*.py file
-reuses it: a synthetic store, `training.train.train` into a real MLflow registry (SQLite in a temp
-dir), a second registered version of the same artifacts (for reload tests), `features build` +
-`materialize` into the SQLite online store, and the 2025 recaps made by the real recap job.
+The world is built once per process (module-level cache) so every test module here (and a test's
+subprocess, which imports this module) reuses it: a synthetic store, `training.train.train` into a
+real MLflow registry (SQLite in a temp dir), a second registered version of the same artifacts (for
+reload tests), `features build` + `materialize` into the SQLite online store, and the 2025 recaps
+made by the real recap job.
 """
 
 from __future__ import annotations
@@ -215,27 +216,3 @@ def live_server(env: dict[str, str]) -> Iterator[Live]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
-
-
-def test_feature_decoding_equals_feasts_for_every_value_kind() -> None:
-    """service.features._decode reads plain scalars and lists itself: the same values as Feast's."""
-    from feast.protos.feast.types.Value_pb2 import Value
-    from feast.type_map import feast_value_type_to_python_type
-
-    from training.features.encoding import decode as _decode
-
-    values = {
-        "s": Value(string_val="Oat Milk"),
-        "i32": Value(int32_val=7),
-        "i64": Value(int64_val=1 << 40),
-        "d": Value(double_val=2.5),
-        "f": Value(float_val=0.25),
-        "b": Value(bool_val=True),
-        "sl": Value(string_list_val={"val": ["a", "b"]}),
-        "il": Value(int64_list_val={"val": [1, 2]}),
-        "dl": Value(double_list_val={"val": [0.5]}),
-        "ts": Value(unix_timestamp_val=1_735_689_600),
-        "tsl": Value(unix_timestamp_list_val={"val": [1_735_689_600, 1_735_776_000]}),
-        "missing": Value(),
-    }
-    assert _decode([values]) == {name: feast_value_type_to_python_type(v) for name, v in values.items()}

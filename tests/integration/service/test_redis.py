@@ -9,18 +9,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.features import CUSTOMER_FIELDS
+from service.online.features import CUSTOMER_FIELDS
 from tests.conftest import redis_url_or_skip
-from tests.test_service_support import World, free_port, live_server, world
+from tests.integration.service.support import World, free_port, live_server
 
 pytestmark = [pytest.mark.slow]
 
 REDIS_DB = 12
-
-
-@pytest.fixture(scope="module")
-def w() -> World:
-    return world()
 
 
 @pytest.fixture(scope="module")
@@ -120,31 +115,6 @@ def test_repeated_reads_do_not_grow_the_requested_features(w: World, redis_url: 
         view.name: [f.name for f in view.features if f.name in CUSTOMER_FIELDS] for view, _ in features._customer_views
     }
     assert sorted(n for names in requested.values() for n in names) == sorted(CUSTOMER_FIELDS)
-
-
-def test_a_burst_of_timeouts_under_load_does_not_open_the_breaker() -> None:
-    """Concurrent requests time out together when the process is starved of CPU for a moment: that is
-    not an outage. Timeouts open the breaker only when they are half of the recent reads."""
-    from service.config import load_service_settings
-    from service.features import BREAKER_MIN_TIMEOUTS, BREAKER_WINDOW, OnlineFeatures
-
-    features = OnlineFeatures(load_service_settings(feature_backoff_seconds=5))
-    skipping = lambda: features._skip_until > time.monotonic()  # noqa: E731
-    for _ in range(BREAKER_WINDOW):
-        features._recent_timeouts.append(False)  # what a successful read records
-    for _ in range(BREAKER_WINDOW // 2 - 1):  # a burst just under half of the window
-        features._fail("customer", "timeout", time.perf_counter())
-    assert not skipping()
-    features._fail("customer", "timeout", time.perf_counter())
-    assert skipping(), "half of the recent reads timed out: skip the store"
-
-    fresh = OnlineFeatures(load_service_settings(feature_backoff_seconds=5))
-    for n in range(1, BREAKER_MIN_TIMEOUTS + 1):
-        fresh._fail("customer", "timeout", time.perf_counter())
-        assert (fresh._skip_until > time.monotonic()) == (n == BREAKER_MIN_TIMEOUTS)
-    fresh._skip_until = 0.0
-    fresh._fail("customer", "error", time.perf_counter())
-    assert fresh._skip_until > time.monotonic(), "a refused connection backs off at once"
 
 
 @pytest.mark.redis

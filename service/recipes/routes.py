@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 
 from service.answers import customer_context, model_reasons, record
 from service.deps import ModelDep, RecommendKey, ServicesDep
-from service.errors import NotFound
 from service.observability import current_request_id
-from service.recommend import recipe_cart
-from service.routes.recommendations import UserId
-from service.schemas import ERRORS, CartLineOut, RecipeCart
-from training.core.columns import ID_MAX_LENGTH
+from service.recipes.schemas import CartLineOut, RecipeCart, RecipeId
+from service.recipes.service import find_recipe, recipe_cart
+from service.schemas import ERRORS, UserId
 
 router = APIRouter(tags=["recipes"])
-
-RecipeId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, examples=["pancakes"])]
 
 
 @router.get(
@@ -30,9 +25,7 @@ async def recipe(
     user_id: UserId, recipe_id: RecipeId, _key: RecommendKey, services: ServicesDep, model: ModelDep
 ) -> RecipeCart:
     """One in-stock item per ingredient, chosen for this customer; what they probably have at home is marked."""
-    found = services.recipes.get(recipe_id)
-    if found is None:
-        raise NotFound(f"No recipe {recipe_id!r}; known recipes: {', '.join(sorted(services.recipes)) or 'none'}.")
+    found = find_recipe(recipes=services.recipes, recipe_id=recipe_id)
     live = await customer_context(services, user_id)
     lines, source = recipe_cart(
         model=model,

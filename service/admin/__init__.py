@@ -1,0 +1,1 @@
+"""Operations: model reload, liveness and readiness, Prometheus metrics."""

@@ -1,0 +1,63 @@
+"""Model reloads and the readiness report, as plain functions over the app state."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from service.admin.schemas import Ready
+from service.errors import ReloadFailed
+
+if TYPE_CHECKING:
+    from service.config import ServiceSettings
+    from service.events.store import EventStore
+    from service.model import ModelHolder, ReloadResult
+    from service.online.features import OnlineFeatures
+
+
+def reload_model(*, holder: ModelHolder, force: bool) -> ReloadResult:
+    """Re-resolve the model URI and swap when it names another version (blocking); ReloadFailed otherwise."""
+    try:
+        return holder.reload(force=force)
+    except Exception as exc:
+        raise ReloadFailed(f"Reload failed, still serving the previous model: {exc}") from None
+
+
+def event_log_status(*, store: EventStore) -> dict[str, Any]:
+    """Pending events of the event log (blocking); a broken log is reported, not raised."""
+    try:
+        return {"pending": store.pending(), "error": None}
+    except Exception as exc:  # a broken event log must not turn the health check into a 500
+        return {"pending": None, "error": type(exc).__name__}
+
+
+def readiness(
+    *, holder: ModelHolder, features: OnlineFeatures, settings: ServiceSettings, events: dict[str, Any]
+) -> Ready:
+    """What is loaded and from where; ready when a model is loaded."""
+    current = holder.current
+    catalog = features.catalog
+    return Ready(
+        ready=current is not None,
+        model={
+            "loaded": current is not None,
+            "version": current.version if current else None,
+            "uri": settings.model_uri,
+            "resolved_uri": current.resolved_uri if current else None,
+            "loaded_at": current.loaded_at.isoformat() if current else None,
+            "load_seconds": round(current.load_seconds, 3) if current else None,
+            "items": int(current.bundle.n_items) if current else None,
+            "customers": len(current.bundle.user_ids) if current else None,
+            "last_error": holder.last_error,
+            "candidates_filled": round(current.candidates.fill_ratio, 4) if current and current.candidates else None,
+            "candidates_seconds": current.candidates.precompute_seconds if current and current.candidates else None,
+        },
+        features={
+            "online_store": features.kind,
+            "available": features.available,
+            "items_cached": len(catalog.items),
+            "items_stale": catalog.stale,
+            "items_refreshed_at": catalog.refreshed_at.isoformat() if catalog.refreshed_at else None,
+            "error": features.error,
+        },
+        events=events,
+    )

@@ -1,0 +1,1 @@
+"""Basket completion: routes, service function, schemas."""

@@ -1,0 +1,1 @@
+"""Yearly recaps ("Your year with us"): routes, service functions, the documented record."""

@@ -1,0 +1,44 @@
+"""GET /v1/users/{user_id}/recaps/{year}: the stored yearly recap, as JSON or as the email page."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from service.deps import FeaturesDep, RecapsKey, ServicesDep
+from service.recaps.schemas import EXAMPLE
+from service.recaps.service import recap_page, stored_recap
+from service.schemas import ERRORS, UserId
+
+router = APIRouter(tags=["recaps"])
+
+
+@router.get(
+    "/v1/users/{user_id}/recaps/{year}",
+    responses={
+        **ERRORS,
+        200: {
+            "content": {"application/json": {"example": EXAMPLE}, "text/html": {"schema": {"type": "string"}}},
+            "description": "The recap record (format=json) or its email page (format=html).",
+        },
+        404: ERRORS[401] | {"description": "No recap for this customer and year."},
+        503: ERRORS[401] | {"description": "The online store holding recaps is unavailable."},
+    },
+)
+async def recap(
+    user_id: UserId,
+    year: Annotated[int, Path(ge=1970, le=2100, examples=[2025])],
+    _key: RecapsKey,
+    features: FeaturesDep,
+    services: ServicesDep,
+    format: Annotated[
+        Literal["json", "html"], Query(description="json (the record) or html (the email page).")
+    ] = "json",
+) -> Any:
+    """The customer's "Your year with us" recap from the online store (feature service recap_v1)."""
+    record = await stored_recap(features=features, user_id=user_id, year=year)
+    if format == "html":
+        return HTMLResponse(recap_page(record=record, settings=services.settings))
+    return JSONResponse(record)

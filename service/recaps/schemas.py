@@ -1,0 +1,56 @@
+"""The recap record as GET /v1/users/{user_id}/recaps/{year} documents it (DESIGN.md, "Recap record").
+
+The record is the recap job's (training.recaps), stored in the online store and served as it is;
+EXAMPLE is its OpenAPI example (tests compare its shape with a real answer).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# A real record's shape (training/recaps/sql.py `final_sql`), lists shortened to one or two entries.
+EXAMPLE: dict[str, Any] = {
+    "schema_version": 1,
+    "user_id": "C000123",
+    "year": 2025,
+    "kind": "full",
+    "new_customer": False,
+    "orders": 48,
+    "items": 912,
+    "spend": 2315.4,
+    "days_shopped": 46,
+    "previous_year": {"year": 2024, "orders": 41, "items": 803, "spend": 1990.12, "days_shopped": 40},
+    "change_vs_previous_year": {"orders_pct": 17.1, "items_pct": 13.6, "spend_pct": 16.3},
+    "top_categories": [
+        {"category": "Dairy", "items": 160, "spend": 231.5},
+        {"category": "Bakery", "items": 120, "spend": 198.2},
+    ],
+    "top_items": [
+        {"item_id": "I00042", "name": "Oat Milk 1L", "category": "Dairy", "items": 52, "spend": 93.6},
+    ],
+    "top_brands": [{"brand": "Oatly", "items": 52, "spend": 93.6}],
+    "staple": {"item_id": "I00042", "name": "Oat Milk 1L", "orders": 40, "items": 52},
+    "discoveries": {"categories": ["Sourdough"], "categories_count": 1, "brands": [], "brands_count": 0},
+    "busiest_month": {"month": 12, "name": "December", "orders": 7, "spend": 320.45},
+    "favourite_weekday": {"weekday": 6, "name": "Saturday", "orders": 19},
+    "longest_weekly_streak": 9,
+    "spend_by_month": [180.2, 150.0, 175.3, 190.1, 201.7, 160.4, 170.0, 185.9, 199.3, 210.5, 171.55, 320.45],
+    "orders_by_month": [4, 3, 4, 4, 4, 3, 4, 4, 4, 4, 3, 7],
+    # (no null in an example: FastAPI leaves null-valued keys out of the OpenAPI document)
+    "comparisons": [
+        {
+            "kind": "category_top",
+            "category": "Dairy",
+            "percent": 3,
+            "cohort_size": 4100,
+            "text": "You are in the top 3% of Dairy buyers",
+        }
+    ],
+    "persona": {
+        "name": "Weekend Planner",
+        "rule": "at least 4 orders, and at least 60% of them on a Saturday or Sunday",
+        "reason": "65% of your orders were on a weekend",
+    },
+    "picks": [{"item_id": "I00311", "name": "Sourdough Loaf", "category": "Bakery", "score": 0.812}],
+    "model_version": "3",
+}

@@ -1,0 +1,1 @@
+"""Shop by recipe: routes, service functions, schemas."""

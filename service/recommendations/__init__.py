@@ -1,0 +1,1 @@
+"""Recommendations for a customer and items similar to an item: routes, service functions, reasons, schemas."""

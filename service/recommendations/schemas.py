@@ -1,0 +1,28 @@
+"""Query models of GET /v1/users/{user_id}/recommendations and GET /v1/items/{item_id}/similar."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from service.schemas import MAX_K
+from training.core.columns import ID_MAX_LENGTH
+
+Context = Literal["home", "buy-again", "discover"]
+MAX_EXCLUDE = 100
+
+
+class SimilarQuery(BaseModel):
+    """Query parameters of GET /v1/items/{item_id}/similar."""
+
+    k: int = Field(default=10, ge=1, le=MAX_K, description="How many items (1..100).")
+    explain: bool = Field(default=False, description="Add a reason to every item.")
+
+
+class RecommendationsQuery(SimilarQuery):
+    """Query parameters of GET /v1/users/{user_id}/recommendations."""
+
+    context: Context = Field(default="home", description="home (the blend), buy-again (bought before), discover (new).")
+    category: str | None = Field(default=None, min_length=1, max_length=ID_MAX_LENGTH, examples=["Bakery"])
+    exclude: list[str] | None = Field(default=None, description="Item ids to leave out (repeat or comma-separate).")

@@ -1,0 +1,262 @@
+"""Recommendations and similar items on the known-answer shop (shop.py): the fallback chain link by
+link, the live filters, the reasons, through the plain functions and through the routes."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from service.candidates import CandidateTable
+from service.model import LoadedModel
+from service.online.features import CustomerFeatures
+from service.online.items import ItemCatalog
+from service.recommendations.reasons import explain_for_customer
+from service.recommendations.service import recommend_for_customer, similar_to_item
+from tests.unit.service.shop import Shop, StubFeatures, without_stock
+from training.core.bundle import ModelBundle
+
+SOLD_OUT = {"I2", "I8"}
+
+
+def _recommend(
+    model: LoadedModel | None,
+    catalog: ItemCatalog,
+    user_id: str,
+    *,
+    k: int = 3,
+    context: str = "home",
+    category: str | None = None,
+    exclude: tuple[str, ...] = (),
+    just_bought: frozenset[str] = frozenset(),
+    features: CustomerFeatures | None = None,
+    explain: bool = False,
+) -> tuple[list[str], str, list[str | None]]:
+    ranked = recommend_for_customer(
+        model=model,
+        catalog=catalog,
+        user_id=user_id,
+        k=k,
+        context=context,
+        category=category,
+        exclude=list(exclude),
+        just_bought=set(just_bought),
+        features=features,
+        explain=explain,
+    )
+    return [i for i, _, _ in ranked.items], ranked.source, [r for _, _, r in ranked.items]
+
+
+# --- a customer the model knows ---------------------------------------------------------------------
+
+
+def test_a_known_customer_gets_the_cores_ranking(model: LoadedModel, catalog: ItemCatalog) -> None:
+    ids, source, reasons = _recommend(model, catalog, "C1", k=3)
+    core = model.bundle.recommend_batch(["C1"], k=3)[0]
+    assert source == "model" and ids == [i for i, _ in core] == ["I0", "I4", "I1"]
+    assert reasons == [None, None, None]
+
+
+def test_contexts_keep_to_what_the_customer_bought_or_not(model: LoadedModel, catalog: ItemCatalog) -> None:
+    again, _, _ = _recommend(model, catalog, "C1", k=5, context="buy-again")
+    new, _, _ = _recommend(model, catalog, "C1", k=9, context="discover")
+    assert again == ["I0", "I3"]
+    assert new and not {"I0", "I3"} & set(new) and not SOLD_OUT & set(new)
+
+
+def test_excluded_and_just_bought_items_are_left_out(model: LoadedModel, catalog: ItemCatalog) -> None:
+    ids, source, _ = _recommend(model, catalog, "C1", k=3, exclude=("I0",), just_bought=frozenset({"I4"}))
+    assert source == "model" and ids == ["I1", "I3", "I5"]
+
+
+def test_a_sold_out_item_leaves_the_answer(model: LoadedModel, catalog: ItemCatalog) -> None:
+    sold_out = replace(model, bundle=without_stock(model.bundle, "I4"))
+    ids, _, _ = _recommend(sold_out, catalog, "C1", k=3)
+    assert ids == ["I0", "I1", "I3"]
+
+
+def test_cached_candidates_answer_as_the_core_ranks(bundle: ModelBundle, catalog: ItemCatalog) -> None:
+    table = CandidateTable(len(bundle.user_ids), size=4)
+    cached = LoadedModel(bundle, "7", "uri", "uri/7", loaded_at=None, load_seconds=0.0, candidates=table)  # type: ignore[arg-type]
+    for user, exclude in (("C1", ()), ("C1", ("I0", "I4")), ("C2", ("I6",)), ("C3", ())):
+        ids, _, _ = _recommend(cached, catalog, user, k=3, exclude=exclude)
+        assert ids == [i for i, _ in bundle.recommend_batch([user], k=3, exclude_items=exclude)[0]], (user, exclude)
+    assert table.filled.all()
+    # More excluded than the cache holds: the core ranks on the spot, with the same answer.
+    ids, _, _ = _recommend(cached, catalog, "C1", k=3, exclude=("I0", "I4", "I1"))
+    assert ids == [i for i, _ in bundle.recommend_batch(["C1"], k=3, exclude_items=["I0", "I4", "I1"])[0]]
+
+
+def test_a_category_keeps_the_answer_inside_it(model: LoadedModel, catalog: ItemCatalog) -> None:
+    fruit, source, _ = _recommend(model, catalog, "C1", k=5, category="Fruit")
+    assert source == "model" and fruit == ["I6", "I7"]
+    # Unknown or sold-out category: popular, and `source` says so (never other categories as "model").
+    for category in ("No Such Aisle", "Spices"):
+        ids, source, _ = _recommend(model, catalog, "C1", k=3, category=category)
+        assert source == "popular" and ids == ["I1", "I4", "I0"]
+
+
+def test_reasons_name_the_customers_own_purchases(model: LoadedModel, catalog: ItemCatalog) -> None:
+    reasons = explain_for_customer(model=model, catalog=catalog, user_id="C1", items=["I0", "I3", "I1", "I7"])
+    assert reasons == [
+        "you buy this about every 10 days",  # three baskets, 20 days apart end to end
+        "you bought this before",  # one basket: no rhythm
+        "because you bought Whole Milk",  # Oat Milk is bought with Whole Milk, which C1 bought
+        "popular in Fruit",  # nothing C1 bought goes with Pears
+    ]
+    _, _, explained = _recommend(model, catalog, "C1", k=3, explain=True)
+    assert explained == explain_for_customer(model=model, catalog=catalog, user_id="C1", items=["I0", "I4", "I1"])
+
+
+# --- the fallback chain for customers the model does not know -----------------------------------------
+
+
+def test_an_unknown_customer_gets_popular_items_in_stock(model: LoadedModel, catalog: ItemCatalog) -> None:
+    ids, source, reasons = _recommend(model, catalog, "nobody", k=3, explain=True)
+    assert source == "popular" and ids == ["I1", "I4", "I0"]  # Butter is the most popular, but sold out
+    assert reasons == ["popular in Dairy", "popular in Bakery", "popular in Dairy"]
+
+
+def test_recent_purchases_seed_item_to_item(model: LoadedModel, catalog: ItemCatalog) -> None:
+    seen = CustomerFeatures(known=True, recent_items=("I3",), recent_item_times=(0,))
+    ids, source, reasons = _recommend(model, catalog, "newcomer", k=5, features=seen, explain=True)
+    assert source == "item-to-item" and ids == ["I4", "I5"]  # the neighbours of Sourdough, strongest first
+    assert reasons == ["because you bought Sourdough"] * 2
+
+
+def test_a_posted_purchase_seeds_item_to_item_too(model: LoadedModel, catalog: ItemCatalog) -> None:
+    ids, source, _ = _recommend(model, catalog, "newcomer", k=5, just_bought=frozenset({"I0"}))
+    assert source == "item-to-item" and ids == ["I1", "I4"]  # never the sold-out Butter, nor Whole Milk itself
+
+
+def test_buy_again_for_an_unknown_customer_is_not_item_to_item(model: LoadedModel, catalog: ItemCatalog) -> None:
+    seen = CustomerFeatures(known=True, recent_items=("I3",), recent_item_times=(0,))
+    _, source, _ = _recommend(model, catalog, "newcomer", context="buy-again", features=seen)
+    assert source == "popular"
+
+
+def test_a_category_the_neighbours_miss_moves_on_to_popular_in_category(
+    model: LoadedModel, catalog: ItemCatalog
+) -> None:
+    seen = CustomerFeatures(known=True, recent_items=("I3",), recent_item_times=(0,))
+    ids, source, _ = _recommend(model, catalog, "newcomer", k=5, category="Fruit", features=seen)
+    assert source == "popular-in-category" and ids == ["I6", "I7"]
+
+
+def test_an_unknown_customers_favourite_category_comes_first(model: LoadedModel, catalog: ItemCatalog) -> None:
+    fruit_first = CustomerFeatures(known=True, top_categories=("Fruit", "Dairy"))
+    ids, source, _ = _recommend(model, catalog, "newcomer", k=3, features=fruit_first)
+    assert source == "popular-in-category" and ids == ["I6", "I7"]
+    # A favourite aisle that is sold out is not served as "popular in" it: plain popular, named so.
+    spices_first = CustomerFeatures(known=True, top_categories=("Spices", "Fruit"))
+    ids, source, _ = _recommend(model, catalog, "newcomer", k=3, features=spices_first)
+    assert source == "popular" and ids == ["I1", "I4", "I0"]
+
+
+def test_without_a_model_item_stats_popularity_answers_degraded(catalog: ItemCatalog) -> None:
+    ranked = recommend_for_customer(
+        model=None,
+        catalog=catalog,
+        user_id="C1",
+        k=3,
+        context="home",
+        category=None,
+        exclude=[],
+        just_bought={"I1"},
+        features=None,
+        explain=True,
+    )
+    assert ranked.source == "popular" and ranked.degraded_reasons == ["model-not-loaded"]
+    assert [(i, s) for i, s, _ in ranked.items] == [("I4", 1.0), ("I0", pytest.approx(8 / 9)), ("I6", 7 / 9)]
+    fruit, source, _ = _recommend(None, catalog, "C1", k=3, category="Fruit")
+    assert source == "popular-in-category" and fruit == ["I6", "I7"]
+    nothing, source, _ = _recommend(None, ItemCatalog(), "C1")
+    assert source == "none" and nothing == []
+
+
+# --- similar items ----------------------------------------------------------------------------------------
+
+
+def test_similar_items_are_the_neighbours_then_popular(model: LoadedModel, catalog: ItemCatalog) -> None:
+    ranked = similar_to_item(model=model, catalog=catalog, item_id="I0", k=3, explain=True)
+    assert ranked.source == "model"
+    assert ranked.items == [
+        ("I1", pytest.approx(0.9), "customers who bought Whole Milk also bought this"),
+        ("I4", pytest.approx(0.3), "customers who bought Whole Milk also bought this"),
+        ("I6", 0.0, "popular in Fruit"),  # the core's fill-up: not bought together, so not said to be
+    ]
+
+
+def test_an_item_without_neighbours_gets_popular(model: LoadedModel, catalog: ItemCatalog) -> None:
+    for item_id in ("no-such-item", "I8"):  # unknown; known but bought with nothing (and its aisle sold out)
+        ranked = similar_to_item(model=model, catalog=catalog, item_id=item_id, k=3, explain=False)
+        assert ranked.source == "popular" and [i for i, _, _ in ranked.items] == ["I1", "I4", "I0"]
+
+
+def test_similar_items_without_a_model_come_from_the_items_category(catalog: ItemCatalog) -> None:
+    ranked = similar_to_item(model=None, catalog=catalog, item_id="I3", k=3, explain=False)
+    assert ranked.source == "popular-in-category" and [i for i, _, _ in ranked.items] == ["I4", "I5"]
+    assert ranked.degraded
+
+
+# --- through the routes ---------------------------------------------------------------------------------
+
+
+def test_the_route_answers_the_cores_list_with_version_and_request_id(make_shop, model: LoadedModel) -> None:
+    shop: Shop = make_shop(model)
+    r = shop.get("/v1/users/C1/recommendations", params={"k": 3, "explain": "true"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [i["item_id"] for i in body["items"]] == ["I0", "I4", "I1"]
+    assert body["items"][0]["reason"] == "you buy this about every 10 days"
+    assert (body["model_version"], body["source"], body["degraded"]) == ("7", "model", False)
+    assert body["request_id"] == r.headers["x-request-id"]
+
+
+def test_the_route_splits_exclude_and_bounds_it(make_shop, model: LoadedModel) -> None:
+    shop: Shop = make_shop(model)
+    r = shop.get("/v1/users/C1/recommendations", params=[("k", "3"), ("exclude", "I0,I4"), ("exclude", "I1")])
+    assert [i["item_id"] for i in r.json()["items"]] == ["I3", "I5", "I6"]
+    many = shop.get("/v1/users/C1/recommendations", params={"exclude": ",".join(f"x{n}" for n in range(101))})
+    assert many.status_code == 422 and "at most 100" in many.json()["detail"]
+
+
+def test_an_online_store_outage_is_a_degraded_answer_not_an_error(make_shop, model: LoadedModel) -> None:
+    shop: Shop = make_shop(model, features=StubFeatures(down="online-store-timeout"))
+    body = shop.get("/v1/users/C1/recommendations", params={"k": 3}).json()
+    assert body["source"] == "model" and body["degraded"] is True
+    assert body["degraded_reasons"] == ["online-store-timeout"]
+
+
+def test_recent_items_from_the_online_store_count_as_just_bought(make_shop, model: LoadedModel) -> None:
+    from tests.unit.service.shop import NOW
+
+    recent = CustomerFeatures(known=True, recent_items=("I4", "I1"), recent_item_times=(int(NOW.timestamp()) - 60, 0))
+    shop: Shop = make_shop(model, features=StubFeatures(customers={"C1": recent}))
+    body = shop.get("/v1/users/C1/recommendations", params={"k": 3}).json()
+    assert [i["item_id"] for i in body["items"]] == ["I0", "I1", "I3"]  # I4 a minute ago; I1 long ago
+
+
+def test_a_posted_purchase_is_not_recommended_again(make_shop, model: LoadedModel) -> None:
+    shop: Shop = make_shop(model)
+    event = {
+        "event_id": "e1",
+        "user_id": "C1",
+        "item_id": "I0",
+        "timestamp": shop.services.settings.clock().isoformat(),
+    }
+    assert shop.post("/v1/events", key="key-events", json={"events": [event]}).json()["accepted"] == 1
+    body = shop.get("/v1/users/C1/recommendations", params={"k": 3}).json()
+    assert "I0" not in [i["item_id"] for i in body["items"]]
+
+
+def test_no_model_answers_fallbacks_marked_degraded(make_shop) -> None:
+    shop: Shop = make_shop(None)
+    answers = {
+        path: shop.get(path, params={"k": 2}).json()
+        for path in ("/v1/users/C1/recommendations", "/v1/items/I0/similar")
+    }
+    for body in answers.values():
+        assert body["model_version"] is None and body["degraded_reasons"] == ["model-not-loaded"]
+    assert [i["item_id"] for i in answers["/v1/users/C1/recommendations"]["items"]] == ["I1", "I4"]
+    assert [i["item_id"] for i in answers["/v1/items/I0/similar"]["items"]] == ["I1"]  # the rest of Dairy in stock
