@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import purchase_lines
 from training.evaluation import chronological_split, ranking_metrics
-from training.matrix import build_interactions
+from training.interactions import build_interactions
 from training.train import evaluate_on_test, fit_configuration, prepare
 
 

@@ -129,7 +129,7 @@ def test_split_events_taken_from_all_lines_equal_events_built_from_the_split(sma
     """The trainer builds the (basket, item) events once and gives each split its baskets' events."""
     from training.data.load import load_purchases
     from training.evaluation import chronological_split
-    from training.matrix import build_interactions
+    from training.interactions import build_interactions
 
     inter = build_interactions(purchases=load_purchases(small_store / "purchases.parquet")[0])
     split = chronological_split(inter)
@@ -146,7 +146,7 @@ def test_split_events_taken_from_all_lines_equal_events_built_from_the_split(sma
 
 def test_packed_sorts_equal_numpy() -> None:
     """The trainer's fast stable argsort and unique agree with numpy's, packed or not (keys too large to pack)."""
-    from training.matrix import stable_argsort, unique_inverse
+    from training.sorting import stable_argsort, unique_inverse
 
     rng = np.random.default_rng(5)
     for high in (50, 10**9, 2**62):  # the last cannot be packed beside a position: numpy's path

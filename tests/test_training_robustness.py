@@ -152,7 +152,7 @@ def test_evaluation_ranks_with_the_popularity_of_the_baskets_own_day() -> None:
     rows += [(f"V{u}", "B", start + timedelta(days=150 + u)) for u in range(9)]
     rows += [("W", "C", start + timedelta(days=165))]
     table = purchase_lines(rows)
-    from training.matrix import build_interactions
+    from training.interactions import build_interactions
 
     inter = build_interactions(purchases=table)
     timeline = m.popularity_timeline(interactions=inter, half_life=14.0)

@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from training.core.blend import Blend, Signals, top_blended
 from training.core.bundle import ModelBundle
-from training.matrix import Interactions
+from training.interactions import Interactions
 from training.models import blas_single_thread
 
 KS = (10, 20)

@@ -20,7 +20,8 @@ from training.core.blend import Blend
 from training.core.collaborative import Collaborative, Factors, ItemSimilarity, ItemWeights
 from training.core.errors import RecoError
 from training.core.history import History, PopularityTimeline, decay
-from training.matrix import Interactions, run_numbers, run_starts, sorted_groups, stable_argsort
+from training.interactions import Interactions
+from training.sorting import run_numbers, run_starts, sorted_groups, stable_argsort
 
 BASELINES = ("popularity", "frequency")
 COLLABORATIVE = ("als", "bpr", "knn-cosine", "knn-bm25", "ease")

@@ -37,8 +37,9 @@ from training.evaluation import (
     comparison_table,
     evaluate,
 )
-from training.matrix import Interactions, build_interactions, run_starts
+from training.interactions import Interactions, build_interactions
 from training.registry import CHALLENGER
+from training.sorting import run_starts
 
 PROMOTE_CHOICES = ("auto", "always", "never")
 REFIT_CHOICES = ("auto", "full", "fold-in", "none")
