@@ -57,7 +57,7 @@ sys.path.insert(0, str(ROOT))
 from training.core.blend import blend_scores  # noqa: E402
 from training.core.topk import top_k  # noqa: E402
 from training.data.load import load_catalog, load_purchases  # noqa: E402
-from training.evaluation import ranking_metrics  # noqa: E402
+from training.metrics import ranking_metrics  # noqa: E402
 from training.train import DEFAULT_EVAL_USERS, Fitted, Prepared, evaluate_on_test, fit_configuration, prepare  # noqa: E402
 
 DAY = 86_400

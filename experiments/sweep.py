@@ -68,7 +68,8 @@ def main() -> None:
 
     from training import models as m
     from training.data.load import load_training_inputs
-    from training.evaluation import KS, TABLE_METRICS, Candidate, comparison_table, evaluate
+    from training.evaluate import Candidate, evaluate
+    from training.metrics import KS, TABLE_METRICS, comparison_table
     from training.registry.loading import client
     from training.registry.publishing import use_experiment
     from training.settings import load_settings

@@ -11,8 +11,9 @@ import pyarrow as pa
 import pytest
 
 from tests.conftest import purchase_lines
-from training.evaluation import chronological_split, ranking_metrics
 from training.interactions import build_interactions
+from training.metrics import ranking_metrics
+from training.split import chronological_split
 from training.train import evaluate_on_test, fit_configuration, prepare
 
 

@@ -128,8 +128,8 @@ def test_collaborative_scores_agree_with_implicit_recommend(small_store: Path) -
 def test_split_events_taken_from_all_lines_equal_events_built_from_the_split(small_store: Path) -> None:
     """The trainer builds the (basket, item) events once and gives each split its baskets' events."""
     from training.data.load import load_purchases
-    from training.evaluation import chronological_split
     from training.interactions import build_interactions
+    from training.split import chronological_split
 
     inter = build_interactions(purchases=load_purchases(small_store / "purchases.parquet")[0])
     split = chronological_split(inter)

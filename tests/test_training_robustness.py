@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import purchase_lines
 from training import models as m
 from training.core.blend import Blend, Signals, blend_scores
-from training.evaluation import Candidate, evaluate
+from training.evaluate import Candidate, evaluate
 from training.registry.bundle_file import load_bundle_dir, save_bundle
 from training.train import Catalog, Lines, fit_configuration, prepare, refit_all, tune_blend
 

@@ -25,31 +25,16 @@ from training.core.bundle import ModelBundle
 from training.core.collaborative import Collaborative
 from training.core.errors import RecoError
 from training.core.history import History, PopularityTimeline
-from training.evaluation import (
-    KS,
-    PRIMARY_METRIC,
-    TABLE_METRICS,
-    Candidate,
-    Holdout,
-    Reuse,
-    Split,
-    chronological_split,
-    comparison_table,
-    evaluate,
-)
+from training.evaluate import Candidate, Reuse, evaluate
 from training.interactions import Interactions, build_interactions
+from training.metrics import KS, PRIMARY_METRIC, TABLE_METRICS, comparison_table
 from training.registry import CHALLENGER
 from training.sorting import run_starts
+from training.split import TUNE_USERS, Holdout, Split, chronological_split, validation_and_test
 
 PROMOTE_CHOICES = ("auto", "always", "never")
 REFIT_CHOICES = ("auto", "full", "fold-in", "none")
 DEFAULT_EVAL_USERS = 10_000
-TUNE_USERS = 3_000
-# Sparse retail (most customers 1–3 orders) leaves few customers with a validation basket (their
-# second-to-last); below this many, a share of the test customers' last baskets is held out for
-# tuning instead (those customers are then not tested), so tuning never runs on nothing.
-MIN_VALIDATION_CUSTOMERS = 300
-HELD_OUT_SHARE = 0.2
 Log = Callable[[str], None]
 
 
@@ -149,7 +134,7 @@ def prepare_interactions(*, interactions: Interactions, catalog: pa.Table | None
             raise RecoError(
                 "No customer has two baskets: there is nothing to evaluate on (need order_id or several days)."
             )
-        validation, test, held_out = _validation_and_test(split)
+        validation, test, held_out = validation_and_test(split)
         events, popular = events_future.result(), popular_future.result()
     train = _lines(interactions, split.train, events=events, popular=popular)
     # Share of the training customers who bought each item (novelty): the training events' pairs.
@@ -170,24 +155,6 @@ def prepare_interactions(*, interactions: Interactions, catalog: pa.Table | None
         lines=_lines(interactions, None, events=events, popular=popular),
         held_out_customers=held_out,
     )
-
-
-def _validation_and_test(split: Split) -> tuple[Holdout, Holdout, int]:
-    """(validation, test, customers moved): with too few validation baskets, a random share of the test
-    customers without one (customers with exactly two baskets) is tuned on instead of tested.
-
-    Honest either way: their last basket is outside the training lines (as every test basket is),
-    and a customer is used for tuning or for the test, never both."""
-    validation, test = split.validation_holdout, split.test_holdout
-    if len(validation.users) >= MIN_VALIDATION_CUSTOMERS:
-        return validation, test, 0
-    eligible = np.flatnonzero(~np.isin(test.users, validation.users))
-    n = min(len(eligible), int(len(test.users) * HELD_OUT_SHARE), TUNE_USERS)
-    if n == 0:
-        return validation, test, 0
-    moved = np.sort(np.random.default_rng(3).choice(eligible, size=n, replace=False))
-    kept = np.setdiff1d(np.arange(len(test.users)), moved)
-    return validation.concat(test.take(moved)), test.take(kept), n
 
 
 def _align_catalog(*, catalog: pa.Table | None, item_ids: np.ndarray) -> Catalog:

@@ -99,7 +99,7 @@ def evaluate_command(
     """Evaluate one configuration on the time split beside the baselines; nothing is logged or registered."""
     _keep_freed_memory()
     from training.data.load import load_training_inputs
-    from training.evaluation import TABLE_METRICS, comparison_table
+    from training.metrics import TABLE_METRICS, comparison_table
     from training.models import check_model
     from training.train import DEFAULT_EVAL_USERS, evaluate_on_test, fit_configuration, parse_params, prepare
 
