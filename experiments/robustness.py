@@ -384,14 +384,15 @@ def paired_ndcg(fitted: Fitted, prepared: Prepared, others: dict[str, Any]) -> d
 
 def run(name: str, purchases: Path, catalog: Path | None) -> dict[str, Any]:
     """The default `reco evaluate` on one file, with the data-loss checks and paired errors."""
-    from training import models as m
+    from training.algorithms import DEFAULT_MODEL
+    from training.algorithms.blends import baseline_blend
 
     t0 = time.perf_counter()
     table, report = load_purchases(purchases)
     cat = None if catalog is None else load_catalog(catalog)[0]
     prepared = prepare(purchases=table, catalog=cat, eval_users=DEFAULT_EVAL_USERS)
     log: list[str] = []
-    fitted = fit_configuration(model=m.DEFAULT_MODEL, params={}, prepared=prepared, log=log.append)
+    fitted = fit_configuration(model=DEFAULT_MODEL, params={}, prepared=prepared, log=log.append)
     results = evaluate_on_test(fitted=fitted, prepared=prepared)
     seconds = time.perf_counter() - t0
     shape = describe(prepared)
@@ -404,7 +405,7 @@ def run(name: str, purchases: Path, catalog: Path | None) -> dict[str, Any]:
         == shape["customers_2plus_baskets"],
     }
     errors = paired_ndcg(
-        fitted, prepared, {"popularity": m.baseline_blend("popularity"), "frequency": m.baseline_blend("frequency")}
+        fitted, prepared, {"popularity": baseline_blend("popularity"), "frequency": baseline_blend("frequency")}
     )
     choice = {k: v for k, v in fitted.choice.items() if k != "all_fits"}
     print(f"\n## {name}: {purchases.name}  ({seconds:.1f} s)")

@@ -66,7 +66,7 @@ def main() -> None:
 
     import mlflow
 
-    from training import models as m
+    from training.algorithms import MODELS
     from training.data.load import load_training_inputs
     from training.evaluate import Candidate, evaluate
     from training.metrics import KS, TABLE_METRICS, comparison_table
@@ -134,7 +134,7 @@ def main() -> None:
         print(table)
         flags = " ".join(f"--param {k}={v}" for k, v in params.items())
         print(f"winner: {winner}; train it with: reco train --purchases {args.purchases} --model {model} {flags}")
-        print(json.dumps({"run_id": parent.info.run_id, "winner": winner, "models": m.MODELS}))
+        print(json.dumps({"run_id": parent.info.run_id, "winner": winner, "models": MODELS}))
 
 
 if __name__ == "__main__":

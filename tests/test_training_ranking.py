@@ -10,7 +10,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from training import models as m
+import training.train as train_module
+from training import algorithms
+from training.algorithms.blends import DISCOVERY_ONLY, HYBRID_START, baseline_blend
+from training.algorithms.popularity import _snapshot_after, popularity_events, popularity_lines
+from training.algorithms.repurchase import basket_events, baskets_of, build_history, history_matrix
 from training.core.bundle import ModelBundle
 from training.core.errors import UnknownContext
 from training.registry.bundle_file import load_bundle_dir, save_bundle
@@ -106,15 +110,15 @@ def test_collaborative_scores_agree_with_implicit_recommend(small_store: Path) -
     """Pure ALS in `discover` through the ranking core = implicit's recommend(filter_already_liked_items=True)."""
     prepared = prepare(purchases=pq.read_table(small_store / "purchases.parquet"), catalog=None, eval_users=100)
     inter = prepared.interactions
-    history = m.build_history(interactions=inter, reference_day=float(inter.day.max()), half_life=90.0)
-    matrix = m.history_matrix(history, n_items=inter.n_items)
-    fitted = m.fit_collaborative(name="als", matrix=matrix, params={"iterations": 5})
+    history = build_history(interactions=inter, reference_day=float(inter.day.max()), half_life=90.0)
+    matrix = history_matrix(history, n_items=inter.n_items)
+    fitted = algorithms.fit_collaborative(name="als", matrix=matrix, params={"iterations": 5})
     from training.train import Lines
 
     bundle = Lines(inter).bundle(
         half_life=90.0,
         popularity_half_life=60.0,
-        blend=m.baseline_blend("als").__class__(collaborative=1.0, popularity=0.0),
+        blend=baseline_blend("als").__class__(collaborative=1.0, popularity=0.0),
         collaborative=fitted.scorer,
         catalog=prepared.catalog,
     )
@@ -133,14 +137,14 @@ def test_split_events_taken_from_all_lines_equal_events_built_from_the_split(sma
 
     inter = build_interactions(purchases=load_purchases(small_store / "purchases.parquet")[0])
     split = chronological_split(inter)
-    every = m.basket_events(inter)
+    every = basket_events(inter)
     for lines in (split.train, split.train | split.validation, split.test):
-        direct = m.basket_events(inter.subset(lines))
-        taken = every.of_baskets(m.baskets_of(inter, lines))
+        direct = basket_events(inter.subset(lines))
+        taken = every.of_baskets(baskets_of(inter, lines))
         for name in ("keys", "pair", "day", "baskets", "first_day", "last_day", "basket"):
             np.testing.assert_array_equal(getattr(taken, name), getattr(direct, name), err_msg=name)
-        popular = m.popularity_lines(inter).events(lines)
-        for got, expected in zip(popular, m.popularity_events(inter.subset(lines)), strict=True):
+        popular = popularity_lines(inter).events(lines)
+        for got, expected in zip(popular, popularity_events(inter.subset(lines)), strict=True):
             np.testing.assert_array_equal(got, expected)
 
 
@@ -164,15 +168,15 @@ def test_fold_in_of_every_customer_matches_the_exact_solve(small_store: Path) ->
     prepared = prepare(purchases=pq.read_table(small_store / "purchases.parquet"), catalog=None, eval_users=100)
     inter, split = prepared.interactions, prepared.split
     early = split.train & (inter.user >= 20)  # customers 0–19 have no lines at fit time
-    history = m.build_history(interactions=inter.subset(early), reference_day=float(inter.day.max()), half_life=90.0)
-    fitted = m.fit_collaborative(name="als", matrix=m.history_matrix(history, n_items=inter.n_items), params={})
-    everything = m.history_matrix(
-        m.build_history(interactions=inter, reference_day=float(inter.day.max()), half_life=90.0), n_items=inter.n_items
+    history = build_history(interactions=inter.subset(early), reference_day=float(inter.day.max()), half_life=90.0)
+    fitted = algorithms.fit_collaborative(name="als", matrix=history_matrix(history, n_items=inter.n_items), params={})
+    everything = history_matrix(
+        build_history(interactions=inter, reference_day=float(inter.day.max()), half_life=90.0), n_items=inter.n_items
     )
     seen = np.bincount(inter.user[early], minlength=inter.n_users) > 0
     assert not seen[:20].any() and seen[20:].sum() > 100
-    exact = m.fold_in(fitted=fitted, matrix=everything).scorer.user_factors
-    fast = m.fold_in(fitted=fitted, matrix=everything, seen=seen).scorer.user_factors
+    exact = algorithms.fold_in(fitted=fitted, matrix=everything).scorer.user_factors
+    fast = algorithms.fold_in(fitted=fitted, matrix=everything, seen=seen).scorer.user_factors
     assert exact is not None and fast is not None
     np.testing.assert_allclose(fast[~seen], exact[~seen], rtol=1e-5, atol=1e-6)
     item = fitted.scorer.item_factors
@@ -188,7 +192,7 @@ def test_snapshot_of_each_line_equals_searchsorted() -> None:
     rng = np.random.default_rng(2)
     days = 19_000.25 + (730.5 / 256) * (1 + 1e-9) * np.arange(257)
     day = np.concatenate([rng.uniform(days[0] - 1, days[-1] + 1, 50_000), days, np.nextafter(days, -np.inf)])
-    np.testing.assert_array_equal(m._snapshot_after(days, day), np.searchsorted(days, day, side="right"))
+    np.testing.assert_array_equal(_snapshot_after(days, day), np.searchsorted(days, day, side="right"))
 
 
 def test_top_k_equals_a_full_sort_on_ties_and_missing_scores() -> None:
@@ -232,13 +236,13 @@ def test_top_blended_equals_ranking_every_item(hybrid: ModelBundle) -> None:
     rows = rng.choice(len(hybrid.user_ids), size=300, replace=False)
     now = hybrid.history.reference_day + rng.uniform(0, 60, size=len(rows))
     blends = [
-        m.HYBRID_START,
-        replace(m.HYBRID_START, repurchase=30.0, collaborative=3.0, popularity=0.05, due=2.0),
-        replace(m.HYBRID_START, discover_collaborative=1.0, discover_popularity=0.5, due=1.0),
-        m.DISCOVERY_ONLY,
-        m.baseline_blend("frequency"),
-        m.baseline_blend("popularity"),
-        m.baseline_blend("als"),
+        HYBRID_START,
+        replace(HYBRID_START, repurchase=30.0, collaborative=3.0, popularity=0.05, due=2.0),
+        replace(HYBRID_START, discover_collaborative=1.0, discover_popularity=0.5, due=1.0),
+        DISCOVERY_ONLY,
+        baseline_blend("frequency"),
+        baseline_blend("popularity"),
+        baseline_blend("als"),
         Blend(repurchase=2.0, collaborative=0.0, popularity=0.0),
     ]
     signals = hybrid.signals(rows=rows, now=now)
@@ -270,11 +274,11 @@ def test_fit_beside_the_tuning_gives_the_same_configuration(small_store: Path, m
     prepared = prepare(purchases=pq.read_table(small_store / "purchases.parquet"), catalog=None, eval_users=200)
     params = {"candidates": "als", "regularization": "0.05"}  # no search either way
     inline = fit_configuration(model="hybrid", params=params, prepared=prepared, log=lambda _: None)
-    monkeypatch.setattr(m, "SEARCH_MAX_PAIRS", 0)
+    monkeypatch.setattr(train_module, "SEARCH_MAX_PAIRS", 0)
     threads: list[str] = []
-    fit = m.fit_collaborative
+    fit = algorithms.fit_collaborative
     monkeypatch.setattr(
-        m, "fit_collaborative", lambda **kw: threads.append(threading.current_thread().name) or fit(**kw)
+        algorithms, "fit_collaborative", lambda **kw: threads.append(threading.current_thread().name) or fit(**kw)
     )
     beside = fit_configuration(model="hybrid", params=params, prepared=prepared, log=lambda _: None)
     assert threads and all(name.startswith("fit") for name in threads)

@@ -14,11 +14,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import purchase_lines
-from training import models as m
+from training import algorithms
+from training.algorithms.base import FittedCollaborative
+from training.algorithms.blends import HYBRID_START, baseline_blend
+from training.algorithms.popularity import popularity, popularity_timeline
+from training.algorithms.repurchase import build_history, history_matrix
 from training.core.blend import Blend, Signals, blend_scores
 from training.evaluate import Candidate, evaluate
 from training.registry.bundle_file import load_bundle_dir, save_bundle
-from training.train import Catalog, Lines, fit_configuration, prepare, refit_all, tune_blend
+from training.train import Catalog, Lines, fit_configuration, prepare, refit_all
+from training.tuning import ALS_REGULARIZATIONS, tune_blend
 
 
 def _two_orders_at_most(customers: int = 400, items: int = 40, seed: int = 3) -> pa.Table:
@@ -70,21 +75,21 @@ def test_tuned_blend_is_never_worse_than_the_baselines_on_validation(source: str
         purchases = _catalogue_style()
     prepared = prepare(purchases=purchases, catalog=None, eval_users=600)
     train = prepared.interactions.subset(prepared.split.train)
-    matrix = m.history_matrix(
-        m.build_history(interactions=train, reference_day=float(train.day.max()), half_life=90.0),
+    matrix = history_matrix(
+        build_history(interactions=train, reference_day=float(train.day.max()), half_life=90.0),
         n_items=train.n_items,
     )
-    cf = m.fit_collaborative(name="ease", matrix=matrix, params={})
+    cf = algorithms.fit_collaborative(name="ease", matrix=matrix, params={})
     bundle = Lines(train).bundle(
         half_life=90.0,
         popularity_half_life=60.0,
-        blend=m.HYBRID_START,
+        blend=HYBRID_START,
         collaborative=cf.scorer,
         catalog=prepared.catalog,
     )
     _, score = tune_blend(bundle=bundle, holdout=prepared.tuning)
     baselines = evaluate(
-        candidates=[Candidate(n, bundle, m.baseline_blend(n), ("home",)) for n in ("popularity", "frequency", "ease")],
+        candidates=[Candidate(n, bundle, baseline_blend(n), ("home",)) for n in ("popularity", "frequency", "ease")],
         holdout=prepared.tuning,
         ks=(10,),
         detail=False,
@@ -98,18 +103,18 @@ def test_als_regularization_is_chosen_on_validation_and_kept_for_the_refit(
     prepared = prepare(purchases=pq.read_table(small_store / "purchases.parquet"), catalog=None, eval_users=300)
     fitted = fit_configuration(model="als", params={}, prepared=prepared, log=lambda _: None)
     scores = {float(k): v for k, v in fitted.choice["als_discover_scores"].items()}
-    assert set(scores) == set(m.ALS_REGULARIZATIONS)
+    assert set(scores) == set(ALS_REGULARIZATIONS)
     assert fitted.collaborative_params == {"regularization": max(scores, key=lambda r: scores[r])}
     assert fitted.collaborative is not None
     assert fitted.collaborative.model.regularization == fitted.collaborative_params["regularization"]
     seen: list[dict[str, Any]] = []
-    original = m.fit_collaborative
+    original = algorithms.fit_collaborative
 
-    def recording(**kwargs: Any) -> m.FittedCollaborative:
+    def recording(**kwargs: Any) -> FittedCollaborative:
         seen.append(dict(kwargs["params"]))
         return original(**kwargs)
 
-    monkeypatch.setattr(m, "fit_collaborative", recording)
+    monkeypatch.setattr(algorithms, "fit_collaborative", recording)
     refit_all(fitted=fitted, prepared=prepared, refit="full", log=lambda _: None)
     assert [p["regularization"] for p in seen] == [fitted.collaborative_params["regularization"]]
     # An explicit --param regularization is used as given (no search).
@@ -155,7 +160,7 @@ def test_evaluation_ranks_with_the_popularity_of_the_baskets_own_day() -> None:
     from training.interactions import build_interactions
 
     inter = build_interactions(purchases=table)
-    timeline = m.popularity_timeline(interactions=inter, half_life=14.0)
+    timeline = popularity_timeline(interactions=inter, half_life=14.0)
     a, b, c = (int(np.flatnonzero(inter.item_ids == i)[0]) for i in "ABC")
     january, june = inter.day.min() + 10, inter.day.min() + 160
     early, late, first = timeline.at(np.array([january, june, inter.day.min() - 1]))
@@ -163,12 +168,12 @@ def test_evaluation_ranks_with_the_popularity_of_the_baskets_own_day() -> None:
     assert late[b] == 1.0 and late[a] < 0.01
     assert not first.any()  # before the first line nobody has bought anything
     # The last snapshot is the bundle's own popularity (what is served at the end of the data).
-    end = m.popularity(interactions=inter, reference_day=float(inter.day.max()), half_life=14.0)
+    end = popularity(interactions=inter, reference_day=float(inter.day.max()), half_life=14.0)
     assert np.allclose(timeline.values[-1], end / end.max())
     bundle = Lines(inter).bundle(
         half_life=90.0,
         popularity_half_life=14.0,
-        blend=m.baseline_blend("popularity"),
+        blend=baseline_blend("popularity"),
         collaborative=None,
         catalog=Catalog(
             in_stock=np.ones(inter.n_items, bool),

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from training.algorithms.base import blas_single_thread
 from training.core.blend import Blend, Signals, top_blended
 from training.core.bundle import ModelBundle
 from training.metrics import KS, metrics_from_hits, ranked_hits
-from training.models import blas_single_thread
 from training.split import Holdout
 
 _BATCH = 512

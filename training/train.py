@@ -18,7 +18,17 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from training import models as m
+from training import algorithms
+from training.algorithms.base import DEFAULTS, FittedCollaborative, blas_single_thread
+from training.algorithms.blends import HYBRID_START, baseline_blend
+from training.algorithms.popularity import (
+    PopularityLines,
+    popularity,
+    popularity_events,
+    popularity_lines,
+    popularity_timeline,
+)
+from training.algorithms.repurchase import BasketEvents, basket_events, baskets_of, build_history, history_matrix
 from training.core import columns as col
 from training.core.blend import Blend
 from training.core.bundle import ModelBundle
@@ -31,10 +41,18 @@ from training.metrics import KS, PRIMARY_METRIC, TABLE_METRICS, comparison_table
 from training.registry import CHALLENGER
 from training.sorting import run_starts
 from training.split import TUNE_USERS, Holdout, Split, chronological_split, validation_and_test
+from training.tuning import HALF_LIVES, best_of, fit_candidate, score_of, tune_blend, tune_discover, tune_recency
 
 PROMOTE_CHOICES = ("auto", "always", "never")
 REFIT_CHOICES = ("auto", "full", "fold-in", "none")
 DEFAULT_EVAL_USERS = 10_000
+# Candidates the hybrid chooses its discovery part from, in order of preference on ties.
+HYBRID_CANDIDATES = ("als", "knn-bm25", "ease")
+# The model search fits every candidate; above this many (customer, item) pairs it keeps ALS only,
+# fitted in a thread beside the recency tuning, so that `reco train` stays near the time of one raw
+# implicit fit (logged as `candidates`; README, Performance).
+SEARCH_MAX_PAIRS = 2_000_000
+EASE_SEARCH_MAX_ITEMS = 8_000
 Log = Callable[[str], None]
 
 
@@ -58,8 +76,8 @@ class Prepared:
     tuning: Holdout  # the validation customers the hybrid's weights are tuned on (a subsample)
     test: Holdout
     item_share: np.ndarray  # share of training customers who bought each item (novelty)
-    events: m.BasketEvents  # one per (basket, item) over all lines; each split takes its baskets' events
-    popular: m.PopularityLines  # every split's popularity events, by mask
+    events: BasketEvents  # one per (basket, item) over all lines; each split takes its baskets' events
+    popular: PopularityLines  # every split's popularity events, by mask
     train: Lines  # the training split's lines (their histories and popularity are cached on them)
     lines: Lines  # every line, for the refit
     held_out_customers: int = 0  # test customers whose last basket was moved to validation
@@ -84,7 +102,7 @@ class Fitted:
     half_life: float
     popularity_half_life: float
     collaborative_name: str | None
-    collaborative: m.FittedCollaborative | None
+    collaborative: FittedCollaborative | None
     test_bundle: ModelBundle
     collaborative_params: dict[str, Any] = field(default_factory=dict)  # chosen on validation (refit uses them)
     validation_scores: dict[str, float] = field(default_factory=dict)
@@ -100,7 +118,7 @@ class Fitted:
 def parse_params(pairs: Sequence[str]) -> dict[str, str]:
     """KEY=VALUE strings → dict (one sentence for a malformed pair or an unknown key)."""
     params: dict[str, str] = {}
-    known = {*m.DEFAULTS, "candidates", "refit", "eval_users", "half_life", "popularity_half_life"}
+    known = {*DEFAULTS, "candidates", "refit", "eval_users", "half_life", "popularity_half_life"}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
@@ -127,8 +145,8 @@ def prepare_interactions(*, interactions: Interactions, catalog: pa.Table | None
     # The events, the popularity lines and the split are independent, and numpy's sorts release the
     # GIL: on two cores they run side by side.
     with ThreadPoolExecutor(2, thread_name_prefix="prepare") as pool:
-        events_future = pool.submit(m.basket_events, interactions)
-        popular_future = pool.submit(m.popularity_lines, interactions)
+        events_future = pool.submit(basket_events, interactions)
+        popular_future = pool.submit(popularity_lines, interactions)
         split = chronological_split(interactions)
         if len(split.test_holdout.users) == 0:
             raise RecoError(
@@ -190,8 +208,8 @@ class Lines:
         interactions: Interactions,
         *,
         keep: np.ndarray | None = None,
-        events: m.BasketEvents | None = None,
-        popular: m.PopularityLines | None = None,
+        events: BasketEvents | None = None,
+        popular: PopularityLines | None = None,
     ) -> None:
         self.interactions = interactions
         self.keep = keep
@@ -208,9 +226,9 @@ class Lines:
         return self.interactions if self.keep is None else self.interactions.subset(self.keep)
 
     @property
-    def events(self) -> m.BasketEvents:
+    def events(self) -> BasketEvents:
         if self._events is None:
-            self._events = m.basket_events(self._subset())
+            self._events = basket_events(self._subset())
         return self._events
 
     @property
@@ -219,7 +237,7 @@ class Lines:
             if self._popular is not None:
                 self._popularity_events = self._popular.events(self.keep)
             else:
-                self._popularity_events = m.popularity_events(self._subset())
+                self._popularity_events = popularity_events(self._subset())
         return self._popularity_events
 
     def history(self, half_life: float) -> History:
@@ -227,7 +245,7 @@ class Lines:
         # Read once: the refit's thread and the champion gate's fit may ask for two half-lives at once.
         cached = self._history
         if cached is None or cached[0] != half_life:
-            history = m.build_history(
+            history = build_history(
                 interactions=self.interactions,
                 reference_day=self.reference_day,
                 half_life=half_life,
@@ -238,7 +256,7 @@ class Lines:
 
     def popularity(self, half_life: float) -> np.ndarray:
         if half_life not in self._popularity:
-            self._popularity[half_life] = m.popularity(
+            self._popularity[half_life] = popularity(
                 interactions=self.interactions,
                 reference_day=self.reference_day,
                 half_life=half_life,
@@ -248,7 +266,7 @@ class Lines:
 
     def timeline(self, half_life: float) -> PopularityTimeline:
         if half_life not in self._timelines:
-            self._timelines[half_life] = m.popularity_timeline(
+            self._timelines[half_life] = popularity_timeline(
                 interactions=self.interactions, half_life=half_life, events=self.popularity_events
             )
         return self._timelines[half_life]
@@ -280,25 +298,12 @@ class Lines:
 
 
 def _lines(
-    interactions: Interactions, keep: np.ndarray | None, *, events: m.BasketEvents, popular: m.PopularityLines
+    interactions: Interactions, keep: np.ndarray | None, *, events: BasketEvents, popular: PopularityLines
 ) -> Lines:
     """The lines where `keep` is true (all when None), from every line's events and popularity lines:
     splits hold whole baskets, so their events are taken by mask, not computed again."""
-    kept = events if keep is None else events.of_baskets(m.baskets_of(interactions, keep))
+    kept = events if keep is None else events.of_baskets(baskets_of(interactions, keep))
     return Lines(interactions, keep=keep, events=kept, popular=popular)
-
-
-def _score(results: dict[str, dict[str, float]], name: str, metric: str = PRIMARY_METRIC) -> float:
-    return results.get(name, {}).get(metric, float("nan"))
-
-
-def _best(scores: Mapping[Any, float]) -> Any:
-    """Key with the highest score (first on ties, NaN never wins)."""
-    best_key, best = None, -math.inf
-    for key, value in scores.items():
-        if not math.isnan(value) and value > best:
-            best_key, best = key, value
-    return best_key if best_key is not None else next(iter(scores))
 
 
 def _rounded(scores: Mapping[Any, float]) -> dict[str, float]:
@@ -307,120 +312,30 @@ def _rounded(scores: Mapping[Any, float]) -> dict[str, float]:
 
 def candidates_for(*, model: str, params: Mapping[str, Any], interactions: Interactions, pairs: int) -> list[str]:
     """Collaborative models to fit: the model itself, or the hybrid's search space (bounded by data size)."""
-    if model in m.BASELINES:
+    if model in algorithms.BASELINES:
         return []
     if model != "hybrid":
         return [model]
     if "candidates" in params:
         chosen = [c.strip() for c in str(params["candidates"]).split(",") if c.strip()]
         if not chosen:
-            raise RecoError("--param candidates= names no model: list one or more of " + ", ".join(m.COLLABORATIVE))
+            raise RecoError(
+                "--param candidates= names no model: list one or more of " + ", ".join(algorithms.COLLABORATIVE)
+            )
         for c in chosen:
-            m.check_model(c)
-            if c not in m.COLLABORATIVE:
+            algorithms.check_model(c)
+            if c not in algorithms.COLLABORATIVE:
                 raise RecoError(f"Candidate {c!r} is not a collaborative model.")
         return chosen
-    if pairs > m.SEARCH_MAX_PAIRS:
+    if pairs > SEARCH_MAX_PAIRS:
         return ["als"]
-    return [c for c in m.HYBRID_CANDIDATES if c != "ease" or interactions.n_items <= m.EASE_SEARCH_MAX_ITEMS]
-
-
-def tune_blend(*, bundle: ModelBundle, holdout: Holdout, reuse: Reuse | None = None) -> tuple[Blend, float]:
-    """Coordinate search of the hybrid's weights on validation; returns (best blend, its score)."""
-    reuse = reuse or Reuse(holdout)
-
-    def run(blends: list[Blend]) -> dict[Blend, float]:
-        cands = [Candidate(str(i), bundle, b, ("home",)) for i, b in enumerate(blends)]
-        res = evaluate(candidates=cands, holdout=holdout, ks=(10,), detail=False, reuse=reuse)
-        return {b: _score(res, str(i)) for i, b in enumerate(blends)}
-
-    # The baselines come last so that, on a tie, a blend with the collaborative part wins.
-    tried = run(
-        [
-            *(replace(m.HYBRID_START, repurchase=w) for w in m.REPURCHASE_WEIGHTS),
-            *(replace(m.DISCOVERY_ONLY, popularity=w) for w in m.POPULARITY_WEIGHTS),
-            m.baseline_blend("frequency"),
-            m.baseline_blend("popularity"),
-        ]
-    )
-    if all(math.isnan(v) for v in tried.values()):
-        # Nothing to tune on (no validation basket anywhere): own purchases first, then discovery.
-        return replace(m.HYBRID_START, repurchase=10.0), math.nan
-    best = _best(tried)
-    for axis, values in (
-        ("due", m.DUE_WEIGHTS),
-        ("popularity", m.POPULARITY_WEIGHTS),
-        ("home_excludes_bought", (False, True)),
-        ("collaborative", m.COLLABORATIVE_WEIGHTS),
-        ("repurchase", m.REPURCHASE_WEIGHTS),
-    ):
-        if axis == "due" and (best.repurchase == 0.0 or best.home_excludes_bought):
-            continue  # no repurchase signal in the list: the boost changes nothing
-        if axis == "repurchase" and best.home_excludes_bought:
-            continue  # bought items are not listed in home
-        if axis == "popularity" and best.collaborative == 0.0 and best.repurchase == 0.0:
-            continue  # popularity alone ranks the same at any weight
-        new = [b for b in (replace(best, **{axis: v}) for v in values) if b not in tried]
-        tried.update(run(new))
-        best = _best(tried)
-    return best, tried[best]
-
-
-def tune_discover(
-    *, bundle: ModelBundle, holdout: Holdout, blend: Blend, reuse: Reuse | None = None
-) -> tuple[Blend, dict[str, float]]:
-    """The blend with its own `discover` mix, chosen on the new items of the validation baskets.
-
-    Home weights are tuned for home, where a grocery customer's own staples fill the list and the
-    collaborative part can drop out; discover still needs the best mix for new items. Blends that
-    keep bought items out of home already are discovery lists: they stay as they are."""
-    if blend.home_excludes_bought:
-        return blend, {}
-    mixes = [replace(blend, discover_collaborative=c, discover_popularity=p) for c, p in m.DISCOVER_MIXES]
-    cands = [Candidate(str(i), bundle, b, ("discover",)) for i, b in enumerate(mixes)]
-    res = evaluate(candidates=cands, holdout=holdout, ks=(10,), detail=False, reuse=reuse)
-    scores = {b: _score(res, str(i), "discover/ndcg_at_10") for i, b in enumerate(mixes)}
-    if all(math.isnan(v) for v in scores.values()):
-        return blend, {}
-    best = _best(scores)
-    return best, {f"{b.discover_collaborative}/{b.discover_popularity}": v for b, v in scores.items()}
-
-
-def fit_candidate(
-    *,
-    name: str,
-    matrix: Any,
-    params: Mapping[str, Any],
-    search: bool,
-    validation_bundle: Callable[[Collaborative], ModelBundle],
-    holdout: Holdout,
-) -> tuple[m.FittedCollaborative, dict[str, Any], dict[float, float]]:
-    """Fit one collaborative model; ALS tries a few regularizations (unless given) and keeps the best
-    discover NDCG@10 on validation. Returns (fit, parameters chosen, validation score per value)."""
-    if name != "als" or not search or "regularization" in params:
-        return m.fit_collaborative(name=name, matrix=matrix, params=params), {}, {}
-    fits: dict[float, m.FittedCollaborative] = {}
-    scores: dict[float, float] = {}
-    for reg in m.ALS_REGULARIZATIONS:
-        fit = m.fit_collaborative(name=name, matrix=matrix, params={**params, "regularization": reg})
-        bundle = validation_bundle(fit.scorer)
-        res = evaluate(
-            candidates=[Candidate("als", bundle, m.baseline_blend("als"), ("discover",))],
-            holdout=holdout,
-            ks=(10,),
-            detail=False,
-        )
-        fits[reg], scores[reg] = fit, _score(res, "als", "discover/ndcg_at_10")
-    reg = _best(scores) if not all(math.isnan(v) for v in scores.values()) else float(m.DEFAULTS["regularization"])
-    chosen = fits.get(reg) or m.fit_collaborative(name=name, matrix=matrix, params=params)
-    seconds = sum(f.seconds for f in fits.values())
-    return replace(chosen, seconds=seconds), {"regularization": reg}, scores
+    return [c for c in HYBRID_CANDIDATES if c != "ease" or interactions.n_items <= EASE_SEARCH_MAX_ITEMS]
 
 
 def fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepared, log: Log) -> Fitted:
     """Fit on the training split, tune on validation, and build the test-time bundle (history up to the test basket)."""
     # One BLAS limit around the whole: the fits and the evaluations set their own, from two threads.
-    with m.blas_single_thread():
+    with blas_single_thread():
         return _fit_configuration(model=model, params=params, prepared=prepared, log=log)
 
 
@@ -445,40 +360,21 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
     # The collaborative models are fitted on basket counts, which no half-life changes. Without a
     # model search (large data), their fits run in a thread beside the recency tuning and the
     # test-time history below: implicit's loops release the GIL.
-    matrix = m.history_matrix(
-        train_lines.history(float(params.get("half_life", m.HALF_LIVES[0]))), n_items=inter.n_items
-    )
+    matrix = history_matrix(train_lines.history(float(params.get("half_life", HALF_LIVES[0]))), n_items=inter.n_items)
     names = candidates_for(model=model, params=params, interactions=inter, pairs=matrix.nnz)
-    search = matrix.nnz <= m.SEARCH_MAX_PAIRS
+    search = matrix.nnz <= SEARCH_MAX_PAIRS
     fitting = None
     if names and not search:
         pool = ThreadPoolExecutor(1, thread_name_prefix="fit")
-        fitting = pool.submit(lambda: {n: m.fit_collaborative(name=n, matrix=matrix, params=params) for n in names})
+        fitting = pool.submit(
+            lambda: {n: algorithms.fit_collaborative(name=n, matrix=matrix, params=params) for n in names}
+        )
         pool.shutdown(wait=False)
 
     choice: dict[str, Any] = {}
     # 1. Recency of the customer's own purchases and of popularity, on validation.
-    if "half_life" in params:
-        half_life = float(params["half_life"])
-    else:
-        scores = {}
-        for hl in m.HALF_LIVES:
-            b = bundle(hl, 60.0, m.baseline_blend("frequency"), None)
-            res = evaluate(candidates=[Candidate("f", b, b.blend, ("home",))], holdout=val, ks=(10,), detail=False)
-            scores[hl] = _score(res, "f")
-        half_life = _best(scores)
-        choice["half_life_scores"] = {str(k): v for k, v in scores.items()}
-    if "popularity_half_life" in params:
-        pop_half_life = float(params["popularity_half_life"])
-    else:
-        base = bundle(half_life, 60.0, m.baseline_blend("popularity"), None)
-        scores = {}
-        for phl in m.POPULARITY_HALF_LIVES:
-            b = bundle(half_life, phl, m.baseline_blend("popularity"), None) if phl != 60.0 else base
-            res = evaluate(candidates=[Candidate("p", b, b.blend, ("home",))], holdout=val, ks=(10,), detail=False)
-            scores[phl] = _score(res, "p")
-        pop_half_life = _best(scores)
-        choice["popularity_half_life_scores"] = {str(k): v for k, v in scores.items()}
+    half_life, pop_half_life, recency_scores = tune_recency(bundle=bundle, holdout=val, params=params)
+    choice.update(recency_scores)
     log(f"  recency: own purchases half-life {half_life} d, popularity half-life {pop_half_life} d")
 
     # What comes after the fit but needs no collaborative part, computed while the fit runs: the
@@ -492,8 +388,9 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
         prepared.lines.popularity(pop_half_life)
 
     # 2. Collaborative candidates fitted on the training split; blends tuned on validation.
-    fits: dict[str, m.FittedCollaborative] = {}
+    fits: dict[str, FittedCollaborative] = {}
     chosen_params: dict[str, dict[str, Any]] = {}
+    scores: dict[float, float]  # validation score per regularization tried (ALS's search)
     for name in names:
         if fitting is not None:
             fits[name], chosen_params[name], scores = fitting.result()[name], {}, {}
@@ -503,7 +400,7 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
                 matrix=matrix,
                 params=params,
                 search=search,
-                validation_bundle=lambda cf: bundle(half_life, pop_half_life, m.baseline_blend("als"), cf),
+                validation_bundle=lambda cf: bundle(half_life, pop_half_life, baseline_blend("als"), cf),
                 holdout=val,
             )
         if scores:
@@ -511,24 +408,24 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
             log(f"  {name} validation discover/ndcg_at_10 by regularization: {_rounded(scores)}")
         chosen_text = "".join(f" {k}={v}" for k, v in chosen_params[name].items())
         log(f"  fitted {name}{chosen_text} on the training split in {fits[name].seconds:.1f} s")
-    if model in m.BASELINES:
-        blend, chosen = m.baseline_blend(model), None
+    if model in algorithms.BASELINES:
+        blend, chosen = baseline_blend(model), None
     elif model != "hybrid":
-        blend, chosen = m.baseline_blend(model), model
+        blend, chosen = baseline_blend(model), model
     else:
         per_candidate: dict[str, tuple[Blend, float]] = {}
         tune = prepared.tuning
         best: tuple[ModelBundle, Reuse] | None = None  # the best so far: its signals serve the discover mix
         for name, fitted_cf in fits.items():
-            b, reuse = bundle(half_life, pop_half_life, m.HYBRID_START, fitted_cf.scorer), Reuse(tune)
+            b, reuse = bundle(half_life, pop_half_life, HYBRID_START, fitted_cf.scorer), Reuse(tune)
             per_candidate[name] = tune_blend(bundle=b, holdout=tune, reuse=reuse)
             log(
                 f"  validation {PRIMARY_METRIC} hybrid({name}) = {per_candidate[name][1]:.4f}"
                 f" with {per_candidate[name][0]}"
             )
-            if _best({n: score for n, (_, score) in per_candidate.items()}) == name:
+            if best_of({n: score for n, (_, score) in per_candidate.items()}) == name:
                 best = (b, reuse)
-        chosen = _best({name: score for name, (_, score) in per_candidate.items()})
+        chosen = best_of({name: score for name, (_, score) in per_candidate.items()})
         assert best is not None
         blend, discover_scores = tune_discover(
             bundle=best[0], holdout=tune, blend=per_candidate[chosen][0], reuse=best[1]
@@ -551,8 +448,8 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
     test_cf = None
     if cf_fit is not None:
         # Only the customers evaluated need their factors folded in (the final refit does all of them).
-        test_matrix = m.history_matrix(test_history, n_items=inter.n_items)
-        test_cf = m.fold_in(fitted=cf_fit, matrix=test_matrix, users=prepared.test.users).scorer
+        test_matrix = history_matrix(test_history, n_items=inter.n_items)
+        test_cf = algorithms.fold_in(fitted=cf_fit, matrix=test_matrix, users=prepared.test.users).scorer
     test_bundle = before_test.bundle(
         half_life=half_life,
         popularity_half_life=pop_half_life,
@@ -583,20 +480,20 @@ def evaluate_on_test(*, fitted: Fitted, prepared: Prepared) -> dict[str, dict[st
     tb = fitted.test_bundle
     candidates = [Candidate(fitted.label, tb, fitted.blend)]
     candidates += [
-        Candidate(name, tb, m.baseline_blend(name), contexts)
+        Candidate(name, tb, baseline_blend(name), contexts)
         for name, contexts in (("popularity", ("home", "discover")), ("frequency", ("home", "buy-again")))
         if name != fitted.label
     ]
-    before_matrix = m.history_matrix(tb.history, n_items=tb.n_items)
+    before_matrix = history_matrix(tb.history, n_items=tb.n_items)
     for name, cf in fitted.choice.get("all_fits", {}).items():
         if fitted.model != "hybrid" and name == fitted.collaborative_name:
             continue
         if name == fitted.collaborative_name:
             bundle = tb  # the same bundle: its signals are computed once per batch for both candidates
         else:
-            scorer = m.fold_in(fitted=cf, matrix=before_matrix, users=prepared.test.users).scorer
+            scorer = algorithms.fold_in(fitted=cf, matrix=before_matrix, users=prepared.test.users).scorer
             bundle = replace(tb, collaborative=scorer)
-        candidates.append(Candidate(name, bundle, m.baseline_blend(name), ("home", "discover")))
+        candidates.append(Candidate(name, bundle, baseline_blend(name), ("home", "discover")))
     return evaluate(candidates=candidates, holdout=prepared.test, ks=KS, item_share=prepared.item_share)
 
 
@@ -608,7 +505,7 @@ def refit_all(*, fitted: Fitted, prepared: Prepared, refit: str, log: Log) -> tu
     if mode == "auto":
         # ALS customers folded in on all data keep `reco train` within budget on large data; the
         # item side then misses only each customer's last two baskets.
-        big = inter.n_lines > 2 * m.SEARCH_MAX_PAIRS
+        big = inter.n_lines > 2 * SEARCH_MAX_PAIRS
         mode = "fold-in" if big and fitted.collaborative_name == "als" else "full"
     if mode == "none":
         return fitted.test_bundle, mode
@@ -616,16 +513,16 @@ def refit_all(*, fitted: Fitted, prepared: Prepared, refit: str, log: Log) -> tu
     history = lines.history(fitted.half_life)
     scorer = None
     if cf_fit is not None and fitted.collaborative_name is not None:
-        matrix = m.history_matrix(history, n_items=inter.n_items)
+        matrix = history_matrix(history, n_items=inter.n_items)
         if mode == "full":
-            cf_fit = m.fit_collaborative(
+            cf_fit = algorithms.fit_collaborative(
                 name=fitted.collaborative_name, matrix=matrix, params={**fitted.params, **fitted.collaborative_params}
             )
             log(f"  refit {fitted.collaborative_name} on all data in {cf_fit.seconds:.1f} s")
             scorer = cf_fit.scorer
         else:
             seen = np.bincount(inter.user[prepared.split.train], minlength=inter.n_users) > 0
-            scorer = m.fold_in(fitted=cf_fit, matrix=matrix, seen=seen).scorer
+            scorer = algorithms.fold_in(fitted=cf_fit, matrix=matrix, seen=seen).scorer
     bundle = lines.bundle(
         half_life=fitted.half_life,
         popularity_half_life=fitted.popularity_half_life,
@@ -676,7 +573,7 @@ def train(
     *,
     purchases_path: Path,
     catalog_path: Path | None,
-    model: str = m.DEFAULT_MODEL,
+    model: str = algorithms.DEFAULT_MODEL,
     params: Mapping[str, str] | None = None,
     registered_name: str | None = None,
     promote: str = "auto",
@@ -689,7 +586,7 @@ def train(
 
     total_start = time.perf_counter()
     settings = settings or load_settings()
-    m.check_model(model)
+    algorithms.check_model(model)
     params = dict(params or {})
     if promote not in PROMOTE_CHOICES:
         raise RecoError(f"--promote must be one of {', '.join(PROMOTE_CHOICES)}.")
@@ -733,7 +630,7 @@ def train(
     # The bundle to register depends on the fitted configuration only, not on the test: a thread
     # refits it on all lines and logs it as the run's model while the test and the gate run.
     # Registration and aliases wait for the gate.
-    blas = m.blas_single_thread()  # one limit around both threads: each sets and restores its own
+    blas = blas_single_thread()  # one limit around both threads: each sets and restores its own
     publish_pool = ThreadPoolExecutor(1, thread_name_prefix="publish")
     publishing = publish_pool.submit(
         _publish,
@@ -754,8 +651,8 @@ def train(
     model_metrics = results[fitted.label]
     score = model_metrics.get(PRIMARY_METRIC, float("nan"))
     log(
-        f"test {PRIMARY_METRIC}: {fitted.label} {score:.4f}, popularity {_score(results, 'popularity'):.4f}, "
-        f"frequency {_score(results, 'frequency'):.4f}"
+        f"test {PRIMARY_METRIC}: {fitted.label} {score:.4f}, popularity {score_of(results, 'popularity'):.4f}, "
+        f"frequency {score_of(results, 'frequency'):.4f}"
     )
 
     # Champion gate: the champion's configuration refit on this very split, scored on the same customers.
@@ -770,7 +667,7 @@ def train(
         same = current["model"] == model and current["params"] == params
         if same:
             champion_score = score
-        elif current["model"] in m.MODELS:
+        elif current["model"] in algorithms.MODELS:
             champion_fit = fit_configuration(
                 model=current["model"], params=current["params"], prepared=prepared, log=log
             )
@@ -780,7 +677,7 @@ def train(
                 ks=(10,),
                 detail=False,
             )
-            champion_score = _score(champion_res, "champion")
+            champion_score = score_of(champion_res, "champion")
         else:
             champion_score = -math.inf
         decision["champion_score"] = champion_score

@@ -98,9 +98,9 @@ def evaluate_command(
 ) -> None:
     """Evaluate one configuration on the time split beside the baselines; nothing is logged or registered."""
     _keep_freed_memory()
+    from training.algorithms import check_model
     from training.data.load import load_training_inputs
     from training.metrics import TABLE_METRICS, comparison_table
-    from training.models import check_model
     from training.train import DEFAULT_EVAL_USERS, evaluate_on_test, fit_configuration, parse_params, prepare
 
     check_model(model)
