@@ -5,7 +5,7 @@
 
 The synthetic store (`reco data generate`) is one grocery generator; the default model must not be
 tuned to it. This script writes differently built purchase files and runs the default
-`reco evaluate` path (training.train: prepare → fit_configuration → evaluate_on_test) on each:
+`reco evaluate` path (training.pipeline: prepare → fit_configuration → evaluate_on_test) on each:
 
   store          the synthetic store itself (the reference result to keep)
   catalogue      MovieLens-like: a low-rank taste model with a popularity long tail and item
@@ -58,7 +58,8 @@ from training.core.blend import blend_scores  # noqa: E402
 from training.core.topk import top_k  # noqa: E402
 from training.data.load import load_catalog, load_purchases  # noqa: E402
 from training.metrics import ranking_metrics  # noqa: E402
-from training.train import DEFAULT_EVAL_USERS, Fitted, Prepared, evaluate_on_test, fit_configuration, prepare  # noqa: E402
+from training.pipeline.fit import DEFAULT_EVAL_USERS, Fitted, evaluate_on_test, fit_configuration  # noqa: E402
+from training.pipeline.prepare import Prepared, prepare  # noqa: E402
 
 DAY = 86_400
 START = int(datetime(2023, 1, 1, tzinfo=UTC).timestamp())

@@ -70,10 +70,11 @@ def main() -> None:
     from training.data.load import load_training_inputs
     from training.evaluate import Candidate, evaluate
     from training.metrics import KS, TABLE_METRICS, comparison_table
+    from training.pipeline.fit import evaluate_on_test, fit_configuration
+    from training.pipeline.prepare import prepare
     from training.registry.loading import client
     from training.registry.publishing import use_experiment
     from training.settings import load_settings
-    from training.train import evaluate_on_test, fit_configuration, prepare
 
     settings = load_settings()
     client(settings=settings)

@@ -13,8 +13,9 @@ import pytest
 from tests.conftest import purchase_lines
 from training.interactions import build_interactions
 from training.metrics import ranking_metrics
+from training.pipeline.fit import evaluate_on_test, fit_configuration
+from training.pipeline.prepare import prepare
 from training.split import chronological_split
-from training.train import evaluate_on_test, fit_configuration, prepare
 
 
 def test_ranking_metrics_match_hand_computed_values() -> None:

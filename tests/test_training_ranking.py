@@ -10,15 +10,16 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-import training.train as train_module
+import training.pipeline.fit as fit_module
 from training import algorithms
 from training.algorithms.blends import DISCOVERY_ONLY, HYBRID_START, baseline_blend
 from training.algorithms.popularity import _snapshot_after, popularity_events, popularity_lines
 from training.algorithms.repurchase import basket_events, baskets_of, build_history, history_matrix
 from training.core.bundle import ModelBundle
 from training.core.errors import UnknownContext
+from training.pipeline.fit import fit_configuration, refit_all
+from training.pipeline.prepare import prepare
 from training.registry.bundle_file import load_bundle_dir, save_bundle
-from training.train import fit_configuration, prepare, refit_all
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +114,7 @@ def test_collaborative_scores_agree_with_implicit_recommend(small_store: Path) -
     history = build_history(interactions=inter, reference_day=float(inter.day.max()), half_life=90.0)
     matrix = history_matrix(history, n_items=inter.n_items)
     fitted = algorithms.fit_collaborative(name="als", matrix=matrix, params={"iterations": 5})
-    from training.train import Lines
+    from training.pipeline.prepare import Lines
 
     bundle = Lines(inter).bundle(
         half_life=90.0,
@@ -274,7 +275,7 @@ def test_fit_beside_the_tuning_gives_the_same_configuration(small_store: Path, m
     prepared = prepare(purchases=pq.read_table(small_store / "purchases.parquet"), catalog=None, eval_users=200)
     params = {"candidates": "als", "regularization": "0.05"}  # no search either way
     inline = fit_configuration(model="hybrid", params=params, prepared=prepared, log=lambda _: None)
-    monkeypatch.setattr(train_module, "SEARCH_MAX_PAIRS", 0)
+    monkeypatch.setattr(fit_module, "SEARCH_MAX_PAIRS", 0)
     threads: list[str] = []
     fit = algorithms.fit_collaborative
     monkeypatch.setattr(

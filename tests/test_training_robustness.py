@@ -21,8 +21,9 @@ from training.algorithms.popularity import popularity, popularity_timeline
 from training.algorithms.repurchase import build_history, history_matrix
 from training.core.blend import Blend, Signals, blend_scores
 from training.evaluate import Candidate, evaluate
+from training.pipeline.fit import fit_configuration, refit_all
+from training.pipeline.prepare import Catalog, Lines, prepare
 from training.registry.bundle_file import load_bundle_dir, save_bundle
-from training.train import Catalog, Lines, fit_configuration, prepare, refit_all
 from training.tuning import ALS_REGULARIZATIONS, tune_blend
 
 
