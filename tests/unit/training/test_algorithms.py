@@ -153,3 +153,22 @@ def test_evaluation_ranks_with_the_popularity_of_the_baskets_own_day() -> None:
         b,
         b,
     ]
+
+
+def test_families_are_fitted_and_folded_in_through_the_registry() -> None:
+    """One registry, no name branches: every collaborative name is a family; a name that is none is one
+    sentence; families without a fold-in return the very fit they were given."""
+    assert algorithms.COLLABORATIVE == ("als", "bpr", "knn-cosine", "knn-bm25", "ease")
+    assert ("hybrid", "popularity", "frequency", *algorithms.COLLABORATIVE) == algorithms.MODELS
+    assert all(algorithms.FAMILIES[name].name == name for name in algorithms.COLLABORATIVE)
+    inter = build_interactions(purchases=checkerboard())
+    history = build_history(interactions=inter, reference_day=float(inter.day.max()), half_life=90.0)
+    matrix = history_matrix(history, n_items=inter.n_items)
+    for name in ("knn-cosine", "knn-bm25", "ease"):
+        fitted = algorithms.fit_collaborative(name=name, matrix=matrix, params={})
+        assert fitted.name == name and fitted.seconds > 0
+        assert algorithms.fold_in(fitted=fitted, matrix=matrix, users=np.arange(3)) is fitted
+    with pytest.raises(algorithms.UnknownModel, match="'hybrid' is not a collaborative model: use one of als, "):
+        algorithms.fit_collaborative(name="hybrid", matrix=matrix, params={})
+    with pytest.raises(algorithms.UnknownModel, match="Unknown model 'deep-magic'"):
+        algorithms.check_model("deep-magic")
