@@ -5,7 +5,7 @@
 
 The synthetic store (`reco data generate`) is one grocery generator; the default model must not be
 tuned to it. This script writes differently built purchase files and runs the default
-`reco evaluate` path (training.train: prepare → fit_configuration → evaluate_on_test) on each:
+`reco evaluate` path (training.pipeline: prepare → fit_configuration → evaluate_on_test) on each:
 
   store          the synthetic store itself (the reference result to keep)
   catalogue      MovieLens-like: a low-rank taste model with a popularity long tail and item
@@ -57,8 +57,9 @@ sys.path.insert(0, str(ROOT))
 from training.core.blend import blend_scores  # noqa: E402
 from training.core.topk import top_k  # noqa: E402
 from training.data.load import load_catalog, load_purchases  # noqa: E402
-from training.evaluation import ranking_metrics  # noqa: E402
-from training.train import DEFAULT_EVAL_USERS, Fitted, Prepared, evaluate_on_test, fit_configuration, prepare  # noqa: E402
+from training.metrics import ranking_metrics  # noqa: E402
+from training.pipeline.fit import DEFAULT_EVAL_USERS, Fitted, evaluate_on_test, fit_configuration  # noqa: E402
+from training.pipeline.prepare import Prepared, prepare  # noqa: E402
 
 DAY = 86_400
 START = int(datetime(2023, 1, 1, tzinfo=UTC).timestamp())
@@ -384,14 +385,15 @@ def paired_ndcg(fitted: Fitted, prepared: Prepared, others: dict[str, Any]) -> d
 
 def run(name: str, purchases: Path, catalog: Path | None) -> dict[str, Any]:
     """The default `reco evaluate` on one file, with the data-loss checks and paired errors."""
-    from training import models as m
+    from training.algorithms import DEFAULT_MODEL
+    from training.algorithms.blends import baseline_blend
 
     t0 = time.perf_counter()
     table, report = load_purchases(purchases)
     cat = None if catalog is None else load_catalog(catalog)[0]
     prepared = prepare(purchases=table, catalog=cat, eval_users=DEFAULT_EVAL_USERS)
     log: list[str] = []
-    fitted = fit_configuration(model=m.DEFAULT_MODEL, params={}, prepared=prepared, log=log.append)
+    fitted = fit_configuration(model=DEFAULT_MODEL, params={}, prepared=prepared, log=log.append)
     results = evaluate_on_test(fitted=fitted, prepared=prepared)
     seconds = time.perf_counter() - t0
     shape = describe(prepared)
@@ -404,7 +406,7 @@ def run(name: str, purchases: Path, catalog: Path | None) -> dict[str, Any]:
         == shape["customers_2plus_baskets"],
     }
     errors = paired_ndcg(
-        fitted, prepared, {"popularity": m.baseline_blend("popularity"), "frequency": m.baseline_blend("frequency")}
+        fitted, prepared, {"popularity": baseline_blend("popularity"), "frequency": baseline_blend("frequency")}
     )
     choice = {k: v for k, v in fitted.choice.items() if k != "all_fits"}
     print(f"\n## {name}: {purchases.name}  ({seconds:.1f} s)")

@@ -66,13 +66,15 @@ def main() -> None:
 
     import mlflow
 
-    from training import models as m
+    from training.algorithms import MODELS
     from training.data.load import load_training_inputs
-    from training.evaluation import KS, TABLE_METRICS, Candidate, comparison_table, evaluate
+    from training.evaluate import Candidate, evaluate
+    from training.metrics import KS, TABLE_METRICS, comparison_table
+    from training.pipeline.fit import evaluate_on_test, fit_configuration
+    from training.pipeline.prepare import prepare
     from training.registry.loading import client
     from training.registry.publishing import use_experiment
     from training.settings import load_settings
-    from training.train import evaluate_on_test, fit_configuration, prepare
 
     settings = load_settings()
     client(settings=settings)
@@ -133,7 +135,7 @@ def main() -> None:
         print(table)
         flags = " ".join(f"--param {k}={v}" for k, v in params.items())
         print(f"winner: {winner}; train it with: reco train --purchases {args.purchases} --model {model} {flags}")
-        print(json.dumps({"run_id": parent.info.run_id, "winner": winner, "models": m.MODELS}))
+        print(json.dumps({"run_id": parent.info.run_id, "winner": winner, "models": MODELS}))
 
 
 if __name__ == "__main__":

@@ -62,8 +62,8 @@ def run_demo(*, users: int, items: int, seed: int, host: str, port: int, serve: 
     from training.data.synthetic import generate_store
     from training.features.build import build as build_features
     from training.features.materialize import materialize
+    from training.pipeline.train import train
     from training.recaps.job import RecapJob
-    from training.train import train
 
     settings = load_settings()
     if serve:

@@ -74,7 +74,8 @@ def train_command(
     """Split by time, fit, tune on validation, evaluate on each customer's last basket beside the baselines,
     log to MLflow, register, and move @champion only when the new model wins. Last line: JSON summary."""
     _keep_freed_memory()
-    from training.train import parse_params, train
+    from training.pipeline.fit import parse_params
+    from training.pipeline.train import train
 
     result = train(
         purchases_path=purchases,
@@ -98,10 +99,11 @@ def evaluate_command(
 ) -> None:
     """Evaluate one configuration on the time split beside the baselines; nothing is logged or registered."""
     _keep_freed_memory()
+    from training.algorithms import check_model
     from training.data.load import load_training_inputs
-    from training.evaluation import TABLE_METRICS, comparison_table
-    from training.models import check_model
-    from training.train import DEFAULT_EVAL_USERS, evaluate_on_test, fit_configuration, parse_params, prepare
+    from training.metrics import TABLE_METRICS, comparison_table
+    from training.pipeline.fit import DEFAULT_EVAL_USERS, evaluate_on_test, fit_configuration, parse_params
+    from training.pipeline.prepare import prepare
 
     check_model(model)
     params = parse_params(param or [])

@@ -50,7 +50,7 @@ def load_purchases(path: str | Path, *, dictionary_ids: bool = False) -> tuple[p
 
     `dictionary_ids`: a Parquet file's text ids come as Arrow dictionary arrays, as Parquet stores
     them (cleaned and checked on each dictionary, not on every line), which
-    `training.matrix.build_interactions` encodes without hashing a string per line (at 10 M lines,
+    `training.interactions.build_interactions` encodes without hashing a string per line (at 10 M lines,
     2.0 s to load and encode instead of 2.9 s)."""
     dictionary = (col.USER_ID, col.ITEM_ID, col.ORDER_ID) if dictionary_ids else ()
     raw, malformed = read_raw(Path(path), error=InvalidPurchases, what="purchase file", dictionary=dictionary)

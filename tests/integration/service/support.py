@@ -2,7 +2,7 @@
 session, and a live uvicorn server on loopback per configuration.
 
 The world is built once per process (module-level cache) so every test module here (and a test's
-subprocess, which imports this module) reuses it: a synthetic store, `training.train.train` into a
+subprocess, which imports this module) reuses it: a synthetic store, `training.pipeline.train.train` into a
 real MLflow registry (SQLite in a temp dir), a second registered version of the same artifacts (for
 reload tests), `features build` + `materialize` into the SQLite online store, and the 2025 recaps
 made by the real recap job.
@@ -72,8 +72,8 @@ def world() -> World:
     from training.data.synthetic import generate_store
     from training.features.build import build
     from training.features.materialize import materialize
+    from training.pipeline.train import train
     from training.settings import load_settings
-    from training.train import train
 
     home = Path(tempfile.mkdtemp(prefix="reco-service-tests-"))
     atexit.register(shutil.rmtree, home, ignore_errors=True)

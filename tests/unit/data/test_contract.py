@@ -152,7 +152,7 @@ def test_dictionary_ids_load_and_encode_as_text_ids_do(tmp_path: Path) -> None:
     makes equal (" u1" and "u1") or empty, and ids only rejected rows use."""
     import numpy as np
 
-    from training.matrix import build_interactions
+    from training.interactions import build_interactions
 
     users = ["u1", " u1", "u2", "\t", "u3", "u9", "u2\u00a0", "u4", "u1", "u3"]
     items = ["i1", "i2", " i1", "i3", "i4", "i9", "i2", "i1\t", "i3", "i2"]

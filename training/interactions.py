@@ -1,8 +1,8 @@
-"""Purchase lines → integer ids and sparse customer × item matrices.
+"""Purchase lines as arrays: `Interactions` owns the id ↔ index mapping of customers and items.
 
-`Interactions` owns the id ↔ index mapping (one object, used by every model) and keeps the
-purchase lines as numpy columns (user index, item index, day, basket index), so that splits,
-histories and matrices are cheap vectorized slices of the same arrays.
+One object, used by every model, keeps the lines as numpy columns (customer index, item index,
+day, basket index), so that splits, histories and matrices are cheap vectorized slices of the same
+arrays; `user_item_matrix` is the customer × item matrix of them.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from training.core import columns as col
+from training.sorting import unique_inverse
 
 SECONDS_PER_DAY = 86_400.0
 
@@ -63,49 +64,6 @@ class Interactions:
     def item_index(self) -> dict[str, int]:
         """item_id → column index."""
         return {u: i for i, u in enumerate(self.item_ids.tolist())}
-
-
-def stable_argsort(keys: np.ndarray) -> np.ndarray:
-    """`np.argsort(keys, kind="stable")` for non-negative integer keys: when key and position fit in 63
-    bits together, one SIMD `np.sort` of (key << bits | position), about eight times faster here."""
-    n = len(keys)
-    bits = max((n - 1).bit_length(), 1)
-    if n and int(keys.min()) >= 0 and int(keys.max()) < 1 << (63 - bits):
-        packed = keys.astype(np.int64)  # a copy: shifted and or-ed in place (fresh arrays cost page faults)
-        packed <<= bits
-        packed |= np.arange(n, dtype=np.int64)
-        packed.sort()
-        packed &= (1 << bits) - 1
-        return packed
-    return np.argsort(keys, kind="stable")
-
-
-def run_starts(ordered: np.ndarray) -> np.ndarray:
-    """Where each run of equal values starts, in an array that holds equal values together."""
-    return np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(ordered) else np.zeros(0, np.int64)
-
-
-def run_numbers(starts: np.ndarray, n: int) -> np.ndarray:
-    """Each of `n` positions' run number, from the runs' starts."""
-    return np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, n]))
-
-
-def sorted_groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(sorted distinct values, `stable_argsort(values)`, where each value's run starts in that order),
-    for non-negative integers: `values[order]` holds each distinct value's entries together, in their
-    original order, so per-group minima and counts are `reduceat`s over contiguous runs."""
-    order = stable_argsort(values)
-    ordered = values[order]
-    starts = run_starts(ordered)
-    return ordered[starts], order, starts
-
-
-def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`np.unique(values, return_inverse=True)` for non-negative integers, through `stable_argsort`."""
-    distinct, order, starts = sorted_groups(values)
-    inverse = np.empty(len(values), dtype=np.int64)
-    inverse[order] = run_numbers(starts, len(values))
-    return distinct, inverse
 
 
 def _encoded(array: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:

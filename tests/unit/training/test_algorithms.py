@@ -1,0 +1,174 @@
+"""The model families on known answers: the checkerboard's withheld item, agreement with implicit, the
+ALS fold-in, and the histories and popularity each split takes from all lines."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import purchase_lines
+from tests.unit.training.conftest import checkerboard
+from training import algorithms
+from training.algorithms.blends import baseline_blend
+from training.algorithms.popularity import (
+    _snapshot_after,
+    popularity,
+    popularity_events,
+    popularity_lines,
+    popularity_timeline,
+)
+from training.algorithms.repurchase import basket_events, baskets_of, build_history, history_matrix
+from training.core.blend import blend_scores
+from training.interactions import build_interactions
+from training.pipeline.fit import evaluate_on_test, fit_configuration
+from training.pipeline.prepare import Catalog, Lines, prepare
+from training.split import chronological_split
+
+
+@pytest.mark.parametrize("model", ["ease", "knn-cosine"])
+def test_checkerboard_withheld_item_ranks_first_in_discover(model: str) -> None:
+    prepared = prepare(purchases=checkerboard(), catalog=None, eval_users=1000)
+    fitted = fit_configuration(model=model, params={"half_life": "inf"}, prepared=prepared, log=lambda _: None)
+    results = evaluate_on_test(fitted=fitted, prepared=prepared)
+    assert results[model]["discover/ndcg_at_10"] == pytest.approx(1.0)
+    assert results[model]["discover/hit_rate_at_10"] == pytest.approx(1.0)
+    # Popularity cannot tell the halves apart: every item is equally popular among the others.
+    assert results["popularity"]["discover/ndcg_at_10"] < 0.9
+
+
+def test_collaborative_scores_agree_with_implicit_recommend(small_store: Path) -> None:
+    """Pure ALS in `discover` through the ranking core = implicit's recommend(filter_already_liked_items=True)."""
+    prepared = prepare(purchases=pq.read_table(small_store / "purchases.parquet"), catalog=None, eval_users=100)
+    inter = prepared.interactions
+    history = build_history(interactions=inter, reference_day=float(inter.day.max()), half_life=90.0)
+    matrix = history_matrix(history, n_items=inter.n_items)
+    fitted = algorithms.fit_collaborative(name="als", matrix=matrix, params={"iterations": 5})
+    bundle = Lines(inter).bundle(
+        half_life=90.0,
+        popularity_half_life=60.0,
+        blend=baseline_blend("als").__class__(collaborative=1.0, popularity=0.0),
+        collaborative=fitted.scorer,
+        catalog=prepared.catalog,
+    )
+    rows = np.arange(20)
+    ids, _ = fitted.model.recommend(rows, matrix[rows], N=10, filter_already_liked_items=True)
+    ours = bundle.recommend_batch(inter.user_ids[rows].tolist(), k=10, context="discover")
+    for expected, got in zip(ids, ours, strict=True):
+        assert [inter.item_ids[i] for i in expected][:5] == [i for i, _ in got][:5]
+
+
+def test_fold_in_of_every_customer_matches_the_exact_solve(small_store: Path) -> None:
+    """The refit's conjugate-gradient user step (customers seen at fit time) ranks as recalculate_user
+    does; customers unseen at fit time are solved exactly."""
+    prepared = prepare(purchases=pq.read_table(small_store / "purchases.parquet"), catalog=None, eval_users=100)
+    inter, split = prepared.interactions, prepared.split
+    early = split.train & (inter.user >= 20)  # customers 0–19 have no lines at fit time
+    history = build_history(interactions=inter.subset(early), reference_day=float(inter.day.max()), half_life=90.0)
+    fitted = algorithms.fit_collaborative(name="als", matrix=history_matrix(history, n_items=inter.n_items), params={})
+    everything = history_matrix(
+        build_history(interactions=inter, reference_day=float(inter.day.max()), half_life=90.0), n_items=inter.n_items
+    )
+    seen = np.bincount(inter.user[early], minlength=inter.n_users) > 0
+    assert not seen[:20].any() and seen[20:].sum() > 100
+    exact = algorithms.fold_in(fitted=fitted, matrix=everything).scorer.user_factors
+    fast = algorithms.fold_in(fitted=fitted, matrix=everything, seen=seen).scorer.user_factors
+    assert exact is not None and fast is not None
+    np.testing.assert_allclose(fast[~seen], exact[~seen], rtol=1e-5, atol=1e-6)
+    item = fitted.scorer.item_factors
+    top_exact = np.argsort(-(exact[seen] @ item.T), axis=1)[:, :10]
+    top_fast = np.argsort(-(fast[seen] @ item.T), axis=1)[:, :10]
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top_exact, top_fast, strict=True)])
+    assert overlap >= 0.95, overlap
+    assert not np.allclose(fast[seen], fitted.scorer.user_factors[seen])  # the new lines were taken in
+
+
+def test_split_events_taken_from_all_lines_equal_events_built_from_the_split(small_store: Path) -> None:
+    """The trainer builds the (basket, item) events once and gives each split its baskets' events."""
+    from training.data.load import load_purchases
+
+    inter = build_interactions(purchases=load_purchases(small_store / "purchases.parquet")[0])
+    split = chronological_split(inter)
+    every = basket_events(inter)
+    for lines in (split.train, split.train | split.validation, split.test):
+        direct = basket_events(inter.subset(lines))
+        taken = every.of_baskets(baskets_of(inter, lines))
+        for name in ("keys", "pair", "day", "baskets", "first_day", "last_day", "basket"):
+            np.testing.assert_array_equal(getattr(taken, name), getattr(direct, name), err_msg=name)
+        popular = popularity_lines(inter).events(lines)
+        for got, expected in zip(popular, popularity_events(inter.subset(lines)), strict=True):
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_snapshot_of_each_line_equals_searchsorted() -> None:
+    """Evenly spaced snapshot days: the arithmetic bucket equals np.searchsorted, boundaries included."""
+    rng = np.random.default_rng(2)
+    days = 19_000.25 + (730.5 / 256) * (1 + 1e-9) * np.arange(257)
+    day = np.concatenate([rng.uniform(days[0] - 1, days[-1] + 1, 50_000), days, np.nextafter(days, -np.inf)])
+    np.testing.assert_array_equal(_snapshot_after(days, day), np.searchsorted(days, day, side="right"))
+
+
+def test_evaluation_ranks_with_the_popularity_of_the_baskets_own_day() -> None:
+    """Item A sells in January, item B in June: a January basket must see A as the popular item,
+    without June's lines (which production could not have known then), and the end of the data B."""
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    rows = [(f"U{u}", "A", start + timedelta(days=u)) for u in range(6)]
+    rows += [(f"V{u}", "B", start + timedelta(days=150 + u)) for u in range(9)]
+    rows += [("W", "C", start + timedelta(days=165))]
+    table = purchase_lines(rows)
+
+    inter = build_interactions(purchases=table)
+    timeline = popularity_timeline(interactions=inter, half_life=14.0)
+    a, b, c = (int(np.flatnonzero(inter.item_ids == i)[0]) for i in "ABC")
+    january, june = inter.day.min() + 10, inter.day.min() + 160
+    early, late, first = timeline.at(np.array([january, june, inter.day.min() - 1]))
+    assert early[a] == 1.0 and early[b] == 0.0 and early[c] == 0.0  # nothing from later lines
+    assert late[b] == 1.0 and late[a] < 0.01
+    assert not first.any()  # before the first line nobody has bought anything
+    # The last snapshot is the bundle's own popularity (what is served at the end of the data).
+    end = popularity(interactions=inter, reference_day=float(inter.day.max()), half_life=14.0)
+    assert np.allclose(timeline.values[-1], end / end.max())
+    bundle = Lines(inter).bundle(
+        half_life=90.0,
+        popularity_half_life=14.0,
+        blend=baseline_blend("popularity"),
+        collaborative=None,
+        catalog=Catalog(
+            in_stock=np.ones(inter.n_items, bool),
+            item_category=np.full(inter.n_items, -1, np.int32),
+            categories=np.array([], dtype=str),
+        ),
+        timeline=True,
+    )
+    unknown = np.array([-1, -1])
+    scores = blend_scores(
+        bundle.signals(rows=unknown, now=np.array([january, june])), blend=bundle.blend, context="home"
+    )
+    assert scores.argmax(axis=1).tolist() == [a, b]
+    # Without a day (serving), the popularity at the end of the data.
+    assert blend_scores(bundle.signals(rows=unknown), blend=bundle.blend, context="home").argmax(axis=1).tolist() == [
+        b,
+        b,
+    ]
+
+
+def test_families_are_fitted_and_folded_in_through_the_registry() -> None:
+    """One registry, no name branches: every collaborative name is a family; a name that is none is one
+    sentence; families without a fold-in return the very fit they were given."""
+    assert algorithms.COLLABORATIVE == ("als", "bpr", "knn-cosine", "knn-bm25", "ease")
+    assert ("hybrid", "popularity", "frequency", *algorithms.COLLABORATIVE) == algorithms.MODELS
+    assert all(algorithms.FAMILIES[name].name == name for name in algorithms.COLLABORATIVE)
+    inter = build_interactions(purchases=checkerboard())
+    history = build_history(interactions=inter, reference_day=float(inter.day.max()), half_life=90.0)
+    matrix = history_matrix(history, n_items=inter.n_items)
+    for name in ("knn-cosine", "knn-bm25", "ease"):
+        fitted = algorithms.fit_collaborative(name=name, matrix=matrix, params={})
+        assert fitted.name == name and fitted.seconds > 0
+        assert algorithms.fold_in(fitted=fitted, matrix=matrix, users=np.arange(3)) is fitted
+    with pytest.raises(algorithms.UnknownModel, match="'hybrid' is not a collaborative model: use one of als, "):
+        algorithms.fit_collaborative(name="hybrid", matrix=matrix, params={})
+    with pytest.raises(algorithms.UnknownModel, match="Unknown model 'deep-magic'"):
+        algorithms.check_model("deep-magic")

@@ -1,0 +1,68 @@
+"""The chronological split: each customer's last basket is the test, and customers held out for tuning
+when validation baskets are scarce are never tested."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+
+from tests.conftest import purchase_lines
+from tests.unit.training.conftest import checkerboard
+from training.interactions import build_interactions
+from training.pipeline.fit import fit_configuration
+from training.pipeline.prepare import prepare
+from training.split import chronological_split
+
+
+def test_split_holds_out_each_customers_last_basket() -> None:
+    inter = build_interactions(purchases=checkerboard())
+    split = chronological_split(inter)
+    assert (split.train & split.test).sum() == 0 and (split.validation & split.test).sum() == 0
+    assert (split.train | split.validation | split.test).all()
+    last_day = np.full(inter.n_users, -np.inf)
+    np.maximum.at(last_day, inter.user, inter.day)
+    # Every test line is its customer's latest line, and each customer has exactly one test item.
+    assert np.allclose(inter.day[split.test], last_day[inter.user[split.test]])
+    assert split.test_holdout.targets.sum() == inter.n_users
+    assert split.validation_holdout.now.max() < split.test_holdout.now.min()
+
+
+def _two_orders_at_most(customers: int = 400, items: int = 40, seed: int = 3) -> pa.Table:
+    """Sparse retail: every customer has one or two orders of one to three items (two taste groups)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    for u in range(customers):
+        group = np.arange(items)[np.arange(items) % 2 == u % 2]
+        weights = 1.0 / np.arange(1, len(group) + 1)
+        for order in range(1 if u % 3 == 0 else 2):
+            basket = rng.choice(group, size=1 + rng.integers(3), replace=False, p=weights / weights.sum())
+            when = start + timedelta(days=int(rng.integers(300)) + 40 * order, hours=u % 24)
+            rows += [(f"U{u}", f"I{i:02d}", when, f"O{u}-{order}") for i in basket]
+    return purchase_lines(rows)
+
+
+def test_without_validation_baskets_some_customers_are_held_out_for_tuning_not_tested() -> None:
+    prepared = prepare(purchases=_two_orders_at_most(), catalog=None, eval_users=10_000)
+    split = prepared.split
+    assert len(split.validation_holdout.users) == 0  # nobody has a third basket
+    held = prepared.held_out_customers
+    assert held > 0 and len(prepared.tuning.users) == held
+    # Tuned on or tested, never both; together every customer with two baskets.
+    assert not set(prepared.tuning.users.tolist()) & set(prepared.test.users.tolist())
+    assert len(prepared.test.users) + held == len(split.test_holdout.users)
+    assert prepared.summary()["test_customers"] == len(prepared.test.users)
+    # The held-out baskets are not training lines.
+    inter = prepared.interactions
+    train_pairs = set(zip(inter.user[split.train].tolist(), inter.item[split.train].tolist(), strict=True))
+    rows, items = prepared.tuning.targets.nonzero()
+    held_lines = set(zip(prepared.tuning.users[rows].tolist(), items.tolist(), strict=True))
+    last_train_day = np.full(inter.n_users, -np.inf)
+    np.maximum.at(last_train_day, inter.user[split.train], inter.day[split.train])
+    assert (prepared.tuning.now > last_train_day[prepared.tuning.users]).all()
+    assert held_lines - train_pairs  # something new to find
+    # So the hybrid is tuned on something (every score finite) and still evaluates on the rest.
+    fitted = fit_configuration(model="hybrid", params={}, prepared=prepared, log=lambda _: None)
+    assert all(np.isfinite(c["validation_score"]) for c in fitted.choice["candidates"].values())

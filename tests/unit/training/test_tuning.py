@@ -1,0 +1,88 @@
+"""Tuning on validation: the hybrid adapts to data unlike the synthetic store, is never worse than the
+baselines it searches over, and ALS's regularization is chosen there and kept for the refit
+(experiments/robustness.py measures the same on larger stand-ins)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.unit.training.conftest import catalogue_style
+from training import algorithms
+from training.algorithms.base import FittedCollaborative
+from training.algorithms.blends import HYBRID_START, baseline_blend
+from training.algorithms.repurchase import build_history, history_matrix
+from training.evaluate import Candidate, evaluate
+from training.pipeline.fit import evaluate_on_test, fit_configuration, refit_all
+from training.pipeline.prepare import Lines, prepare
+from training.tuning import ALS_REGULARIZATIONS, tune_blend
+
+
+def test_default_hybrid_adapts_to_data_without_repeat_purchases() -> None:
+    """On catalogue-style data the validation split must steer the hybrid away from re-recommending
+    what the customer already has (no order_id: a basket is a customer's day)."""
+    prepared = prepare(purchases=catalogue_style(), catalog=None, eval_users=1000)
+    fitted = fit_configuration(model="hybrid", params={}, prepared=prepared, log=lambda _: None)
+    results = evaluate_on_test(fitted=fitted, prepared=prepared)
+    hybrid = results[fitted.label]["home/ndcg_at_10"]
+    assert hybrid > 2 * results["frequency"]["home/ndcg_at_10"]
+    assert hybrid > results["popularity"]["home/ndcg_at_10"]
+    assert fitted.blend.home_excludes_bought or fitted.blend.repurchase == 0.0
+
+
+@pytest.mark.parametrize("source", ["small_store", "catalogue"])
+def test_tuned_blend_is_never_worse_than_the_baselines_on_validation(source: str, request: Any) -> None:
+    if source == "small_store":
+        purchases = pq.read_table(Path(request.getfixturevalue("small_store")) / "purchases.parquet")
+    else:
+        purchases = catalogue_style()
+    prepared = prepare(purchases=purchases, catalog=None, eval_users=600)
+    train = prepared.interactions.subset(prepared.split.train)
+    matrix = history_matrix(
+        build_history(interactions=train, reference_day=float(train.day.max()), half_life=90.0),
+        n_items=train.n_items,
+    )
+    cf = algorithms.fit_collaborative(name="ease", matrix=matrix, params={})
+    bundle = Lines(train).bundle(
+        half_life=90.0,
+        popularity_half_life=60.0,
+        blend=HYBRID_START,
+        collaborative=cf.scorer,
+        catalog=prepared.catalog,
+    )
+    _, score = tune_blend(bundle=bundle, holdout=prepared.tuning)
+    baselines = evaluate(
+        candidates=[Candidate(n, bundle, baseline_blend(n), ("home",)) for n in ("popularity", "frequency", "ease")],
+        holdout=prepared.tuning,
+        ks=(10,),
+        detail=False,
+    )
+    assert all(score >= res["home/ndcg_at_10"] - 1e-12 for res in baselines.values())
+
+
+def test_als_regularization_is_chosen_on_validation_and_kept_for_the_refit(
+    small_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prepared = prepare(purchases=pq.read_table(small_store / "purchases.parquet"), catalog=None, eval_users=300)
+    fitted = fit_configuration(model="als", params={}, prepared=prepared, log=lambda _: None)
+    scores = {float(k): v for k, v in fitted.choice["als_discover_scores"].items()}
+    assert set(scores) == set(ALS_REGULARIZATIONS)
+    assert fitted.collaborative_params == {"regularization": max(scores, key=lambda r: scores[r])}
+    assert fitted.collaborative is not None
+    assert fitted.collaborative.model.regularization == fitted.collaborative_params["regularization"]
+    seen: list[dict[str, Any]] = []
+    original = algorithms.fit_collaborative
+
+    def recording(**kwargs: Any) -> FittedCollaborative:
+        seen.append(dict(kwargs["params"]))
+        return original(**kwargs)
+
+    monkeypatch.setattr(algorithms, "fit_collaborative", recording)
+    refit_all(fitted=fitted, prepared=prepared, refit="full", log=lambda _: None)
+    assert [p["regularization"] for p in seen] == [fitted.collaborative_params["regularization"]]
+    # An explicit --param regularization is used as given (no search).
+    given = fit_configuration(model="als", params={"regularization": "1.5"}, prepared=prepared, log=lambda _: None)
+    assert "als_discover_scores" not in given.choice and given.collaborative_params == {}

@@ -1,0 +1,78 @@
+"""ALS: alternating least squares on BM25-weighted basket counts (implicit), customer and item factors.
+
+The one family with a fold-in: customers' factors are solved again from a newer history with the
+item factors fixed (the test bundle's customers, and the refit on all lines when it folds in).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from training.algorithms.base import CollaborativeFamily, FittedCollaborative, blas_single_thread, param
+from training.core.collaborative import Factors
+
+
+class ALS(CollaborativeFamily):
+    """implicit's `AlternatingLeastSquares` (factors, regularization, alpha, iterations, seed)."""
+
+    name = "als"
+
+    def fit(self, *, matrix: sp.csr_matrix, params: Mapping[str, Any]) -> FittedCollaborative:
+        """Fit on BM25-weighted basket counts."""
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        als = AlternatingLeastSquares(
+            factors=param(params, "factors"),
+            regularization=param(params, "regularization"),
+            alpha=param(params, "alpha"),
+            iterations=param(params, "iterations"),
+            random_state=param(params, "seed"),
+        )
+        als.fit(_confidence(matrix), show_progress=False)
+        scorer = Factors(user_factors=als.user_factors, item_factors=als.item_factors)
+        return FittedCollaborative(self.name, scorer, als)
+
+    def fold_in(
+        self,
+        *,
+        fitted: FittedCollaborative,
+        matrix: sp.csr_matrix,
+        users: np.ndarray | None = None,
+        seen: np.ndarray | None = None,
+    ) -> FittedCollaborative:
+        """Customer factors from a newer history with the item side fixed, for all customers or only
+        `users` (the others keep the factors of the fit).
+
+        `recalculate_user` solves each customer exactly. With all customers and `seen` (bool per
+        customer: had lines at fit time), the seen ones instead take one more user step of the fit's
+        own conjugate-gradient solver from their fitted factors (an extra half-iteration: about four
+        times faster on 173k customers here, top-10 lists 99.8% the same); the unseen are solved exactly."""
+        model = fitted.model
+        assert isinstance(fitted.scorer, Factors)
+        factors = np.array(fitted.scorer.user_factors, copy=True)
+        confidence = _confidence(matrix)
+        with blas_single_thread():
+            if users is None and seen is not None:
+                weighted = confidence if model.alpha == 1.0 else (model.alpha * confidence).astype(np.float32)
+                model.solver(weighted, factors, model.item_factors, model.regularization, num_threads=model.num_threads)
+                rows = np.flatnonzero(~seen)
+            else:
+                rows = np.arange(matrix.shape[0]) if users is None else np.unique(np.asarray(users, dtype=np.int64))
+            if len(rows):
+                factors[rows] = model.recalculate_user(rows, confidence[rows])
+        return FittedCollaborative(
+            fitted.name,
+            Factors(user_factors=factors, item_factors=fitted.scorer.item_factors),
+            fitted.model,
+        )
+
+
+def _confidence(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """BM25-weighted basket counts: damp heavy buyers and ubiquitous items (implicit's recipe for ALS)."""
+    from implicit.nearest_neighbours import bm25_weight
+
+    return bm25_weight(matrix, K1=100, B=0.8).tocsr().astype(np.float32)

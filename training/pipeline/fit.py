@@ -1,0 +1,306 @@
+"""Step 2 of `reco train`: one configuration fitted on the training split, tuned on validation,
+scored on test beside the baselines, and refit on all lines for the registry.
+
+A configuration is a model name (training.algorithms.MODELS) and its --param values. For the
+hybrid, the collaborative candidates are fitted and the blend tuned for each (training.tuning); the
+best on validation is kept.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from training import algorithms
+from training.algorithms.base import DEFAULTS, FittedCollaborative, blas_single_thread
+from training.algorithms.blends import HYBRID_START, baseline_blend
+from training.algorithms.repurchase import history_matrix
+from training.core.blend import Blend
+from training.core.bundle import ModelBundle
+from training.core.collaborative import Collaborative
+from training.core.errors import RecoError
+from training.evaluate import Candidate, Reuse, evaluate
+from training.interactions import Interactions
+from training.metrics import KS, PRIMARY_METRIC
+from training.pipeline.prepare import Prepared, lines_of
+from training.tuning import HALF_LIVES, best_of, fit_candidate, tune_blend, tune_discover, tune_recency
+
+DEFAULT_EVAL_USERS = 10_000
+REFIT_CHOICES = ("auto", "full", "fold-in", "none")
+# Candidates the hybrid chooses its discovery part from, in order of preference on ties.
+HYBRID_CANDIDATES = ("als", "knn-bm25", "ease")
+# The model search fits every candidate; above this many (customer, item) pairs it keeps ALS only,
+# fitted in a thread beside the recency tuning, so that `reco train` stays near the time of one raw
+# implicit fit (logged as `candidates`; README, Performance).
+SEARCH_MAX_PAIRS = 2_000_000
+EASE_SEARCH_MAX_ITEMS = 8_000
+Log = Callable[[str], None]
+
+
+@dataclass
+class Fitted:
+    """One configuration fitted on the training split, tuned on validation and scored on test."""
+
+    model: str
+    params: dict[str, Any]
+    blend: Blend
+    half_life: float
+    popularity_half_life: float
+    collaborative_name: str | None
+    collaborative: FittedCollaborative | None
+    test_bundle: ModelBundle
+    collaborative_params: dict[str, Any] = field(default_factory=dict)  # chosen on validation (refit uses them)
+    validation_scores: dict[str, float] = field(default_factory=dict)
+    choice: dict[str, Any] = field(default_factory=dict)
+    fit_seconds: float = 0.0
+
+    @property
+    def label(self) -> str:
+        """Model name with its chosen discovery part, e.g. hybrid(als)."""
+        return f"{self.model}({self.collaborative_name})" if self.model == "hybrid" else self.model
+
+
+def parse_params(pairs: Sequence[str]) -> dict[str, str]:
+    """KEY=VALUE strings → dict (one sentence for a malformed pair or an unknown key)."""
+    params: dict[str, str] = {}
+    known = {*DEFAULTS, "candidates", "refit", "eval_users", "half_life", "popularity_half_life"}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise RecoError(f"--param {pair!r} is not KEY=VALUE.")
+        if key not in known:
+            raise RecoError(f"Unknown --param {key!r}: use one of {', '.join(sorted(known))}.")
+        params[key] = value
+    return params
+
+
+def _rounded(scores: Mapping[Any, float]) -> dict[str, float]:
+    return {str(k): round(v, 4) for k, v in scores.items()}
+
+
+def candidates_for(*, model: str, params: Mapping[str, Any], interactions: Interactions, pairs: int) -> list[str]:
+    """Collaborative models to fit: the model itself, or the hybrid's search space (bounded by data size)."""
+    if model in algorithms.BASELINES:
+        return []
+    if model != "hybrid":
+        return [model]
+    if "candidates" in params:
+        chosen = [c.strip() for c in str(params["candidates"]).split(",") if c.strip()]
+        if not chosen:
+            raise RecoError(
+                "--param candidates= names no model: list one or more of " + ", ".join(algorithms.COLLABORATIVE)
+            )
+        for c in chosen:
+            algorithms.check_model(c)
+            if c not in algorithms.COLLABORATIVE:
+                raise RecoError(f"Candidate {c!r} is not a collaborative model.")
+        return chosen
+    if pairs > SEARCH_MAX_PAIRS:
+        return ["als"]
+    return [c for c in HYBRID_CANDIDATES if c != "ease" or interactions.n_items <= EASE_SEARCH_MAX_ITEMS]
+
+
+def fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepared, log: Log) -> Fitted:
+    """Fit on the training split, tune on validation, and build the test-time bundle (history up to the test basket)."""
+    # One BLAS limit around the whole: the fits and the evaluations set their own, from two threads.
+    with blas_single_thread():
+        return _fit_configuration(model=model, params=params, prepared=prepared, log=log)
+
+
+def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepared, log: Log) -> Fitted:
+    start = time.perf_counter()
+    inter = prepared.interactions
+    split = prepared.split
+    val = prepared.tuning
+
+    train_lines = prepared.train
+
+    def bundle(hl: float, phl: float, blend: Blend, cf: Collaborative | None) -> ModelBundle:
+        return train_lines.bundle(
+            half_life=hl,
+            popularity_half_life=phl,
+            blend=blend,
+            collaborative=cf,
+            catalog=prepared.catalog,
+            timeline=True,
+        )
+
+    # The collaborative models are fitted on basket counts, which no half-life changes. Without a
+    # model search (large data), their fits run in a thread beside the recency tuning and the
+    # test-time history below: implicit's loops release the GIL.
+    matrix = history_matrix(train_lines.history(float(params.get("half_life", HALF_LIVES[0]))), n_items=inter.n_items)
+    names = candidates_for(model=model, params=params, interactions=inter, pairs=matrix.nnz)
+    search = matrix.nnz <= SEARCH_MAX_PAIRS
+    fitting = None
+    if names and not search:
+        pool = ThreadPoolExecutor(1, thread_name_prefix="fit")
+        fitting = pool.submit(
+            lambda: {n: algorithms.fit_collaborative(name=n, matrix=matrix, params=params) for n in names}
+        )
+        pool.shutdown(wait=False)
+
+    choice: dict[str, Any] = {}
+    # 1. Recency of the customer's own purchases and of popularity, on validation.
+    half_life, pop_half_life, recency_scores = tune_recency(bundle=bundle, holdout=val, params=params)
+    choice.update(recency_scores)
+    log(f"  recency: own purchases half-life {half_life} d, popularity half-life {pop_half_life} d")
+
+    # What comes after the fit but needs no collaborative part, computed while the fit runs: the
+    # test-time history (up to each customer's test basket) and popularity, and those of all lines
+    # for the refit.
+    before_test = lines_of(inter, split.train | split.validation, events=prepared.events, popular=prepared.popular)
+    test_history = before_test.history(half_life)
+    before_test.timeline(pop_half_life)
+    if fitting is not None:
+        prepared.lines.history(half_life)
+        prepared.lines.popularity(pop_half_life)
+
+    # 2. Collaborative candidates fitted on the training split; blends tuned on validation.
+    fits: dict[str, FittedCollaborative] = {}
+    chosen_params: dict[str, dict[str, Any]] = {}
+    scores: dict[float, float]  # validation score per regularization tried (ALS's search)
+    for name in names:
+        if fitting is not None:
+            fits[name], chosen_params[name], scores = fitting.result()[name], {}, {}
+        else:
+            fits[name], chosen_params[name], scores = fit_candidate(
+                name=name,
+                matrix=matrix,
+                params=params,
+                search=search,
+                validation_bundle=lambda cf: bundle(half_life, pop_half_life, baseline_blend("als"), cf),
+                holdout=val,
+            )
+        if scores:
+            choice[f"{name}_discover_scores"] = {str(k): v for k, v in scores.items()}
+            log(f"  {name} validation discover/ndcg_at_10 by regularization: {_rounded(scores)}")
+        chosen_text = "".join(f" {k}={v}" for k, v in chosen_params[name].items())
+        log(f"  fitted {name}{chosen_text} on the training split in {fits[name].seconds:.1f} s")
+    if model in algorithms.BASELINES:
+        blend, chosen = baseline_blend(model), None
+    elif model != "hybrid":
+        blend, chosen = baseline_blend(model), model
+    else:
+        per_candidate: dict[str, tuple[Blend, float]] = {}
+        tune = prepared.tuning
+        best: tuple[ModelBundle, Reuse] | None = None  # the best so far: its signals serve the discover mix
+        for name, fitted_cf in fits.items():
+            b, reuse = bundle(half_life, pop_half_life, HYBRID_START, fitted_cf.scorer), Reuse(tune)
+            per_candidate[name] = tune_blend(bundle=b, holdout=tune, reuse=reuse)
+            log(
+                f"  validation {PRIMARY_METRIC} hybrid({name}) = {per_candidate[name][1]:.4f}"
+                f" with {per_candidate[name][0]}"
+            )
+            if best_of({n: score for n, (_, score) in per_candidate.items()}) == name:
+                best = (b, reuse)
+        chosen = best_of({name: score for name, (_, score) in per_candidate.items()})
+        assert best is not None
+        blend, discover_scores = tune_discover(
+            bundle=best[0], holdout=tune, blend=per_candidate[chosen][0], reuse=best[1]
+        )
+        del best, reuse
+        if discover_scores:
+            choice["discover_mix_scores"] = discover_scores
+            log(
+                f"  discover mix (collaborative, popularity) = ({blend.discover_collaborative}, "
+                f"{blend.discover_popularity}) on validation discover/ndcg_at_10 {_rounded(discover_scores)}"
+            )
+        choice["candidates"] = {
+            name: {"validation_score": s, "blend": b.to_dict()} for name, (b, s) in per_candidate.items()
+        }
+        choice["chosen"] = chosen
+    if chosen and chosen_params.get(chosen):
+        choice["chosen_params"] = chosen_params[chosen]
+    # 3. The test-time bundle; ALS customers folded in.
+    cf_fit = fits.get(chosen) if chosen else None
+    test_cf = None
+    if cf_fit is not None:
+        # Only the customers evaluated need their factors folded in (the final refit does all of them).
+        test_matrix = history_matrix(test_history, n_items=inter.n_items)
+        test_cf = algorithms.fold_in(fitted=cf_fit, matrix=test_matrix, users=prepared.test.users).scorer
+    test_bundle = before_test.bundle(
+        half_life=half_life,
+        popularity_half_life=pop_half_life,
+        blend=blend,
+        collaborative=test_cf,
+        catalog=prepared.catalog,
+        timeline=True,
+    )
+    fitted = Fitted(
+        model=model,
+        params=dict(params),
+        blend=blend,
+        half_life=half_life,
+        popularity_half_life=pop_half_life,
+        collaborative_name=chosen,
+        collaborative=cf_fit,
+        collaborative_params=chosen_params.get(chosen, {}) if chosen else {},
+        test_bundle=test_bundle,
+        choice=choice,
+        fit_seconds=time.perf_counter() - start,
+    )
+    fitted.choice["all_fits"] = {name: f for name, f in fits.items()}  # kept for the baseline table
+    return fitted
+
+
+def evaluate_on_test(*, fitted: Fitted, prepared: Prepared) -> dict[str, dict[str, float]]:
+    """The model and the baselines (and every fitted collaborative candidate) on the same test customers."""
+    tb = fitted.test_bundle
+    candidates = [Candidate(fitted.label, tb, fitted.blend)]
+    candidates += [
+        Candidate(name, tb, baseline_blend(name), contexts)
+        for name, contexts in (("popularity", ("home", "discover")), ("frequency", ("home", "buy-again")))
+        if name != fitted.label
+    ]
+    before_matrix = history_matrix(tb.history, n_items=tb.n_items)
+    for name, cf in fitted.choice.get("all_fits", {}).items():
+        if fitted.model != "hybrid" and name == fitted.collaborative_name:
+            continue
+        if name == fitted.collaborative_name:
+            bundle = tb  # the same bundle: its signals are computed once per batch for both candidates
+        else:
+            scorer = algorithms.fold_in(fitted=cf, matrix=before_matrix, users=prepared.test.users).scorer
+            bundle = replace(tb, collaborative=scorer)
+        candidates.append(Candidate(name, bundle, baseline_blend(name), ("home", "discover")))
+    return evaluate(candidates=candidates, holdout=prepared.test, ks=KS, item_share=prepared.item_share)
+
+
+def refit_all(*, fitted: Fitted, prepared: Prepared, refit: str, log: Log) -> tuple[ModelBundle, str]:
+    """The bundle to register: refit on all lines (what production needs); returns (bundle, refit mode used)."""
+    inter = prepared.interactions
+    cf_fit = fitted.collaborative
+    mode = refit
+    if mode == "auto":
+        # ALS customers folded in on all data keep `reco train` within budget on large data; the
+        # item side then misses only each customer's last two baskets.
+        big = inter.n_lines > 2 * SEARCH_MAX_PAIRS
+        mode = "fold-in" if big and fitted.collaborative_name == "als" else "full"
+    if mode == "none":
+        return fitted.test_bundle, mode
+    lines = prepared.lines
+    history = lines.history(fitted.half_life)
+    scorer = None
+    if cf_fit is not None and fitted.collaborative_name is not None:
+        matrix = history_matrix(history, n_items=inter.n_items)
+        if mode == "full":
+            cf_fit = algorithms.fit_collaborative(
+                name=fitted.collaborative_name, matrix=matrix, params={**fitted.params, **fitted.collaborative_params}
+            )
+            log(f"  refit {fitted.collaborative_name} on all data in {cf_fit.seconds:.1f} s")
+            scorer = cf_fit.scorer
+        else:
+            seen = np.bincount(inter.user[prepared.split.train], minlength=inter.n_users) > 0
+            scorer = algorithms.fold_in(fitted=cf_fit, matrix=matrix, seen=seen).scorer
+    bundle = lines.bundle(
+        half_life=fitted.half_life,
+        popularity_half_life=fitted.popularity_half_life,
+        blend=fitted.blend,
+        collaborative=scorer,
+        catalog=prepared.catalog,
+    )
+    return bundle, mode

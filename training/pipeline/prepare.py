@@ -1,0 +1,247 @@
+"""Step 1 of `reco train`: the purchase lines encoded, split by time, and what every fit shares.
+
+`Prepared` holds the interactions, the split, the holdouts (sampled once, so every fit is scored on
+the same customers), the catalog aligned with the item index, and the basket and popularity events
+every split's histories are taken from. `Lines` caches, per set of lines, the histories,
+popularity and timelines that tuning asks for again and again.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from training.algorithms.popularity import (
+    PopularityLines,
+    popularity,
+    popularity_events,
+    popularity_lines,
+    popularity_timeline,
+)
+from training.algorithms.repurchase import BasketEvents, basket_events, baskets_of, build_history
+from training.core import columns as col
+from training.core.blend import Blend
+from training.core.bundle import ModelBundle
+from training.core.collaborative import Collaborative
+from training.core.errors import RecoError
+from training.core.history import History, PopularityTimeline
+from training.interactions import Interactions, build_interactions
+from training.sorting import run_starts
+from training.split import TUNE_USERS, Holdout, Split, chronological_split, validation_and_test
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Per-item catalog facts aligned with the interactions' item index."""
+
+    in_stock: np.ndarray
+    item_category: np.ndarray
+    categories: np.ndarray
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything derived from the input files that every fit shares."""
+
+    interactions: Interactions
+    split: Split
+    catalog: Catalog
+    validation: Holdout
+    tuning: Holdout  # the validation customers the hybrid's weights are tuned on (a subsample)
+    test: Holdout
+    item_share: np.ndarray  # share of training customers who bought each item (novelty)
+    events: BasketEvents  # one per (basket, item) over all lines; each split takes its baskets' events
+    popular: PopularityLines  # every split's popularity events, by mask
+    train: Lines  # the training split's lines (their histories and popularity are cached on them)
+    lines: Lines  # every line, for the refit
+    held_out_customers: int = 0  # test customers whose last basket was moved to validation
+
+    def summary(self) -> dict[str, int]:
+        """Split sizes as used (after any held-out customers moved from test to validation), for logging."""
+        return {
+            **self.split.summary(),
+            "validation_customers": len(self.validation.users),
+            "test_customers": len(self.test.users),
+            "held_out_customers": self.held_out_customers,
+        }
+
+
+def prepare(*, purchases: pa.Table, catalog: pa.Table | None, eval_users: int) -> Prepared:
+    """Encode, split and align the catalog; the holdouts are sampled once so every fit uses the same customers."""
+    return prepare_interactions(interactions=encode(purchases, catalog), catalog=catalog, eval_users=eval_users)
+
+
+def encode(purchases: pa.Table, catalog: pa.Table | None) -> Interactions:
+    """The purchase lines as arrays; the catalog's items join the item id space."""
+    catalog_ids = None if catalog is None else np.asarray(catalog.column(col.ITEM_ID).to_pylist(), dtype=str)
+    return build_interactions(purchases=purchases, catalog_item_ids=catalog_ids)
+
+
+def prepare_interactions(*, interactions: Interactions, catalog: pa.Table | None, eval_users: int) -> Prepared:
+    """`prepare` of lines already encoded (the caller can let the Arrow table go first)."""
+    # The events, the popularity lines and the split are independent, and numpy's sorts release the
+    # GIL: on two cores they run side by side.
+    with ThreadPoolExecutor(2, thread_name_prefix="prepare") as pool:
+        events_future = pool.submit(basket_events, interactions)
+        popular_future = pool.submit(popularity_lines, interactions)
+        split = chronological_split(interactions)
+        if len(split.test_holdout.users) == 0:
+            raise RecoError(
+                "No customer has two baskets: there is nothing to evaluate on (need order_id or several days)."
+            )
+        validation, test, held_out = validation_and_test(split)
+        events, popular = events_future.result(), popular_future.result()
+    train = lines_of(interactions, split.train, events=events, popular=popular)
+    # Share of the training customers who bought each item (novelty): the training events' pairs.
+    users = train.events.keys // interactions.n_items
+    n_customers = max(len(run_starts(users)), 1)
+    item_share = np.bincount(train.events.keys % interactions.n_items, minlength=interactions.n_items) / n_customers
+    return Prepared(
+        interactions=interactions,
+        split=split,
+        catalog=_align_catalog(catalog=catalog, item_ids=interactions.item_ids),
+        validation=validation.sample(max_users=eval_users, seed=1),
+        tuning=validation.sample(max_users=min(eval_users, TUNE_USERS), seed=1),
+        test=test.sample(max_users=eval_users, seed=2),
+        item_share=item_share.astype(np.float64),
+        events=events,
+        popular=popular,
+        train=train,
+        lines=lines_of(interactions, None, events=events, popular=popular),
+        held_out_customers=held_out,
+    )
+
+
+def _align_catalog(*, catalog: pa.Table | None, item_ids: np.ndarray) -> Catalog:
+    """In-stock flags and category codes per item index (items missing from the catalog: in stock, no category)."""
+    n = len(item_ids)
+    in_stock = np.ones(n, dtype=bool)
+    item_category = np.full(n, -1, dtype=np.int32)
+    categories = np.array([], dtype=str)
+    if catalog is not None and catalog.num_rows:
+        index = {item: i for i, item in enumerate(item_ids.tolist())}
+        rows = np.array([index.get(i, -1) for i in catalog.column(col.ITEM_ID).to_pylist()])
+        ok = rows >= 0
+        if col.IN_STOCK in catalog.column_names:
+            stock = np.array([v is not False for v in catalog.column(col.IN_STOCK).to_pylist()])
+            in_stock[rows[ok]] = stock[ok]
+        if col.CATEGORY in catalog.column_names:
+            names = np.array([v or "" for v in catalog.column(col.CATEGORY).to_pylist()], dtype=str)
+            categories, codes = np.unique(names, return_inverse=True)
+            item_category[rows[ok]] = codes[ok]
+    return Catalog(in_stock=in_stock, item_category=item_category, categories=categories)
+
+
+class Lines:
+    """One set of purchase lines (a split, or all of them) and what every bundle built on it shares:
+    the half-life-independent events, and per popularity half-life the popularity and its timeline,
+    each computed once (tuning builds a bundle for every candidate half-life and blend).
+
+    The lines are those of `interactions` where `keep` is true (all when None). Given the events of
+    exactly those lines and `popular` (every line's PopularityLines), nothing is sorted again."""
+
+    def __init__(
+        self,
+        interactions: Interactions,
+        *,
+        keep: np.ndarray | None = None,
+        events: BasketEvents | None = None,
+        popular: PopularityLines | None = None,
+    ) -> None:
+        self.interactions = interactions
+        self.keep = keep
+        latest = float(np.max(interactions.day, where=True if keep is None else keep, initial=-np.inf))
+        self.reference_day = latest if math.isfinite(latest) else 0.0  # 0 without lines
+        self._events = events
+        self._popular = popular
+        self._popularity_events: tuple[np.ndarray, np.ndarray] | None = None
+        self._popularity: dict[float, np.ndarray] = {}
+        self._history: tuple[float, History] | None = None  # the last one: tuning asks for it again and again
+        self._timelines: dict[float, PopularityTimeline] = {}
+
+    def _subset(self) -> Interactions:
+        return self.interactions if self.keep is None else self.interactions.subset(self.keep)
+
+    @property
+    def events(self) -> BasketEvents:
+        if self._events is None:
+            self._events = basket_events(self._subset())
+        return self._events
+
+    @property
+    def popularity_events(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._popularity_events is None:
+            if self._popular is not None:
+                self._popularity_events = self._popular.events(self.keep)
+            else:
+                self._popularity_events = popularity_events(self._subset())
+        return self._popularity_events
+
+    def history(self, half_life: float) -> History:
+        """The customers' histories as of the last line."""
+        # Read once: the refit's thread and the champion gate's fit may ask for two half-lives at once.
+        cached = self._history
+        if cached is None or cached[0] != half_life:
+            history = build_history(
+                interactions=self.interactions,
+                reference_day=self.reference_day,
+                half_life=half_life,
+                events=self.events,
+            )
+            cached = self._history = (half_life, history)
+        return cached[1]
+
+    def popularity(self, half_life: float) -> np.ndarray:
+        if half_life not in self._popularity:
+            self._popularity[half_life] = popularity(
+                interactions=self.interactions,
+                reference_day=self.reference_day,
+                half_life=half_life,
+                events=self.popularity_events,
+            )
+        return self._popularity[half_life]
+
+    def timeline(self, half_life: float) -> PopularityTimeline:
+        if half_life not in self._timelines:
+            self._timelines[half_life] = popularity_timeline(
+                interactions=self.interactions, half_life=half_life, events=self.popularity_events
+            )
+        return self._timelines[half_life]
+
+    def bundle(
+        self,
+        *,
+        half_life: float,
+        popularity_half_life: float,
+        blend: Blend,
+        collaborative: Collaborative | None,
+        catalog: Catalog,
+        timeline: bool = False,
+    ) -> ModelBundle:
+        """A bundle of these lines; `timeline` adds popularity as of past days, for evaluation on held-out baskets."""
+        interactions = self.interactions
+        return ModelBundle(
+            user_ids=interactions.user_ids,
+            item_ids=interactions.item_ids,
+            history=self.history(half_life),
+            popularity=self.popularity(popularity_half_life),
+            in_stock=catalog.in_stock,
+            item_category=catalog.item_category,
+            categories=catalog.categories,
+            blend=blend,
+            collaborative=collaborative,
+            popularity_timeline=self.timeline(popularity_half_life) if timeline else None,
+        )
+
+
+def lines_of(
+    interactions: Interactions, keep: np.ndarray | None, *, events: BasketEvents, popular: PopularityLines
+) -> Lines:
+    """The lines where `keep` is true (all when None), from every line's events and popularity lines:
+    splits hold whole baskets, so their events are taken by mask, not computed again."""
+    kept = events if keep is None else events.of_baskets(baskets_of(interactions, keep))
+    return Lines(interactions, keep=keep, events=kept, popular=popular)

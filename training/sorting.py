@@ -1,0 +1,54 @@
+"""Stable sorts and grouping of non-negative integer keys: the one place the trainer packs sort keys.
+
+The definition is numpy's `np.argsort(keys, kind="stable")` (and `np.unique(..., return_inverse=True)`);
+`stable_argsort` is its fast path, one SIMD sort of key and position packed in 64 bits, and falls
+back to the definition when they do not fit. tests/unit/training/test_sorting.py compares them.
+Splits, histories and popularity group millions of purchase lines with these.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def stable_argsort(keys: np.ndarray) -> np.ndarray:
+    """`np.argsort(keys, kind="stable")` for non-negative integer keys: when key and position fit in 63
+    bits together, one SIMD `np.sort` of (key << bits | position), about eight times faster here."""
+    n = len(keys)
+    bits = max((n - 1).bit_length(), 1)
+    if n and int(keys.min()) >= 0 and int(keys.max()) < 1 << (63 - bits):
+        packed = keys.astype(np.int64)  # a copy: shifted and or-ed in place (fresh arrays cost page faults)
+        packed <<= bits
+        packed |= np.arange(n, dtype=np.int64)
+        packed.sort()
+        packed &= (1 << bits) - 1
+        return packed
+    return np.argsort(keys, kind="stable")
+
+
+def run_starts(ordered: np.ndarray) -> np.ndarray:
+    """Where each run of equal values starts, in an array that holds equal values together."""
+    return np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if len(ordered) else np.zeros(0, np.int64)
+
+
+def run_numbers(starts: np.ndarray, n: int) -> np.ndarray:
+    """Each of `n` positions' run number, from the runs' starts."""
+    return np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, n]))
+
+
+def sorted_groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sorted distinct values, `stable_argsort(values)`, where each value's run starts in that order),
+    for non-negative integers: `values[order]` holds each distinct value's entries together, in their
+    original order, so per-group minima and counts are `reduceat`s over contiguous runs."""
+    order = stable_argsort(values)
+    ordered = values[order]
+    starts = run_starts(ordered)
+    return ordered[starts], order, starts
+
+
+def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`np.unique(values, return_inverse=True)` for non-negative integers, through `stable_argsort`."""
+    distinct, order, starts = sorted_groups(values)
+    inverse = np.empty(len(values), dtype=np.int64)
+    inverse[order] = run_numbers(starts, len(values))
+    return distinct, inverse

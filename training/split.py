@@ -1,0 +1,146 @@
+"""The chronological split: which purchase lines are trained on and which baskets are held out.
+
+Each customer's last basket is the test, the one before it the validation basket (used for tuning
+only), everything earlier is training. Baskets are orders (`order_id`), or a customer's calendar
+day when the file has no order ids. When too few customers have a validation basket, some
+customers' last baskets are held out for tuning instead (`validation_and_test`); they are then not
+test customers. (Other customers' later lines still shape the collaborative part: leave-last-basket-out
+is not a global time split.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from training.interactions import Interactions
+
+TUNE_USERS = 3_000  # validation customers tuning ranks at most (a subsample, the same on every run)
+# Sparse retail (most customers 1–3 orders) leaves few customers with a validation basket (their
+# second-to-last); below this many, a share of the test customers' last baskets is held out for
+# tuning instead (those customers are then not tested), so tuning never runs on nothing.
+MIN_VALIDATION_CUSTOMERS = 300
+HELD_OUT_SHARE = 0.2
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """Customers evaluated on one held-out basket each."""
+
+    users: np.ndarray  # int64 customer index
+    now: np.ndarray  # float64 day of the held-out basket
+    targets: sp.csr_matrix  # bool, len(users) × items: items in the held-out basket
+    prior_baskets: np.ndarray  # int64: baskets the customer had before it
+
+    def sample(self, *, max_users: int, seed: int = 0) -> Holdout:
+        """A reproducible subset of at most `max_users` customers (the same on every run)."""
+        if len(self.users) <= max_users:
+            return self
+        keep = np.sort(np.random.default_rng(seed).choice(len(self.users), size=max_users, replace=False))
+        return self.take(keep)
+
+    def take(self, rows: np.ndarray) -> Holdout:
+        """The holdout restricted to the given row positions."""
+        return Holdout(self.users[rows], self.now[rows], self.targets[rows], self.prior_baskets[rows])
+
+    def concat(self, other: Holdout) -> Holdout:
+        """Both holdouts' customers, this one's first."""
+        return Holdout(
+            np.concatenate([self.users, other.users]),
+            np.concatenate([self.now, other.now]),
+            sp.vstack([self.targets, other.targets]).tocsr(),
+            np.concatenate([self.prior_baskets, other.prior_baskets]),
+        )
+
+
+@dataclass(frozen=True)
+class Split:
+    """Line masks of a chronological split and the validation / test holdouts."""
+
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+    validation_holdout: Holdout
+    test_holdout: Holdout
+
+    def summary(self) -> dict[str, int]:
+        """Sizes, for logging."""
+        return {
+            "train_lines": int(self.train.sum()),
+            "validation_lines": int(self.validation.sum()),
+            "test_lines": int(self.test.sum()),
+            "validation_customers": len(self.validation_holdout.users),
+            "test_customers": len(self.test_holdout.users),
+        }
+
+
+def chronological_split(interactions: Interactions) -> Split:
+    """Per customer: last basket → test, the one before → validation, the rest → training."""
+    basket = interactions.basket
+    n_baskets = int(basket.max()) + 1 if len(basket) else 0
+    basket_day = np.full(n_baskets, np.inf)
+    np.minimum.at(basket_day, basket, interactions.day)
+    basket_user = np.zeros(n_baskets, dtype=np.int64)
+    basket_user[basket] = interactions.user
+    # Rank each customer's baskets from the most recent (0) backwards.
+    order = np.lexsort((-basket_day, basket_user))
+    sorted_users = basket_user[order]
+    starts = np.r_[0, np.flatnonzero(sorted_users[1:] != sorted_users[:-1]) + 1]
+    group_start = np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    recency = np.empty(n_baskets, dtype=np.int64)
+    recency[order] = np.arange(len(order)) - group_start
+    per_user = np.bincount(basket_user, minlength=interactions.n_users)
+    n_of_user = per_user[basket_user]
+    # A customer needs one earlier basket to be tested, two to be validated as well.
+    basket_role = np.zeros(n_baskets, dtype=np.int8)  # 0 train, 1 validation, 2 test
+    basket_role[(recency == 0) & (n_of_user >= 2)] = 2
+    basket_role[(recency == 1) & (n_of_user >= 3)] = 1
+    role = basket_role[basket]
+    test, validation = role == 2, role == 1
+    return Split(
+        train=role == 0,
+        validation=validation,
+        test=test,
+        validation_holdout=_holdout(interactions, basket_role == 1, basket_day, basket_user, n_of_user - 2),
+        test_holdout=_holdout(interactions, basket_role == 2, basket_day, basket_user, n_of_user - 1),
+    )
+
+
+def _holdout(
+    interactions: Interactions, chosen: np.ndarray, basket_day: np.ndarray, basket_user: np.ndarray, prior: np.ndarray
+) -> Holdout:
+    baskets = np.flatnonzero(chosen)
+    users = basket_user[baskets]
+    order = np.argsort(users)
+    users, baskets = users[order], baskets[order]
+    row_of_user = np.full(interactions.n_users, -1, dtype=np.int64)
+    row_of_user[users] = np.arange(len(users))
+    in_holdout = chosen[interactions.basket]
+    rows = row_of_user[interactions.user[in_holdout]]
+    targets = sp.csr_matrix(
+        (np.ones(len(rows), dtype=bool), (rows, interactions.item[in_holdout])),
+        shape=(len(users), interactions.n_items),
+    )
+    targets.sum_duplicates()
+    targets.data[:] = True
+    return Holdout(users.astype(np.int64), basket_day[baskets], targets, prior[baskets].astype(np.int64))
+
+
+def validation_and_test(split: Split) -> tuple[Holdout, Holdout, int]:
+    """(validation, test, customers moved): with too few validation baskets, a random share of the test
+    customers without one (customers with exactly two baskets) is tuned on instead of tested.
+
+    Honest either way: their last basket is outside the training lines (as every test basket is),
+    and a customer is used for tuning or for the test, never both."""
+    validation, test = split.validation_holdout, split.test_holdout
+    if len(validation.users) >= MIN_VALIDATION_CUSTOMERS:
+        return validation, test, 0
+    eligible = np.flatnonzero(~np.isin(test.users, validation.users))
+    n = min(len(eligible), int(len(test.users) * HELD_OUT_SHARE), TUNE_USERS)
+    if n == 0:
+        return validation, test, 0
+    moved = np.sort(np.random.default_rng(3).choice(eligible, size=n, replace=False))
+    kept = np.setdiff1d(np.arange(len(test.users)), moved)
+    return validation.concat(test.take(moved)), test.take(kept), n
