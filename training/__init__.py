@@ -1,1 +1,1 @@
-"""Offline side of reco: purchase data contract, synthetic store, models, evaluation, registry, CLI."""
+"""The offline side of reco: data contract, features, models, evaluation, registry, recaps, CLI."""

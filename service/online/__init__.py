@@ -1,0 +1,1 @@
+"""The service's reads of the online store: customer features, recaps and the item catalog."""
