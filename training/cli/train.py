@@ -28,37 +28,6 @@ def _stderr(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def _keep_freed_memory() -> None:
-    """Batch commands only (not the server): freed memory stays in the process for the next array.
-
-    By default glibc returns every array above 32 MB to the kernel when it is freed, and gives each
-    thread an arena that shrinks the same way, so the next array faults its pages in again. In a
-    10 M-line `reco train` that was 17–21 s of system time, a quarter of the run; with one arena
-    and allocations kept up to 1 GB each (2 GB free at most), 13 s, and the run 10–21% faster
-    (runs one after the other). The C library's settings are skipped where it is not glibc.
-
-    Arrow allocates from the C library too (its default is mimalloc, a second heap that numpy never reuses):
-    loading and preparing 10 M lines took 4.3-4.4 s instead of 5.1-5.8 s (three alternating runs)."""
-    import ctypes
-
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        mallopt = None
-    if mallopt is not None:
-        # Before numpy is imported: glibc fixes its arena limit when a second thread (OpenBLAS's, at
-        # numpy's import) first allocates. Set later, every pool thread kept its own arena, where an
-        # array above 64 MB is always mapped afresh: 19 arrays of 10 M lines were, in one run.
-        m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8
-        mallopt(m_arena_max, 1)
-        mallopt(m_mmap_threshold, 1 << 30)
-        mallopt(m_trim_threshold, 2**31 - 1)  # mallopt takes a C int
-
-    import pyarrow as pa
-
-    pa.set_memory_pool(pa.system_memory_pool())
-
-
 def train_command(
     purchases: Annotated[Path, typer.Option(help="Purchase file (CSV or Parquet).")],
     catalog: Annotated[Path | None, typer.Option(help="Catalog file: in-stock flags and categories.")] = None,
@@ -73,7 +42,6 @@ def train_command(
 ) -> None:
     """Split by time, fit, tune on validation, evaluate on each customer's last basket beside the baselines,
     log to MLflow, register, and move @champion only when the new model wins. Last line: JSON summary."""
-    _keep_freed_memory()
     from training.pipeline.fit import parse_params
     from training.pipeline.train import train
 
@@ -98,7 +66,6 @@ def evaluate_command(
     out: Annotated[Path | None, typer.Option(help="Write every metric of every model as JSON.")] = None,
 ) -> None:
     """Evaluate one configuration on the time split beside the baselines; nothing is logged or registered."""
-    _keep_freed_memory()
     from training.algorithms import check_model
     from training.data.load import load_training_inputs
     from training.metrics import TABLE_METRICS, comparison_table
@@ -131,7 +98,6 @@ def recommend_command(
     batch_size: Annotated[int, typer.Option(min=1, help="Customers scored per batch.")] = 1024,
 ) -> None:
     """Batch recommendations as JSONL; customers unknown to the model get the fallback list, never an error."""
-    _keep_freed_memory()
     from tqdm import tqdm
 
     from training.core.blend import check_context
