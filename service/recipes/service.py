@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from service.errors import NotFound
+from training.core.topk import top_k
 
 if TYPE_CHECKING:
     from service.config import ServiceSettings
@@ -233,7 +234,10 @@ def _pick_for_customer(
         if branded:
             *_, choice = max(branded)
             return choice, f"your usual brand {catalog.get(str(bundle.item_ids[choice])).brand}"
-    top = candidates[np.argsort(-pop[candidates], kind="stable")[:10]]
+    in_stock = np.full(len(pop), -np.inf, dtype=np.float32)
+    in_stock[candidates] = pop[candidates]
+    ids, values = top_k(in_stock[None, :], k=10)
+    top = ids[0][np.isfinite(values[0])]
     prices = [catalog.get(str(bundle.item_ids[i])).price for i in top]
     if price_level is not None and all(p is not None and p > 0 for p in prices):
         # Their price level: among the ten most popular, the price nearest to what they usually pay.

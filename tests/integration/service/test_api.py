@@ -747,3 +747,15 @@ def test_credentials_of_a_dependency_url_stay_out_of_health_and_logs(
 
     formatter = _RedactingFormatter("%(message)s")
     assert all("s3cret-pw" not in formatter.format(r) for r in caplog.records)
+
+
+def test_start_up_freezes_the_heap_it_loaded(w: World) -> None:
+    """service/runtime.py moves what start-up loaded (the model's id maps, the item catalog, Feast's
+    registry) out of the garbage collector's view: full collections walking it stalled requests
+    past the feature budget. (A server of its own: stopping one unfreezes the process's heap.)"""
+    import gc
+
+    with live_server(w.env()) as server:
+        assert server.app.state.services.holder.current is not None
+        assert gc.get_freeze_count() > 10_000
+    assert gc.get_freeze_count() == 0
