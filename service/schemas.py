@@ -51,10 +51,16 @@ class Recommendations(BaseModel):
     model_version: str | None = Field(description="Registered model version that ranked (null: no model loaded).")
     source: str = Field(
         description="Link of the fallback chain that answered: model | item-to-item | "
-        "popular-in-category | popular | none."
+        "popular-in-category | popular | none; for buy-again also recent-purchases (what the online store "
+        "says they bought) or no-history (an empty list: nothing bought, never others' items)."
     )
     degraded: bool = Field(description="True when a dependency (online store, model) was skipped.")
     degraded_reasons: list[str] = Field(default_factory=list)
+    fallback: str | None = Field(
+        default=None,
+        description="Set when the request named an unknown category or item and asked for fallback=popular: "
+        "what was unknown (the items are then popular ones; null otherwise).",
+    )
     request_id: str
 
 
