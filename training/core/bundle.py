@@ -18,6 +18,7 @@ import scipy.sparse as sp
 
 from training.core.blend import Blend, Signals, blend_scores, check_context
 from training.core.collaborative import Collaborative
+from training.core.copurchase import CategoryBaskets
 from training.core.history import CoBuyers, History, PopularityTimeline, due_boost, rebuy_interval
 from training.core.topk import top_k
 
@@ -38,6 +39,7 @@ class ModelBundle:
     categories: np.ndarray  # str per category code
     blend: Blend
     collaborative: Collaborative | None = None
+    category_baskets: CategoryBaskets | None = None  # which aisles share baskets (None: older bundles)
     config: dict[str, Any] = field(default_factory=dict)
     version: str = ""
     # Evaluation only (never saved): popularity as of each held-out basket's day.
@@ -152,6 +154,14 @@ class ModelBundle:
         """Blended scores for history rows (−1 = unknown customer), −inf where the context excludes an item."""
         check_context(context)
         return blend_scores(self.signals(rows=rows, now=now), blend=self.blend, context=context)
+
+    def score_contexts(
+        self, *, rows: np.ndarray, contexts: Sequence[str], now: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """`score_rows` in several contexts from one computation of the signals (the collaborative
+        scores are the costly part): context → rows × items, −inf where the context excludes an item."""
+        signals = self.signals(rows=np.asarray(rows, dtype=np.int64), now=now)
+        return {c: blend_scores(signals, blend=self.blend, context=check_context(c)) for c in contexts}
 
     # --- the API the service and batch jobs use -----------------------------------------------
 

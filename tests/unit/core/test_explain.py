@@ -5,6 +5,7 @@ explore slots, on hand-made arrays with known answers and on the trained hybrid.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -12,7 +13,9 @@ import scipy.sparse as sp
 from training.core.blend import explore_slots, mix_explore
 from training.core.bundle import ModelBundle
 from training.core.collaborative import Factors, ItemSimilarity, ItemWeights, contribution_floor
+from training.core.copurchase import CategoryBaskets
 from training.core.history import CoBuyers, History
+from training.registry.bundle_file import load_bundle_dir, save_bundle
 
 
 def _history(rows: list[list[tuple[int, float]]]) -> History:
@@ -118,3 +121,25 @@ def test_mix_explore_never_repeats_and_fills_up_from_the_other_side() -> None:
     assert mix_explore([1, 2, 3, 4], [3], k=4, share=0.5) == [1, 3, 2, 4]
     assert mix_explore([1], [20, 21, 22], k=4, share=0.25) == [1, 20, 21, 22]
     assert mix_explore([], [], k=3, share=0.5) == []
+
+
+def test_category_baskets_count_the_baskets_holding_both_aisles() -> None:
+    # Baskets 0: pasta + tomatoes (two pasta lines), 1: pasta + tomatoes + milk, 2: milk, 3: an unknown item.
+    counted = CategoryBaskets.count(
+        basket=np.array([0, 0, 0, 1, 1, 1, 2, 3]), category=np.array([0, 0, 1, 0, 1, 2, 2, -1]), n_categories=3
+    )
+    assert counted.baskets == 4
+    assert counted.together.tolist() == [[2, 2, 1], [2, 2, 1], [1, 1, 2]]
+    assert counted.share(0, 1) == 1.0 and counted.lift(0, 1) == 2.0  # tomatoes in every pasta basket, half of all
+    assert counted.share(0, 2) == 0.5 and counted.lift(0, 2) == 1.0
+    assert CategoryBaskets.count(basket=np.array([0]), category=np.array([-1]), n_categories=2).baskets == 1
+
+
+def test_the_trained_bundle_counts_aisles_and_keeps_them_on_disk(hybrid: ModelBundle, tmp_path: Path) -> None:
+    counted = hybrid.category_baskets
+    assert counted is not None and counted.baskets > 0
+    assert np.array_equal(counted.together, counted.together.T)
+    assert (np.diag(counted.together) >= counted.together).all()  # no pair in more baskets than either aisle
+    loaded = load_bundle_dir(save_bundle(hybrid, path=tmp_path / "bundle"))
+    assert loaded.category_baskets is not None and loaded.category_baskets.baskets == counted.baskets
+    assert np.array_equal(loaded.category_baskets.together, counted.together)
