@@ -33,6 +33,7 @@ from service.recipes import routes as recipes
 from service.recipes.service import load_recipes
 from service.recommendations import routes as recommendations
 from service.runtime import freeze_heap, telemetry, tune_process, unfreeze_heap
+from service.shelves import routes as shelves
 from service.state import Services
 
 log = logging.getLogger("reco.service")
@@ -83,7 +84,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         telemetry=telemetry(),
     )
     install_error_handlers(app)
-    for module in (recommendations, baskets, recipes, recaps, events, admin):
+    for module in (recommendations, shelves, baskets, recipes, recaps, events, admin):
         app.include_router(module.router)
     app.add_middleware(RequestContextMiddleware, unexpected=unexpected_error)
     return app

@@ -22,6 +22,7 @@ import numpy as np
 if TYPE_CHECKING:
     from service.model import LoadedModel
     from service.online.items import ItemCatalog
+    from training.core.blend import Signals
 
 LIKE_YOU = "popular with customers like you"
 
@@ -59,9 +60,16 @@ def anchor_for(*, model: LoadedModel, item: int, bought: np.ndarray) -> int | No
 
 
 def reasons_for_customer(
-    *, model: LoadedModel, catalog: ItemCatalog, user_id: str, items: Sequence[str], context: str = "home"
+    *,
+    model: LoadedModel,
+    catalog: ItemCatalog,
+    user_id: str,
+    items: Sequence[str],
+    context: str = "home",
+    parts: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[Reason]:
-    """A reason per recommended item (`context` ranked it), from the customer's own history."""
+    """A reason per recommended item (`context` ranked it), from the customer's own history; `parts`
+    are the customer's score parts (`score_parts`) when the caller has them."""
     bundle = model.bundle
     h = bundle.history
     row = bundle.user_index.get(user_id)
@@ -70,7 +78,6 @@ def reasons_for_customer(
     start, end = int(h.indptr[row]), int(h.indptr[row + 1])
     bought = h.indices[start:end]
     position = {int(item): start + n for n, item in enumerate(bought)}
-    parts: tuple[np.ndarray, np.ndarray] | None = None
     reasons = []
     for item_id in items:
         i = bundle.item_index.get(item_id)
@@ -86,7 +93,7 @@ def reasons_for_customer(
             reasons.append(Reason(f"because you bought {catalog.name(anchor_id)}", anchor_id))
             continue
         if parts is None:
-            parts = _score_parts(model=model, row=row, context=context)
+            parts = score_parts(model=model, signals=model.bundle.signals(rows=np.array([row])), context=context)
         collaborative, popular = parts
         liked = collaborative[i] > 0 and collaborative[i] >= popular[i]
         reasons.append(Reason(LIKE_YOU if liked else popular_reason(bundle.category_of(item_id))))
@@ -103,10 +110,10 @@ def explain_for_customer(
     ]
 
 
-def _score_parts(*, model: LoadedModel, row: int, context: str) -> tuple[np.ndarray, np.ndarray]:
-    """The collaborative and popularity parts of one customer's scores in `context` (per item)."""
+def score_parts(*, model: LoadedModel, signals: Signals, context: str) -> tuple[np.ndarray, np.ndarray]:
+    """The collaborative and popularity parts of one customer's scores in `context` (per item), from
+    their signals (`ModelBundle.signals` of their row)."""
     bundle = model.bundle
-    signals = bundle.signals(rows=np.array([row]))
     blend = bundle.blend.for_context(context)
     popular = np.asarray(signals.popular, dtype=np.float64).reshape(-1) * blend.popularity
     if signals.collaborative is None:
