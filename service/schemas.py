@@ -15,8 +15,8 @@ from training.core.columns import ID_MAX_LENGTH
 MAX_K = 100
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX_LENGTH)]
-UserId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, examples=["C000123"])]
-ItemId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, examples=["I00042"])]
+UserId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, examples=["C0001"])]
+ItemId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, examples=["P0007"])]
 
 
 class Item(BaseModel):
@@ -35,8 +35,12 @@ class Recommendations(BaseModel):
             "examples": [
                 {
                     "items": [
-                        {"item_id": "I00042", "score": 0.93, "reason": "you buy this about every 12 days"},
-                        {"item_id": "I00007", "score": 0.71, "reason": "because you bought Oat Milk"},
+                        {"item_id": "P0434", "score": 0.93, "reason": "you buy this about every 12 days"},
+                        {
+                            "item_id": "P0021",
+                            "score": 0.71,
+                            "reason": "because you bought Hillcrest Premium Semi-Skimmed Milk (Value Pack)",
+                        },
                     ],
                     "model_version": "3",
                     "source": "model",
