@@ -26,6 +26,7 @@ class Ranked:
     items: list[tuple[str, float, str | None]]
     source: str
     degraded_reasons: list[str] = field(default_factory=list)
+    fallback: str | None = None  # what was unknown, when the caller asked for fallback=popular
 
     @property
     def degraded(self) -> bool:
@@ -80,6 +81,7 @@ def recommendations_answer(
         "source": ranked.source,
         "degraded": bool(reasons),
         "degraded_reasons": reasons,
+        "fallback": ranked.fallback,
         "request_id": current_request_id(),
     }
     return Response(content=orjson.dumps(answer), media_type="application/json")

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -33,6 +34,7 @@ from service.recipes import routes as recipes
 from service.recipes.service import load_recipes
 from service.recommendations import routes as recommendations
 from service.runtime import freeze_heap, telemetry, tune_process, unfreeze_heap
+from service.shelves import routes as shelves
 from service.state import Services
 
 log = logging.getLogger("reco.service")
@@ -81,12 +83,51 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         telemetry=telemetry(),
+        docs_url=None,  # served below from a package's assets: FastAPI's own pages load them from a CDN
+        redoc_url=None,
     )
     install_error_handlers(app)
-    for module in (recommendations, baskets, recipes, recaps, events, admin):
+    install_offline_docs(app)
+    for module in (recommendations, shelves, baskets, recipes, recaps, events, admin):
         app.include_router(module.router)
     app.add_middleware(RequestContextMiddleware, unexpected=unexpected_error)
     return app
+
+
+DOCS_ASSETS = "/docs-assets"
+
+
+def install_offline_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc from the assets the fastapi-offline package ships, so the pages
+    work without internet; nothing else of that package is used."""
+    import fastapi_offline
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
+
+    async def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="reco: API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        )
+
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="reco: API",
+            redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
+
+    app.add_api_route("/docs", swagger, include_in_schema=False)
+    app.add_api_route("/redoc", redoc, include_in_schema=False)
 
 
 def _start(settings: ServiceSettings) -> Services:

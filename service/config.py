@@ -94,6 +94,29 @@ class ServiceSettings(Settings):
         validation_alias="RECO_MAX_EVENTS",
         description="Events accepted per request (at most 1,000, the request schema's cap).",
     )
+    sensitive_categories_list: str = Field(
+        default="Pharmacy",
+        validation_alias="RECO_SENSITIVE_CATEGORIES",
+        description="Comma-separated categories never cross-sold: similar items, basket completion, discover, "
+        "home and shelves offer them only when the anchor (the item, a cart item, something the customer bought) "
+        "is of the same category. The recap job's `--sensitive-category` default. Empty: none.",
+    )
+    reason_similarity_quantile: float = Field(
+        default=0.95,
+        ge=0,
+        le=1,
+        validation_alias="RECO_REASON_SIMILARITY_QUANTILE",
+        description='"Because you bought X" only when X adds more to the item\'s score than this share of item '
+        "pairs add to each other (the model's own item-item similarity); otherwise a generic reason.",
+    )
+    home_explore_share: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        validation_alias="RECO_HOME_EXPLORE_SHARE",
+        description="Share of `context=home` items that are new to the customer (explore slots; the request's "
+        "`diversity` overrides it; 0: the plain blend).",
+    )
     recap_store_name: str = Field(
         default="us",
         min_length=1,
@@ -125,6 +148,11 @@ class ServiceSettings(Settings):
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value
+
+    @property
+    def sensitive_categories(self) -> tuple[str, ...]:
+        """RECO_SENSITIVE_CATEGORIES as a tuple of category names."""
+        return tuple(c.strip() for c in self.sensitive_categories_list.split(",") if c.strip())
 
     @cached_property
     def api_keys(self) -> dict[str, frozenset[str]]:

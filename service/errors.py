@@ -54,6 +54,14 @@ class NotFound(ServiceError):
     status = 404
 
 
+class UnknownItem(NotFound):
+    """An item id the model and the catalog do not know."""
+
+
+class UnknownCategory(NotFound):
+    """A category the model and the catalog do not know."""
+
+
 class InvalidInput(ServiceError):
     """Input that passed the schema but cannot be served (e.g. an unknown context)."""
 

@@ -39,6 +39,8 @@ class LoadedModel:
     loaded_at: datetime
     load_seconds: float
     candidates: CandidateTable | None = None
+    # "Because you bought X" needs X's contribution to the item's score above this (reasons.py).
+    reason_floor: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class ModelHolder:
                 source = resolved if version is not None else self.settings.model_uri
                 bundle = load_bundle(source, settings=self.settings)
                 _warm(bundle)
+                floor = reason_floor(bundle, quantile=self.settings.reason_similarity_quantile)
                 bundle = _with_availability(bundle, self._in_stock)
             except Exception as exc:
                 self.last_error = redact(f"{type(exc).__name__}: {exc}")
@@ -95,6 +98,7 @@ class ModelHolder:
                 loaded_at=datetime.now(UTC),
                 load_seconds=seconds,
                 candidates=self._new_candidates(bundle),
+                reason_floor=floor,
             )
             if previous is not None and previous.candidates is not None:
                 previous.candidates.stop()
@@ -153,9 +157,17 @@ def _yield_gil() -> None:
     time.sleep(0.001)  # let request threads run between batches
 
 
+def reason_floor(bundle: ModelBundle, *, quantile: float) -> float:
+    """The bar a bought item's contribution must pass to be named in a reason (RECO_REASON_SIMILARITY_QUANTILE)."""
+    from training.core.collaborative import contribution_floor
+
+    cf = bundle.collaborative
+    return 0.0 if cf is None else contribution_floor(cf, n_items=bundle.n_items, quantile=quantile)
+
+
 def _warm(bundle: ModelBundle) -> None:
     """Build the id maps and run one ranking so the first real request pays nothing extra."""
-    _ = bundle.user_index, bundle.item_index
+    _ = bundle.user_index, bundle.item_index, bundle.co_buyers
     if len(bundle.user_ids):
         bundle.recommend_batch([str(bundle.user_ids[0])], k=10)
 

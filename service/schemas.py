@@ -15,8 +15,8 @@ from training.core.columns import ID_MAX_LENGTH
 MAX_K = 100
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX_LENGTH)]
-UserId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, examples=["C000123"])]
-ItemId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, examples=["I00042"])]
+UserId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, examples=["C0001"])]
+ItemId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, examples=["P0007"])]
 
 
 class Item(BaseModel):
@@ -35,8 +35,12 @@ class Recommendations(BaseModel):
             "examples": [
                 {
                     "items": [
-                        {"item_id": "I00042", "score": 0.93, "reason": "you buy this about every 12 days"},
-                        {"item_id": "I00007", "score": 0.71, "reason": "because you bought Oat Milk"},
+                        {"item_id": "P0434", "score": 0.93, "reason": "you buy this about every 12 days"},
+                        {
+                            "item_id": "P0021",
+                            "score": 0.71,
+                            "reason": "because you bought Hillcrest Premium Semi-Skimmed Milk (Value Pack)",
+                        },
                     ],
                     "model_version": "3",
                     "source": "model",
@@ -51,10 +55,16 @@ class Recommendations(BaseModel):
     model_version: str | None = Field(description="Registered model version that ranked (null: no model loaded).")
     source: str = Field(
         description="Link of the fallback chain that answered: model | item-to-item | "
-        "popular-in-category | popular | none."
+        "popular-in-category | popular | none; for buy-again also recent-purchases (what the online store "
+        "says they bought) or no-history (an empty list: nothing bought, never others' items)."
     )
     degraded: bool = Field(description="True when a dependency (online store, model) was skipped.")
     degraded_reasons: list[str] = Field(default_factory=list)
+    fallback: str | None = Field(
+        default=None,
+        description="Set when the request named an unknown category or item and asked for fallback=popular: "
+        "what was unknown (the items are then popular ones; null otherwise).",
+    )
     request_id: str
 
 

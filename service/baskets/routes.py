@@ -13,7 +13,11 @@ from service.schemas import ERRORS, Recommendations
 router = APIRouter(tags=["recommendations"])
 
 
-@router.post("/v1/baskets/complete", response_model=Recommendations, responses=ERRORS)
+@router.post(
+    "/v1/baskets/complete",
+    response_model=Recommendations,
+    responses={**ERRORS, 404: ERRORS[401] | {"description": "No item of the cart is in the catalog."}},
+)
 async def basket_complete(
     basket: BasketRequest, _key: RecommendKey, services: ServicesDep, model: ModelDep
 ) -> Response:
@@ -31,5 +35,7 @@ async def basket_complete(
         k=basket.k,
         just_bought=just_bought,
         explain=basket.explain,
+        sensitive=services.settings.sensitive_categories,
+        fallback=basket.fallback,
     )
     return recommendations_answer(endpoint="basket", ranked=ranked, model=model, extra_reasons=reasons)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.schemas import MAX_K, Id
@@ -15,10 +17,15 @@ class BasketRequest(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"user_id": "C000123", "items": ["I00042", "I00007"], "k": 5}]},
+        json_schema_extra={"examples": [{"user_id": "C0001", "items": ["P0001", "P0107"], "k": 5, "explain": True}]},
     )
 
     user_id: str | None = Field(default=None, min_length=1, max_length=ID_MAX_LENGTH)
     items: list[Id] = Field(min_length=1, max_length=MAX_BASKET_ITEMS)
     k: int = Field(default=10, ge=1, le=MAX_K)
     explain: bool = False
+    fallback: Literal["popular"] | None = Field(
+        default=None,
+        description="popular: answer popular items, with `fallback` saying what was unknown, instead of a 404 "
+        "when no item of the cart is in the catalog.",
+    )

@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+# An event as the purchase contract and an event_id make it (service/events/store.py validates it).
+# Declared for OpenAPI only: each event is validated on its own, so one bad event is reported in the
+# answer instead of failing the whole batch with a 422.
+EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "PurchaseEvent",
+    "required": ["event_id", "user_id", "item_id", "timestamp"],
+    "properties": {
+        "event_id": {"type": "string", "maxLength": 128, "description": "Unique per event (duplicates are counted)."},
+        "user_id": {"type": "string", "maxLength": 128},
+        "item_id": {"type": "string", "maxLength": 128},
+        "timestamp": {
+            "anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}],
+            "description": "ISO-8601 or epoch seconds; stored as UTC; at most a day in the future.",
+        },
+        "quantity": {"type": "integer", "minimum": 1, "default": 1},
+        "price": {"type": ["number", "null"], "minimum": 0, "description": "Unit price."},
+        "order_id": {"type": ["string", "null"], "maxLength": 128, "description": "Lines sharing it form a basket."},
+    },
+}
+Event = Annotated[Any, WithJsonSchema(EVENT_SCHEMA)]
 
 
 class EventsRequest(BaseModel):
@@ -17,11 +39,11 @@ class EventsRequest(BaseModel):
                     "events": [
                         {
                             "event_id": "e-1",
-                            "user_id": "C000123",
-                            "item_id": "I00042",
-                            "timestamp": "2025-12-30T10:15:00Z",
+                            "user_id": "C0001",
+                            "item_id": "P0007",
+                            "timestamp": "2025-12-31T10:15:00Z",
                             "quantity": 2,
-                            "price": 1.19,
+                            "price": 1.62,
                             "order_id": "o-77",
                         }
                     ]
@@ -30,7 +52,7 @@ class EventsRequest(BaseModel):
         }
     )
 
-    events: list[Any] = Field(min_length=1, max_length=1_000)
+    events: list[Event] = Field(min_length=1, max_length=1_000)
 
 
 class EventRejection(BaseModel):

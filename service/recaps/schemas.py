@@ -11,7 +11,7 @@ from typing import Any
 # A real record's shape (training/recaps/sql.py `final_sql`), lists shortened to one or two entries.
 EXAMPLE: dict[str, Any] = {
     "schema_version": 1,
-    "user_id": "C000123",
+    "user_id": "C0001",
     "year": 2025,
     "kind": "full",
     "new_customer": False,
@@ -26,10 +26,10 @@ EXAMPLE: dict[str, Any] = {
         {"category": "Bakery", "items": 120, "spend": 198.2},
     ],
     "top_items": [
-        {"item_id": "I00042", "name": "Oat Milk 1L", "category": "Dairy", "items": 52, "spend": 93.6},
+        {"item_id": "P0007", "name": "Oat Milk 1L", "category": "Dairy", "items": 52, "spend": 93.6},
     ],
     "top_brands": [{"brand": "Oatly", "items": 52, "spend": 93.6}],
-    "staple": {"item_id": "I00042", "name": "Oat Milk 1L", "orders": 40, "items": 52},
+    "staple": {"item_id": "P0007", "name": "Oat Milk 1L", "orders": 40, "items": 52},
     "discoveries": {"categories": ["Sourdough"], "categories_count": 1, "brands": [], "brands_count": 0},
     "busiest_month": {"month": 12, "name": "December", "orders": 7, "spend": 320.45},
     "favourite_weekday": {"weekday": 6, "name": "Saturday", "orders": 19},
@@ -51,6 +51,6 @@ EXAMPLE: dict[str, Any] = {
         "rule": "at least 4 orders, and at least 60% of them on a Saturday or Sunday",
         "reason": "65% of your orders were on a weekend",
     },
-    "picks": [{"item_id": "I00311", "name": "Sourdough Loaf", "category": "Bakery", "score": 0.812}],
+    "picks": [{"item_id": "P0434", "name": "Sourdough Loaf", "category": "Bakery", "score": 0.812}],
     "model_version": "3",
 }

@@ -9,11 +9,20 @@ from fastapi import APIRouter
 from service.answers import customer_context, model_reasons, record
 from service.deps import ModelDep, RecommendKey, ServicesDep
 from service.observability import current_request_id
-from service.recipes.schemas import CartLineOut, RecipeCart, RecipeId
-from service.recipes.service import find_recipe, recipe_cart
+from service.recipes.schemas import CartLineOut, Recipe, RecipeCart, RecipeId, Recipes
+from service.recipes.service import find_recipe, list_recipes, recipe_cart
 from service.schemas import ERRORS, UserId
 
 router = APIRouter(tags=["recipes"])
+
+
+@router.get("/v1/recipes", response_model=Recipes, responses=ERRORS)
+async def recipes(_key: RecommendKey, services: ServicesDep) -> Recipes:
+    """The recipes the shop can fill: id, name and ingredients (each a name and an aisle)."""
+    return Recipes(
+        recipes=[Recipe.model_validate(r) for r in list_recipes(recipes=services.recipes)],
+        request_id=current_request_id(),
+    )
 
 
 @router.get(

@@ -22,6 +22,7 @@ class CartLineOut(BaseModel):
     in_cart: bool
     status: Literal["added", "probably-at-home", "unavailable"]
     reason: str
+    category: str | None = Field(default=None, description="The ingredient's aisle.")
 
 
 class RecipeCart(BaseModel):
@@ -35,22 +36,25 @@ class RecipeCart(BaseModel):
                     "name": "Pancakes",
                     "lines": [
                         {
-                            "ingredient": "Dairy",
-                            "item_id": "I00042",
-                            "name": "Whole Milk 1L",
-                            "price": 1.19,
-                            "in_cart": False,
-                            "status": "probably-at-home",
-                            "reason": "you bought Whole Milk 1L 2 days ago and usually buy it every 7 days",
-                        },
-                        {
-                            "ingredient": "Bakery",
-                            "item_id": "I00311",
-                            "name": "Flour 1kg",
-                            "price": 0.89,
+                            "ingredient": "Plain Flour",
+                            "item_id": "P0461",
+                            "name": "Basics Plain Flour (Medium)",
+                            "price": 0.71,
                             "in_cart": True,
                             "status": "added",
-                            "reason": "your usual",
+                            "reason": "popular in Flour at your usual price level",
+                            "category": "Flour",
+                        },
+                        {
+                            "ingredient": "Milk",
+                            "item_id": "P0007",
+                            "name": "Hillcrest Premium Semi-Skimmed Milk (Value Pack)",
+                            "price": 1.62,
+                            "in_cart": False,
+                            "status": "probably-at-home",
+                            "reason": "you bought Hillcrest Premium Semi-Skimmed Milk (Value Pack) 3 days ago and "
+                            "usually buy it every 12 days",
+                            "category": "Milk",
                         },
                     ],
                     "model_version": "3",
@@ -69,4 +73,49 @@ class RecipeCart(BaseModel):
     source: str
     degraded: bool
     degraded_reasons: list[str] = Field(default_factory=list)
+    request_id: str
+
+
+class Ingredient(BaseModel):
+    """One ingredient: what the recipe calls it, and its aisle."""
+
+    name: str
+    category: str | None
+
+
+class Recipe(BaseModel):
+    """A recipe the shop can fill."""
+
+    id: str
+    name: str
+    ingredients: list[Ingredient]
+
+
+class Recipes(BaseModel):
+    """Every recipe, by id."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "recipes": [
+                        {
+                            "id": "pancakes",
+                            "name": "Pancakes",
+                            "ingredients": [
+                                {"name": "Plain Flour", "category": "Flour"},
+                                {"name": "Eggs", "category": "Eggs"},
+                                {"name": "Milk", "category": "Milk"},
+                                {"name": "Butter", "category": "Butter"},
+                                {"name": "Maple Syrup", "category": "Sugar & Syrup"},
+                            ],
+                        }
+                    ],
+                    "request_id": "7f3c9e1a2b4d4c6e8f0a1b2c3d4e5f60",
+                }
+            ]
+        }
+    )
+
+    recipes: list[Recipe]
     request_id: str

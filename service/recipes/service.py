@@ -1,16 +1,20 @@
 """Shop by recipe: one item per ingredient, chosen for the customer, as plain functions.
 
-An ingredient names a category. The cart adds the customer's usual item of it, else an in-stock
-item of their usual brand or price level, else the most popular one; an ingredient they probably
-have at home (bought within their own rhythm, or just now according to posted events and online
-features) is listed but not added. Without a model, the most popular in-stock item of item_stats.
+An ingredient has a name and a category (its aisle). Products whose name holds the ingredient's
+name come first ("Spaghetti" is spaghetti, not any pasta), then the aisle. The cart adds the
+customer's usual item among them, else an in-stock item of their usual brand or price level, else
+the most popular one; an ingredient they probably have at home is listed but not added: an item of
+theirs bought again within the first half of its own usual interval (never after a first purchase),
+or bought just now according to posted events and online features. Without a model, the most
+popular in-stock item of item_stats.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +45,21 @@ def load_recipes(*, settings: ServiceSettings) -> dict[str, dict[str, Any]]:
         return {}
 
 
+def list_recipes(*, recipes: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every recipe as {id, name, ingredients: [{name, category}]}, by id."""
+    return [
+        {
+            "id": recipe_id,
+            "name": str(recipe.get("name", recipe_id)),
+            "ingredients": [
+                {"name": str(i.get("name") or i.get("category")), "category": i.get("category")}
+                for i in recipe.get("ingredients", [])
+            ],
+        }
+        for recipe_id, recipe in sorted(recipes.items())
+    ]
+
+
 def find_recipe(*, recipes: dict[str, dict[str, Any]], recipe_id: str) -> dict[str, Any]:
     """The recipe `recipe_id`; NotFound naming the known recipes otherwise."""
     found = recipes.get(recipe_id)
@@ -64,6 +83,7 @@ class CartLine:
     in_cart: bool
     status: str  # added | probably-at-home | unavailable
     reason: str
+    category: str | None = None
 
 
 def recipe_cart(
@@ -93,62 +113,76 @@ def recipe_cart(
     price_level = _price_level(bundle, catalog, bought_items)
     for ingredient in recipe.get("ingredients", []):
         category = str(ingredient.get("category"))
+        label = str(ingredient.get("name") or category)
         codes = np.flatnonzero(bundle.categories == category)
         in_category = np.isin(bundle.item_category, codes)  # bought or just bought, in stock or not
+        # Products whose name holds the ingredient's name first, then the whole aisle.
+        named = _named(bundle, catalog, in_category, ingredient.get("name"))
+        pool = named if named.any() else in_category
         allowed = bundle.allowed_items(category=category)  # what the cart may add
-        candidates = np.flatnonzero(allowed)
-        just = sorted(i for i in just_bought if i in bundle.item_index and in_category[bundle.item_index[i]])
+        candidates = np.flatnonzero(allowed & pool) if (allowed & pool).any() else np.flatnonzero(allowed)
+        just = sorted(i for i in just_bought if i in bundle.item_index and pool[bundle.item_index[i]])
         if just:
             info = catalog.get(just[0])
             lines.append(
                 CartLine(
-                    category,
+                    label,
                     just[0],
                     catalog.name(just[0]),
                     info.price,
                     False,
                     "probably-at-home",
                     f"you just bought {catalog.name(just[0])}",
+                    category,
                 )
             )
             continue
-        mine = [(n, int(i)) for n, i in enumerate(bought_items) if in_category[i]]
-        if mine:
-            # Their usual: most baskets in this category; "at home" when bought within their rhythm.
-            n, usual = max(mine, key=lambda pair: (h.baskets[base + pair[0]], h.last_day[base + pair[0]]))
-            pos = base + n
-            last = max(float(h.last_day[base + m]) for m, _ in mine)
-            baskets = float(h.baskets[pos])
-            interval = h.interval(pos)
-            since = today - last
-            item_id = str(bundle.item_ids[usual])
-            info = catalog.get(item_id)
-            if baskets >= 2 and interval >= 1 and 0 <= since < 0.5 * interval:
-                lines.append(
-                    CartLine(
-                        category,
-                        item_id,
-                        catalog.name(item_id),
-                        info.price,
-                        False,
-                        "probably-at-home",
-                        f"you bought {catalog.name(item_id)} {round(since)} days ago and usually buy it "
-                        f"every {round(interval)} days",
-                    )
+        mine = [(n, int(i)) for n, i in enumerate(bought_items) if pool[i]]
+        # At home: an item of theirs bought again within the first half of its own usual interval
+        # (never after a first purchase: one basket has no interval); the most recent such item.
+        home = [
+            (float(h.last_day[base + n]), n, i)
+            for n, i in mine
+            if h.baskets[base + n] >= 2
+            and h.interval(base + n) >= 1
+            and 0 <= today - float(h.last_day[base + n]) < 0.5 * h.interval(base + n)
+        ]
+        if home:
+            last, n, item = max(home)
+            item_id = str(bundle.item_ids[item])
+            lines.append(
+                CartLine(
+                    label,
+                    item_id,
+                    catalog.name(item_id),
+                    catalog.get(item_id).price,
+                    False,
+                    "probably-at-home",
+                    f"you bought {catalog.name(item_id)} {round(today - last)} days ago and usually buy it "
+                    f"every {round(h.interval(base + n))} days",
+                    category,
                 )
-                continue
+            )
+            continue
+        if mine:
+            # Their usual: most baskets among the matching items, the latest on a tie.
+            n, usual = max(mine, key=lambda pair: (h.baskets[base + pair[0]], h.last_day[base + pair[0]]))
             if allowed[usual]:
+                item_id = str(bundle.item_ids[usual])
+                info = catalog.get(item_id)
                 lines.append(
-                    CartLine(category, item_id, catalog.name(item_id), info.price, True, "added", "your usual")
+                    CartLine(label, item_id, catalog.name(item_id), info.price, True, "added", "your usual", category)
                 )
                 continue
         if len(candidates) == 0:
-            lines.append(CartLine(category, None, None, None, False, "unavailable", f"nothing in {category} in stock"))
+            lines.append(
+                CartLine(label, None, None, None, False, "unavailable", f"nothing in {category} in stock", category)
+            )
             continue
         choice, reason = _pick_for_customer(bundle, catalog, candidates, pop, brands, category, price_level)
         item_id = str(bundle.item_ids[choice])
         lines.append(
-            CartLine(category, item_id, catalog.name(item_id), catalog.get(item_id).price, True, "added", reason)
+            CartLine(label, item_id, catalog.name(item_id), catalog.get(item_id).price, True, "added", reason, category)
         )
     return lines, "model" if known else "popular-in-category"
 
@@ -181,8 +215,20 @@ def catalog_recipe_cart(
             )
         else:
             line = CartLine(category, None, None, None, False, "unavailable", f"nothing in {category} in stock")
-        lines.append(line)
+        lines.append(replace(line, ingredient=str(ingredient.get("name") or category), category=category))
     return lines, "popular-in-category" if any(line.in_cart for line in lines) else "none"
+
+
+def _named(bundle: Any, catalog: ItemCatalog, among: np.ndarray, name: object) -> np.ndarray:
+    """Bool per item of `among` whose catalog name holds every word of the ingredient's `name`."""
+    found = np.zeros(len(among), dtype=bool)
+    words = [re.escape(w) for w in str(name or "").lower().split()]
+    if not words:
+        return found
+    pattern = re.compile("".join(rf"(?=.*\b{w}\b)" for w in words))
+    for i in np.flatnonzero(among).tolist():
+        found[i] = bool(pattern.match(catalog.name(str(bundle.item_ids[i])).lower()))
+    return found
 
 
 def _usual_brands(bundle: Any, catalog: ItemCatalog, items: np.ndarray, baskets: np.ndarray) -> dict[str, float]:

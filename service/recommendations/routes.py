@@ -44,6 +44,9 @@ async def recommendations(
         just_bought=live.just_bought,
         features=live.features,
         explain=query.explain,
+        sensitive=services.settings.sensitive_categories,
+        explore_share=services.settings.home_explore_share if query.diversity is None else query.diversity,
+        fallback=query.fallback,
     )
     return recommendations_answer(
         endpoint="recommendations", ranked=ranked, model=model, extra_reasons=live.degraded_reasons
@@ -59,7 +62,13 @@ async def similar(
 ) -> Response:
     """ "Customers also bought": items bought with this one (fallback: popular in its category)."""
     ranked = similar_to_item(
-        model=model, catalog=services.features.catalog, item_id=item_id, k=query.k, explain=query.explain
+        model=model,
+        catalog=services.features.catalog,
+        item_id=item_id,
+        k=query.k,
+        explain=query.explain,
+        sensitive=services.settings.sensitive_categories,
+        fallback=query.fallback,
     )
     return recommendations_answer(endpoint="similar", ranked=ranked, model=model, extra_reasons=[])
 
@@ -93,7 +102,7 @@ for path, endpoint, param, query_class in (
         endpoint,
         methods=["GET"],
         response_model=Recommendations,
-        responses=ERRORS,
+        responses={**ERRORS, 404: ERRORS[401] | {"description": "An unknown item or category (one sentence)."}},
         route_class_override=fast_lane(_fast_arguments(param, query_class)),
     )
 

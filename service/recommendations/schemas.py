@@ -13,11 +13,19 @@ Context = Literal["home", "buy-again", "discover"]
 MAX_EXCLUDE = 100
 
 
+Fallback = Literal["popular"]
+
+
 class SimilarQuery(BaseModel):
     """Query parameters of GET /v1/items/{item_id}/similar."""
 
     k: int = Field(default=10, ge=1, le=MAX_K, description="How many items (1..100).")
     explain: bool = Field(default=False, description="Add a reason to every item.")
+    fallback: Fallback | None = Field(
+        default=None,
+        description="popular: answer popular items, with `fallback` saying what was unknown, instead of a 404 "
+        "for an unknown item or category.",
+    )
 
 
 class RecommendationsQuery(SimilarQuery):
@@ -26,3 +34,10 @@ class RecommendationsQuery(SimilarQuery):
     context: Context = Field(default="home", description="home (the blend), buy-again (bought before), discover (new).")
     category: str | None = Field(default=None, min_length=1, max_length=ID_MAX_LENGTH, examples=["Bakery"])
     exclude: list[str] | None = Field(default=None, description="Item ids to leave out (repeat or comma-separate).")
+    diversity: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="context=home only: the share of items new to the customer (explore slots, spread over the "
+        "list; default RECO_HOME_EXPLORE_SHARE, 0.2; 0 gives the plain blend).",
+    )

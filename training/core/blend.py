@@ -195,3 +195,36 @@ def top_blended(
     order = np.argsort(row * signals.bought.shape[1] + item)  # (row, item) order; the pairs are distinct
     values = np.concatenate([new_vals[finite], bought_vals])[order]
     return top_of_candidates(row[order], item[order], values, rows=rows, k=k)
+
+
+def explore_slots(*, k: int, share: float) -> list[int]:
+    """The positions of a k-item list that hold explore items for a `share` of them (0..1): round(k ·
+    share) slots spread evenly, none first unless every slot is (k=10, share 0.2: positions 2 and 7)."""
+    n = min(k, max(0, round(k * max(0.0, min(share, 1.0)))))
+    if n == 0:
+        return []
+    if n == k:
+        return list(range(k))
+    return [min(k - 1, (2 * j + 1) * k // (2 * n)) for j in range(n)]
+
+
+def mix_explore(regular: list[int], explore: list[int], *, k: int, share: float) -> list[int]:
+    """A k-item list of `regular` with `explore` items in the explore slots (none repeated; a side
+    that runs short is filled up from the other)."""
+    slots = set(explore_slots(k=k, share=share))
+    taken: set[int] = set()
+    out: list[int] = []
+    queues = (list(regular), list(explore))
+    for position in range(k):
+        first, second = (queues[1], queues[0]) if position in slots else (queues[0], queues[1])
+        for queue in (first, second):
+            while queue and queue[0] in taken:
+                queue.pop(0)
+            if queue:
+                item = queue.pop(0)
+                out.append(item)
+                taken.add(item)
+                break
+        else:
+            break
+    return out

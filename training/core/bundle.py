@@ -18,7 +18,8 @@ import scipy.sparse as sp
 
 from training.core.blend import Blend, Signals, blend_scores, check_context
 from training.core.collaborative import Collaborative
-from training.core.history import History, PopularityTimeline, due_boost, rebuy_interval
+from training.core.copurchase import CategoryBaskets
+from training.core.history import CoBuyers, History, PopularityTimeline, due_boost, rebuy_interval
 from training.core.topk import top_k
 
 BATCH = 256  # customers ranked per matrix product
@@ -38,12 +39,14 @@ class ModelBundle:
     categories: np.ndarray  # str per category code
     blend: Blend
     collaborative: Collaborative | None = None
+    category_baskets: CategoryBaskets | None = None  # which aisles share baskets (None: older bundles)
     config: dict[str, Any] = field(default_factory=dict)
     version: str = ""
     # Evaluation only (never saved): popularity as of each held-out basket's day.
     popularity_timeline: PopularityTimeline | None = None
     _user_index: dict[str, int] | None = field(default=None, repr=False)
     _item_index: dict[str, int] | None = field(default=None, repr=False)
+    _co_buyers: CoBuyers | None = field(default=None, repr=False)
 
     # --- id maps ------------------------------------------------------------------------------
 
@@ -152,6 +155,14 @@ class ModelBundle:
         check_context(context)
         return blend_scores(self.signals(rows=rows, now=now), blend=self.blend, context=context)
 
+    def score_contexts(
+        self, *, rows: np.ndarray, contexts: Sequence[str], now: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """`score_rows` in several contexts from one computation of the signals (the collaborative
+        scores are the costly part): context → rows × items, −inf where the context excludes an item."""
+        signals = self.signals(rows=np.asarray(rows, dtype=np.int64), now=now)
+        return {c: blend_scores(signals, blend=self.blend, context=check_context(c)) for c in contexts}
+
     # --- the API the service and batch jobs use -----------------------------------------------
 
     def recommend_batch(
@@ -163,6 +174,7 @@ class ModelBundle:
         exclude_items: Sequence[str] = (),
         category: str | None = None,
         now: datetime | None = None,
+        exclude_categories: Sequence[str] = (),
     ) -> list[list[tuple[str, float]]]:
         """Top-k (item_id, score) per customer; unknown customers get the popular fallback, never an error."""
         out: list[list[tuple[str, float]]] = []
@@ -170,7 +182,13 @@ class ModelBundle:
         for start in range(0, len(users), BATCH):
             rows = np.array([self.user_index.get(u, -1) for u in users[start : start + BATCH]], dtype=np.int64)
             ids, vals = self.top_rows(
-                rows, k=k, context=context, exclude_items=exclude_items, category=category, now=now
+                rows,
+                k=k,
+                context=context,
+                exclude_items=exclude_items,
+                category=category,
+                now=now,
+                exclude_categories=exclude_categories,
             )
             for row_ids, row_vals in zip(ids, vals, strict=True):
                 finite = np.isfinite(row_vals)
@@ -186,19 +204,26 @@ class ModelBundle:
         exclude_items: Sequence[str] = (),
         category: str | None = None,
         now: datetime | None = None,
+        exclude_categories: Sequence[str] = (),
     ) -> tuple[np.ndarray, np.ndarray]:
         """`recommend_batch` for history rows (−1 = unknown customer), as arrays: item indices and
         scores, rows × k, best first, padded with −inf scores."""
         check_context(context)
-        allowed = self.allowed_items(exclude_items=exclude_items, category=category)
+        allowed = self.allowed_items(
+            exclude_items=exclude_items, category=category, exclude_categories=exclude_categories
+        )
         when = None if now is None else np.full(len(rows), now.timestamp() / SECONDS_PER_DAY)
         scores = self.score_rows(rows=np.asarray(rows, dtype=np.int64), context=context, now=when)
         scores[:, ~allowed] = -np.inf
         return top_k(scores, k=max(int(k), 0))
 
-    def similar_items(self, item_id: str, *, k: int, exclude_items: Sequence[str] = ()) -> list[tuple[str, float]]:
+    def similar_items(
+        self, item_id: str, *, k: int, exclude_items: Sequence[str] = (), exclude_categories: Sequence[str] = ()
+    ) -> list[tuple[str, float]]:
         """Items most like `item_id`; unknown items (or models without one) fall back to popular in its category."""
-        allowed = self.allowed_items(exclude_items=(*exclude_items, item_id), category=None)
+        allowed = self.allowed_items(
+            exclude_items=(*exclude_items, item_id), category=None, exclude_categories=exclude_categories
+        )
         item = self.item_index.get(str(item_id))
         if item is not None and self.collaborative is not None:
             scores = self.collaborative.item_neighbours(item).astype(np.float32)
@@ -225,8 +250,15 @@ class ModelBundle:
                     seen.add(self.item_ids[i])
         return found
 
-    def allowed_items(self, *, exclude_items: Sequence[str] = (), category: str | None = None) -> np.ndarray:
-        """Bool per item: in stock, not excluded and, when `category` is given, of that category.
+    def allowed_items(
+        self,
+        *,
+        exclude_items: Sequence[str] = (),
+        category: str | None = None,
+        exclude_categories: Sequence[str] = (),
+    ) -> np.ndarray:
+        """Bool per item: in stock, not excluded, not of an excluded category and, when `category` is
+        given, of that category.
 
         Strict: an unknown or sold-out category allows nothing (the caller's fallback chain decides
         what to serve instead and says so), never items of other categories."""
@@ -237,4 +269,22 @@ class ModelBundle:
                 allowed[i] = False
         if category is not None:
             allowed &= np.isin(self.item_category, np.flatnonzero(self.categories == category))
+        codes = np.flatnonzero(np.isin(self.categories, list(exclude_categories))) if exclude_categories else ()
+        for code in codes:
+            allowed &= self.item_category != code
         return allowed
+
+    def bought_categories(self, user_id: str) -> set[str]:
+        """The categories of every item the customer bought (empty for customers without a history)."""
+        row = self.user_index.get(str(user_id))
+        if row is None:
+            return set()
+        codes = np.unique(self.item_category[self.history.indices[self.history.row(row)]])
+        return {str(self.categories[c]) for c in codes if c >= 0}
+
+    @property
+    def co_buyers(self) -> CoBuyers:
+        """Which customers bought each item (built on first use, kept by shallow copies)."""
+        if self._co_buyers is None:
+            self._co_buyers = CoBuyers.of(self.history, n_items=self.n_items)
+        return self._co_buyers

@@ -35,6 +35,12 @@ class Collaborative(ABC):
         """`item_neighbours(item)[others]`, computed for those items only."""
 
     @abstractmethod
+    def contributions(self, item: int, bought: np.ndarray) -> np.ndarray:
+        """How much each of the `bought` items gives to a customer's score for `item`: the terms of
+        the sum an item-based scorer computes, or, for factors, the item–item cosine of the factors
+        (what "because you bought X" may quote: X among the bought items that give most)."""
+
+    @abstractmethod
     def arrays(self) -> dict[str, np.ndarray]:
         """The scorer as named arrays (for the bundle file)."""
 
@@ -74,6 +80,11 @@ class Factors(Collaborative):
         vectors, target = self.item_factors[others], self.item_factors[item]
         return vectors @ target / ((np.linalg.norm(vectors, axis=1) + 1e-9) * (np.linalg.norm(target) + 1e-9))
 
+    def contributions(self, item: int, bought: np.ndarray) -> np.ndarray:
+        # A customer's factors are fitted to all they bought at once: no exact per-item split without
+        # the fit's confidences, so the model's own item–item similarity stands in.
+        return self.similarity_to(item, bought)
+
     def arrays(self) -> dict[str, np.ndarray]:
         return {"cf_user_factors": self.user_factors, "cf_item_factors": self.item_factors}
 
@@ -97,6 +108,10 @@ class ItemSimilarity(Collaborative):
 
     def similarity_to(self, item: int, others: np.ndarray) -> np.ndarray:
         return np.asarray(self.similarity[item, others].todense()).reshape(-1)
+
+    def contributions(self, item: int, bought: np.ndarray) -> np.ndarray:
+        # user_scores is bought @ similarity: item j adds similarity[j, item].
+        return np.asarray(self.similarity[bought, item].todense()).reshape(-1)
 
     def arrays(self) -> dict[str, np.ndarray]:
         s = self.similarity.tocsr()
@@ -124,9 +139,25 @@ class ItemWeights(Collaborative):
     def similarity_to(self, item: int, others: np.ndarray) -> np.ndarray:
         return self.item_dense[others, item] + self.item_dense[item, others]
 
+    def contributions(self, item: int, bought: np.ndarray) -> np.ndarray:
+        return np.asarray(self.item_dense[bought, item])  # user_scores is bought @ item_dense
+
     def arrays(self) -> dict[str, np.ndarray]:
         return {"cf_item_dense": self.item_dense}
 
     @classmethod
     def read(cls, arrays: dict[str, np.ndarray], *, n_items: int) -> ItemWeights:
         return cls(item_dense=arrays["cf_item_dense"])
+
+
+def contribution_floor(scorer: Collaborative, *, n_items: int, quantile: float, sample: int = 64) -> float:
+    """The `quantile` of the contributions between items (each of up to `sample` items, chosen
+    evenly, against every other item): a scale-free bar for "similar" whatever the scorer's units.
+    At 0.95, an item passes when it gives more to another's score than 95% of item pairs do."""
+    if n_items < 2:
+        return 0.0
+    chosen = np.unique(np.linspace(0, n_items - 1, num=min(sample, n_items)).astype(np.int64))
+    everyone = np.arange(n_items)
+    values = [np.delete(scorer.contributions(int(i), everyone), i) for i in chosen]
+    flat = np.nan_to_num(np.concatenate(values).astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    return float(np.quantile(flat, quantile))

@@ -47,11 +47,50 @@ class History:
         offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
         return row_of, offsets + np.arange(total)
 
+    def buyers_since(self, day: float, *, n_items: int) -> np.ndarray:
+        """Per item, how many customers bought it on `day` or later (their last purchase of it is)."""
+        return np.bincount(self.indices[self.last_day >= day], minlength=n_items)
+
     def interval(self, pos: int) -> float:
         """The customer's usual days between purchases of the item at pair position `pos`."""
         return float(
             rebuy_interval(first_day=self.first_day[pos], last_day=self.last_day[pos], baskets=self.baskets[pos])
         )
+
+
+@dataclass(frozen=True)
+class CoBuyers:
+    """The history by item: which customers bought each item, to count the customers who bought two
+    items (the co-purchase evidence a reason quotes)."""
+
+    indptr: np.ndarray  # int64, n_items + 1
+    customers: np.ndarray  # int32 customer rows, ascending within each item
+    n_customers: int  # customers with a history
+
+    @classmethod
+    def of(cls, history: History, *, n_items: int) -> CoBuyers:
+        """Transpose a history (one stable sort of its item column)."""
+        order = np.argsort(history.indices, kind="stable")  # rows stay ascending within an item
+        rows = np.repeat(np.arange(history.n_users, dtype=np.int32), np.diff(history.indptr))
+        counts = np.bincount(history.indices, minlength=n_items)
+        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        return cls(indptr=indptr, customers=rows[order], n_customers=int((np.diff(history.indptr) > 0).sum()))
+
+    def buyers(self, item: int) -> int:
+        """How many customers bought the item."""
+        return int(self.indptr[item + 1] - self.indptr[item])
+
+    def together(self, anchor: int, items: np.ndarray) -> np.ndarray:
+        """Per item of `items`, how many customers bought both it and `anchor`."""
+        of_anchor = self.customers[self.indptr[anchor] : self.indptr[anchor + 1]]
+        counts = np.zeros(len(items), dtype=np.int64)
+        for n, item in enumerate(np.asarray(items).tolist()):
+            of_item = self.customers[self.indptr[item] : self.indptr[item + 1]]
+            small, large = (of_item, of_anchor) if len(of_item) < len(of_anchor) else (of_anchor, of_item)
+            if len(small):
+                at = np.minimum(np.searchsorted(large, small), max(len(large) - 1, 0))
+                counts[n] = int((large[at] == small).sum()) if len(large) else 0
+        return counts
 
 
 def rebuy_interval(*, first_day: np.ndarray, last_day: np.ndarray, baskets: np.ndarray) -> np.ndarray:

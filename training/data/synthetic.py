@@ -123,23 +123,123 @@ STORE_BRAND = "Basics"
 VARIANTS = ("", "Organic ", "Classic ", "Light ", "Family ", "Premium ", "Everyday ", "Fairtrade ")
 SIZES = ("Small", "Medium", "Large", "Value Pack")
 
+# Each ingredient: what the recipe calls it (products whose name holds it are preferred) and its aisle.
 RECIPES = (
-    ("pancakes", "Pancakes", ("Flour", "Eggs", "Milk", "Butter", "Sugar & Syrup")),
+    (
+        "pancakes",
+        "Pancakes",
+        (
+            ("Plain Flour", "Flour"),
+            ("Eggs", "Eggs"),
+            ("Milk", "Milk"),
+            ("Butter", "Butter"),
+            ("Maple Syrup", "Sugar & Syrup"),
+        ),
+    ),
     (
         "spaghetti-bolognese",
         "Spaghetti Bolognese",
-        ("Pasta", "Meat", "Canned Tomatoes", "Vegetables", "Cheese", "Herbs"),
+        (
+            ("Spaghetti", "Pasta"),
+            ("Beef Mince", "Meat"),
+            ("Chopped Tomatoes", "Canned Tomatoes"),
+            ("Onions", "Vegetables"),
+            ("Parmesan", "Cheese"),
+            ("Basil", "Herbs"),
+        ),
     ),
-    ("full-breakfast", "Weekend Breakfast", ("Bread", "Butter", "Eggs", "Coffee", "Juice")),
-    ("fish-supper", "Fish Supper", ("Fish", "Vegetables", "Oils & Vinegar", "Herbs", "Wine")),
-    ("risotto", "Mushroom Risotto", ("Rice", "Cheese", "Butter", "Vegetables", "Wine")),
-    ("movie-night", "Movie Night", ("Crisps", "Chocolate", "Soft Drinks", "Ice Cream")),
-    ("curry-night", "Curry Night", ("Rice", "Meat", "Spices", "Vegetables", "Yogurt")),
-    ("baking-day", "Baking Day", ("Flour", "Sugar & Syrup", "Eggs", "Butter", "Chocolate")),
-    ("picnic", "Picnic", ("Bread", "Cheese", "Fruit", "Juice", "Crisps")),
-    ("afternoon-tea", "Afternoon Tea", ("Tea", "Biscuits", "Milk", "Pastries")),
-    ("barbecue", "Barbecue", ("Meat", "Beer", "Sauces", "Bread", "Vegetables")),
-    ("pesto-pasta", "Pesto Pasta", ("Pasta", "Sauces", "Cheese", "Herbs", "Oils & Vinegar")),
+    (
+        "full-breakfast",
+        "Weekend Breakfast",
+        (("Bread", "Bread"), ("Butter", "Butter"), ("Eggs", "Eggs"), ("Coffee", "Coffee"), ("Orange Juice", "Juice")),
+    ),
+    (
+        "fish-supper",
+        "Fish Supper",
+        (
+            ("Cod Fillets", "Fish"),
+            ("Peppers", "Vegetables"),
+            ("Olive Oil", "Oils & Vinegar"),
+            ("Parsley", "Herbs"),
+            ("White Wine", "Wine"),
+        ),
+    ),
+    (
+        "risotto",
+        "Mushroom Risotto",
+        (
+            ("Risotto Rice", "Rice"),
+            ("Parmesan", "Cheese"),
+            ("Butter", "Butter"),
+            ("Onions", "Vegetables"),
+            ("White Wine", "Wine"),
+        ),
+    ),
+    (
+        "movie-night",
+        "Movie Night",
+        (("Popcorn", "Crisps"), ("Chocolate", "Chocolate"), ("Cola", "Soft Drinks"), ("Ice Cream", "Ice Cream")),
+    ),
+    (
+        "curry-night",
+        "Curry Night",
+        (
+            ("Basmati Rice", "Rice"),
+            ("Chicken Breast", "Meat"),
+            ("Curry Powder", "Spices"),
+            ("Onions", "Vegetables"),
+            ("Natural Yogurt", "Yogurt"),
+        ),
+    ),
+    (
+        "baking-day",
+        "Baking Day",
+        (
+            ("Self-Raising Flour", "Flour"),
+            ("Caster Sugar", "Sugar & Syrup"),
+            ("Eggs", "Eggs"),
+            ("Butter", "Butter"),
+            ("Dark Chocolate", "Chocolate"),
+        ),
+    ),
+    (
+        "picnic",
+        "Picnic",
+        (
+            ("Baguette", "Bread"),
+            ("Cheddar", "Cheese"),
+            ("Apples", "Fruit"),
+            ("Apple Juice", "Juice"),
+            ("Crisps", "Crisps"),
+        ),
+    ),
+    (
+        "afternoon-tea",
+        "Afternoon Tea",
+        (("Tea", "Tea"), ("Shortbread", "Biscuits"), ("Milk", "Milk"), ("Croissants", "Pastries")),
+    ),
+    (
+        "barbecue",
+        "Barbecue",
+        (
+            ("Pork Sausages", "Meat"),
+            ("Lager", "Beer"),
+            ("BBQ Sauce", "Sauces"),
+            ("Bread", "Bread"),
+            ("Peppers", "Vegetables"),
+        ),
+    ),
+    (
+        "pesto-pasta",
+        "Pesto Pasta",
+        (
+            ("Fusilli", "Pasta"),
+            ("Pesto", "Sauces"),
+            ("Parmesan", "Cheese"),
+            ("Basil", "Herbs"),
+            ("Olive Oil", "Oils & Vinegar"),
+        ),
+    ),
 )
 
 # Orders per calendar month (Jan..Dec) and weekday (Mon..Sun), relative.
@@ -322,7 +422,7 @@ def _recipes() -> dict[str, object]:
     return {
         "schema_version": 1,
         "recipes": [
-            {"recipe_id": rid, "name": name, "ingredients": [{"category": c} for c in ingredients]}
+            {"recipe_id": rid, "name": name, "ingredients": [{"name": n, "category": c} for n, c in ingredients]}
             for rid, name, ingredients in RECIPES
         ],
     }
@@ -429,7 +529,7 @@ def _purchases_for_chunk(
 
     # Recipe baskets: about one order in twelve buys every ingredient of a recipe.
     category_index = {c.name: i for i, c in enumerate(CATEGORIES)}
-    recipe_cats = [np.array([category_index[c] for c in r[2]]) for r in RECIPES]
+    recipe_cats = [np.array([category_index[c] for _, c in r[2]]) for r in RECIPES]
     r_orders = np.flatnonzero(rng.random(n_ord) < 1 / 12)
     r_choice = rng.integers(0, len(RECIPES), len(r_orders))
     r_sizes = np.array([len(recipe_cats[r]) for r in r_choice], dtype=np.int64)

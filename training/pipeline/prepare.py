@@ -27,6 +27,7 @@ from training.core import columns as col
 from training.core.blend import Blend
 from training.core.bundle import ModelBundle
 from training.core.collaborative import Collaborative
+from training.core.copurchase import CategoryBaskets
 from training.core.errors import RecoError
 from training.core.history import History, PopularityTimeline
 from training.interactions import Interactions, build_interactions
@@ -162,6 +163,7 @@ class Lines:
         self._popularity: dict[float, np.ndarray] = {}
         self._history: tuple[float, History] | None = None  # the last one: tuning asks for it again and again
         self._timelines: dict[float, PopularityTimeline] = {}
+        self._category_baskets: CategoryBaskets | None = None
 
     def _subset(self) -> Interactions:
         return self.interactions if self.keep is None else self.interactions.subset(self.keep)
@@ -205,6 +207,16 @@ class Lines:
             )
         return self._popularity[half_life]
 
+    def category_baskets(self, catalog: Catalog) -> CategoryBaskets:
+        """Baskets per pair of categories over these lines (one entry per basket and item)."""
+        if self._category_baskets is None:
+            ev = self.events
+            item = ev.keys[ev.pair] % ev.n_items
+            self._category_baskets = CategoryBaskets.count(
+                basket=ev.basket, category=catalog.item_category[item], n_categories=len(catalog.categories)
+            )
+        return self._category_baskets
+
     def timeline(self, half_life: float) -> PopularityTimeline:
         if half_life not in self._timelines:
             self._timelines[half_life] = popularity_timeline(
@@ -234,6 +246,7 @@ class Lines:
             categories=catalog.categories,
             blend=blend,
             collaborative=collaborative,
+            category_baskets=self.category_baskets(catalog),
             popularity_timeline=self.timeline(popularity_half_life) if timeline else None,
         )
 

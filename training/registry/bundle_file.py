@@ -13,6 +13,7 @@ import numpy as np
 from training.core.blend import Blend
 from training.core.bundle import ModelBundle
 from training.core.collaborative import Collaborative
+from training.core.copurchase import CategoryBaskets
 from training.core.errors import RecoError
 from training.core.history import History
 
@@ -47,6 +48,8 @@ def save_bundle(bundle: ModelBundle, *, path: Path) -> Path:
     cf = bundle.collaborative
     if cf is not None:
         arrays.update(cf.arrays())
+    if bundle.category_baskets is not None:
+        arrays["category_baskets"] = bundle.category_baskets.together
     _write_aligned_npz(path / ARRAYS, arrays)
     config = {
         "format_version": FORMAT_VERSION,
@@ -54,7 +57,8 @@ def save_bundle(bundle: ModelBundle, *, path: Path) -> Path:
         "collaborative": None if cf is None else cf.kind,
         "reference_day": h.reference_day,
         "half_life": h.half_life,
-        **{k: v for k, v in bundle.config.items() if k not in {"blend", "collaborative"}},
+        **{k: v for k, v in bundle.config.items() if k not in {"blend", "collaborative", "baskets"}},
+        **({"baskets": bundle.category_baskets.baskets} if bundle.category_baskets is not None else {}),
     }
     (path / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
     return path
@@ -157,6 +161,11 @@ def load_bundle_dir(path: Path, *, version: str = "") -> ModelBundle:
         categories=a["categories"],
         blend=Blend(**config["blend"]),
         collaborative=cf,
+        category_baskets=(
+            CategoryBaskets(together=np.asarray(a["category_baskets"]), baskets=int(config["baskets"]))
+            if "category_baskets" in a and "baskets" in config
+            else None  # written before baskets were counted: basket completion quotes co-buyers only
+        ),
         config=config,
         version=version or str(config.get("run_id", "")),
     )

@@ -10,10 +10,12 @@ Items (index: id, name, category, brand, price, popularity; I2 and I8 are sold o
     2 I2 Butter      Dairy   Moo      2.0  11 (out) 6 I6 Apples    Fruit  Orchard  2.0  7
     3 I3 Sourdough   Bakery  Crust    3.0   6      7 I7 Pears      Fruit  Orchard  2.2  4
                                                    8 I8 Saffron    Spices Zest     9.0  3 (out)
+                                                   9 I9 Pain Relief Pharmacy Heal  4.0  2
 
-Bought together (item similarity): I0–I2 0.95, I0–I1 0.9, I3–I4 0.8, I6–I7 0.7, I3–I5 0.4, I0–I4 0.3,
-I1–I5 0.2. Customers: C1 bought I0 in 3 baskets (days DAY−20, DAY−10, DAY: every 10 days) and I3 once
-(DAY−5); C2 bought I6 twice (DAY−10, DAY) and I4 once (DAY−2); C3 bought I5 once.
+Bought together (item similarity): I0–I2 0.95, I0–I1 0.9, I3–I4 0.8, I6–I7 0.7, I3–I5 0.4, I4–I9 0.35,
+I0–I4 0.3, I1–I5 0.2, I4–I6 0.2. Pharmacy is the sensitive category of the service's policy
+(service/policy.py). Customers: C1 bought I0 in 3 baskets (days DAY−20, DAY−10, DAY: every 10 days)
+and I3 once (DAY−5); C2 bought I6 twice (DAY−10, DAY) and I4 once (DAY−2); C3 bought I5 once.
 """
 
 from __future__ import annotations
@@ -49,9 +51,21 @@ ITEMS = [
     ("I6", "Apples", "Fruit", "Orchard", 2.0, 7, True),
     ("I7", "Pears", "Fruit", "Orchard", 2.2, 4, True),
     ("I8", "Saffron", "Spices", "Zest", 9.0, 3, False),
+    ("I9", "Pain Relief", "Pharmacy", "Heal", 4.0, 2, True),
 ]
-CATEGORIES = ["Dairy", "Bakery", "Fruit", "Spices"]
-SIMILAR = {(0, 2): 0.95, (0, 1): 0.9, (3, 4): 0.8, (6, 7): 0.7, (3, 5): 0.4, (0, 4): 0.3, (1, 5): 0.2}
+CATEGORIES = ["Dairy", "Bakery", "Fruit", "Spices", "Pharmacy"]
+SIMILAR = {
+    (0, 2): 0.95,
+    (0, 1): 0.9,
+    (3, 4): 0.8,
+    (6, 7): 0.7,
+    (3, 5): 0.4,
+    (4, 9): 0.35,
+    (0, 4): 0.3,
+    (1, 5): 0.2,
+    (4, 6): 0.2,
+}
+SENSITIVE = ("Pharmacy",)
 # customer → [(item index, baskets, first day, last day)]
 HISTORY = {
     "C1": [(0, 3, DAY - 20, DAY), (3, 1, DAY - 5, DAY - 5)],

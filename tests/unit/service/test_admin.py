@@ -40,8 +40,8 @@ def test_readiness_says_what_is_loaded(settings, model: LoadedModel) -> None:
         events={"pending": 0, "error": None},
     )
     assert ready.ready is True
-    assert (ready.model["version"], ready.model["items"], ready.model["customers"]) == ("7", 9, 3)
-    assert ready.features["items_cached"] == 9 and ready.features["online_store"] == "stub"
+    assert (ready.model["version"], ready.model["items"], ready.model["customers"]) == ("7", 10, 3)
+    assert ready.features["items_cached"] == 10 and ready.features["online_store"] == "stub"
     empty = readiness(
         holder=StubHolder(current=None),  # type: ignore[arg-type]
         features=features,  # type: ignore[arg-type]

@@ -130,3 +130,47 @@ def test_the_route_answers_the_cart(make_shop: Callable[..., Shop], model: Loade
     ]
     missing = shop.get("/v1/users/C1/recipes/no-such-recipe/cart")
     assert missing.status_code == 404 and "no-such-recipe" in missing.json()["detail"]
+
+
+def _named_cart(
+    model: LoadedModel, catalog: ItemCatalog, user_id: str, *ingredients: tuple[str, str]
+) -> list[CartLine]:
+    recipe = {"recipe_id": "r", "name": "R", "ingredients": [{"name": n, "category": c} for n, c in ingredients]}
+    lines, _ = recipe_cart(model=model, catalog=catalog, recipe=recipe, user_id=user_id, now=NOW, just_bought=set())
+    return lines
+
+
+def test_a_product_named_like_the_ingredient_comes_before_the_aisle(model: LoadedModel, catalog: ItemCatalog) -> None:
+    # C1's usual Dairy is Whole Milk, at home; an "Oat Milk" ingredient is oat milk all the same.
+    [oat] = _named_cart(model, catalog, "C1", ("Oat Milk", "Dairy"))
+    assert (oat.ingredient, oat.category, oat.item_id, oat.status) == ("Oat Milk", "Dairy", "I1", "added")
+    [whole] = _named_cart(model, catalog, "C1", ("Whole Milk", "Dairy"))
+    assert (whole.item_id, whole.status) == ("I0", "probably-at-home")
+    assert whole.reason == "you bought Whole Milk 2 days ago and usually buy it every 10 days"  # the same item's days
+    # No product by that name: the aisle, as before.
+    [other] = _named_cart(model, catalog, "C1", ("Goat Milk", "Dairy"))
+    assert (other.ingredient, other.item_id, other.status) == ("Goat Milk", "I0", "probably-at-home")
+
+
+def test_a_first_purchase_is_never_probably_at_home(model: LoadedModel, catalog: ItemCatalog) -> None:
+    # C1 bought Sourdough once, five days ago: no rhythm to be within, so it goes in the cart.
+    [bread] = _named_cart(model, catalog, "C1", ("Sourdough", "Bakery"))
+    assert (bread.item_id, bread.status, bread.in_cart, bread.reason) == ("I3", "added", True, "your usual")
+
+
+def test_the_route_lists_the_recipes(make_shop: Callable[..., Shop], model: LoadedModel) -> None:
+    shop = make_shop(model)
+    r = shop.get("/v1/recipes")
+    assert r.status_code == 200, r.text
+    assert r.json()["recipes"] == [
+        {
+            "id": "breakfast",
+            "name": "Breakfast",
+            "ingredients": [
+                {"name": "Dairy", "category": "Dairy"},
+                {"name": "Bakery", "category": "Bakery"},
+                {"name": "Spices", "category": "Spices"},
+            ],
+        }
+    ]
+    assert shop.get("/v1/recipes", key="key-recaps").status_code == 403

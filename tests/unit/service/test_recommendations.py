@@ -8,12 +8,13 @@ from dataclasses import replace
 import pytest
 
 from service.candidates import CandidateTable
+from service.errors import UnknownCategory, UnknownItem
 from service.model import LoadedModel
 from service.online.features import CustomerFeatures
 from service.online.items import ItemCatalog
 from service.recommendations.reasons import explain_for_customer
 from service.recommendations.service import recommend_for_customer, similar_to_item
-from tests.unit.service.shop import Shop, StubFeatures, without_stock
+from tests.unit.service.shop import SENSITIVE, Shop, StubFeatures, without_stock
 from training.core.bundle import ModelBundle
 
 SOLD_OUT = {"I2", "I8"}
@@ -90,10 +91,31 @@ def test_cached_candidates_answer_as_the_core_ranks(bundle: ModelBundle, catalog
 def test_a_category_keeps_the_answer_inside_it(model: LoadedModel, catalog: ItemCatalog) -> None:
     fruit, source, _ = _recommend(model, catalog, "C1", k=5, category="Fruit")
     assert source == "model" and fruit == ["I6", "I7"]
-    # Unknown or sold-out category: popular, and `source` says so (never other categories as "model").
-    for category in ("No Such Aisle", "Spices"):
-        ids, source, _ = _recommend(model, catalog, "C1", k=3, category=category)
-        assert source == "popular" and ids == ["I1", "I4", "I0"]
+    # A sold-out category: popular, and `source` says so (never other categories as "model").
+    ids, source, _ = _recommend(model, catalog, "C1", k=3, category="Spices")
+    assert source == "popular" and ids == ["I1", "I4", "I0"]
+
+
+def test_an_unknown_category_is_not_found_unless_popular_is_asked_for(model: LoadedModel, catalog: ItemCatalog) -> None:
+    # Changed by the issue "What the shopper sees": an unknown category used to answer the top sellers.
+    for user in ("C1", "nobody"):
+        with pytest.raises(UnknownCategory, match="No category 'No Such Aisle'"):
+            _recommend(model, catalog, user, k=3, category="No Such Aisle")
+    ranked = recommend_for_customer(
+        model=model,
+        catalog=catalog,
+        user_id="C1",
+        k=3,
+        context="home",
+        category="No Such Aisle",
+        exclude=[],
+        just_bought=set(),
+        features=None,
+        explain=False,
+        fallback="popular",
+    )
+    assert (ranked.source, ranked.fallback) == ("popular", "unknown category 'No Such Aisle'")
+    assert [i for i, _, _ in ranked.items] == ["I1", "I4", "I0"]
 
 
 def test_reasons_name_the_customers_own_purchases(model: LoadedModel, catalog: ItemCatalog) -> None:
@@ -129,10 +151,16 @@ def test_a_posted_purchase_seeds_item_to_item_too(model: LoadedModel, catalog: I
     assert source == "item-to-item" and ids == ["I1", "I4"]  # never the sold-out Butter, nor Whole Milk itself
 
 
-def test_buy_again_for_an_unknown_customer_is_not_item_to_item(model: LoadedModel, catalog: ItemCatalog) -> None:
-    seen = CustomerFeatures(known=True, recent_items=("I3",), recent_item_times=(0,))
-    _, source, _ = _recommend(model, catalog, "newcomer", context="buy-again", features=seen)
-    assert source == "popular"
+def test_buy_again_never_serves_someone_elses_items(model: LoadedModel, catalog: ItemCatalog) -> None:
+    # Changed by the issue "What the shopper sees": buy-again for an unknown customer used to be popular items.
+    ids, source, _ = _recommend(model, catalog, "nobody", context="buy-again")
+    assert (ids, source) == ([], "no-history")
+    seen = CustomerFeatures(known=True, recent_items=("I3", "I2", "unknown-item"), recent_item_times=(0, 0, 0))
+    ids, source, reasons = _recommend(model, catalog, "newcomer", context="buy-again", features=seen, explain=True)
+    assert (ids, source, reasons) == (["I3"], "recent-purchases", ["you bought this recently"])  # Butter: sold out
+    # A known customer with nothing of theirs in the category: empty, not someone else's items.
+    ids, source, _ = _recommend(model, catalog, "C1", context="buy-again", category="Fruit")
+    assert (ids, source) == ([], "model")
 
 
 def test_a_category_the_neighbours_miss_moves_on_to_popular_in_category(
@@ -180,17 +208,28 @@ def test_without_a_model_item_stats_popularity_answers_degraded(catalog: ItemCat
 def test_similar_items_are_the_neighbours_then_popular(model: LoadedModel, catalog: ItemCatalog) -> None:
     ranked = similar_to_item(model=model, catalog=catalog, item_id="I0", k=3, explain=True)
     assert ranked.source == "model"
+    # No customer of the shop bought Whole Milk with either: the model's neighbours, not "also bought".
     assert ranked.items == [
-        ("I1", pytest.approx(0.9), "customers who bought Whole Milk also bought this"),
-        ("I4", pytest.approx(0.3), "customers who bought Whole Milk also bought this"),
+        ("I1", pytest.approx(0.9), "similar to Whole Milk"),
+        ("I4", pytest.approx(0.3), "similar to Whole Milk"),
         ("I6", 0.0, "popular in Fruit"),  # the core's fill-up: not bought together, so not said to be
     ]
 
 
 def test_an_item_without_neighbours_gets_popular(model: LoadedModel, catalog: ItemCatalog) -> None:
-    for item_id in ("no-such-item", "I8"):  # unknown; known but bought with nothing (and its aisle sold out)
-        ranked = similar_to_item(model=model, catalog=catalog, item_id=item_id, k=3, explain=False)
-        assert ranked.source == "popular" and [i for i, _, _ in ranked.items] == ["I1", "I4", "I0"]
+    ranked = similar_to_item(model=model, catalog=catalog, item_id="I8", k=3, explain=False)  # its aisle sold out
+    assert ranked.source == "popular" and [i for i, _, _ in ranked.items] == ["I1", "I4", "I0"]
+
+
+def test_an_unknown_item_is_not_found_unless_popular_is_asked_for(model: LoadedModel, catalog: ItemCatalog) -> None:
+    # Changed by the issue "What the shopper sees": an unknown item used to answer popular items.
+    with pytest.raises(UnknownItem, match="No item 'no-such-item'"):
+        similar_to_item(model=model, catalog=catalog, item_id="no-such-item", k=3, explain=False)
+    ranked = similar_to_item(
+        model=model, catalog=catalog, item_id="no-such-item", k=3, explain=False, fallback="popular"
+    )
+    assert (ranked.source, ranked.fallback) == ("popular", "unknown item 'no-such-item'")
+    assert [i for i, _, _ in ranked.items] == ["I1", "I4", "I0"]
 
 
 def test_similar_items_without_a_model_come_from_the_items_category(catalog: ItemCatalog) -> None:
@@ -260,3 +299,96 @@ def test_no_model_answers_fallbacks_marked_degraded(make_shop) -> None:
         assert body["model_version"] is None and body["degraded_reasons"] == ["model-not-loaded"]
     assert [i["item_id"] for i in answers["/v1/users/C1/recommendations"]["items"]] == ["I1", "I4"]
     assert [i["item_id"] for i in answers["/v1/items/I0/similar"]["items"]] == ["I1"]  # the rest of Dairy in stock
+
+
+# --- sensitive categories and home's explore slots ----------------------------------------------------
+
+
+def test_a_sensitive_category_is_not_cross_sold(model: LoadedModel, catalog: ItemCatalog) -> None:
+    # Pain Relief goes with Bagels (0.35): offered beside them only without the policy.
+    for sensitive, offered in (((), True), (SENSITIVE, False)):
+        similar = similar_to_item(model=model, catalog=catalog, item_id="I4", k=9, explain=False, sensitive=sensitive)
+        assert ("I9" in [i for i, _, _ in similar.items]) is offered
+        ranked = recommend_for_customer(
+            model=model,
+            catalog=catalog,
+            user_id="C2",  # bought Bagels, never anything of Pharmacy
+            k=9,
+            context="discover",
+            category=None,
+            exclude=[],
+            just_bought=set(),
+            features=None,
+            explain=False,
+            sensitive=sensitive,
+        )
+        assert ("I9" in [i for i, _, _ in ranked.items]) is offered
+    # The anchor in the same category: asked for the aisle, or the item itself.
+    asked, source, _ = _recommend(model, catalog, "C2", k=3, category="Pharmacy")
+    assert (asked, source) == (["I9"], "model")
+    ranked = recommend_for_customer(
+        model=model,
+        catalog=catalog,
+        user_id="C2",
+        k=3,
+        context="home",
+        category="Pharmacy",
+        exclude=[],
+        just_bought=set(),
+        features=None,
+        explain=False,
+        sensitive=SENSITIVE,
+    )
+    assert [i for i, _, _ in ranked.items] == ["I9"]
+
+
+def test_home_gives_a_share_of_its_slots_to_items_new_to_the_customer(
+    bundle: ModelBundle, catalog: ItemCatalog
+) -> None:
+    def home(model: LoadedModel, share: float) -> list[str]:
+        ranked = recommend_for_customer(
+            model=model,
+            catalog=catalog,
+            user_id="C2",
+            k=2,
+            context="home",
+            category=None,
+            exclude=[],
+            just_bought=set(),
+            features=None,
+            explain=False,
+            explore_share=share,
+        )
+        return [i for i, _, _ in ranked.items]
+
+    table = CandidateTable(len(bundle.user_ids), size=4)
+    for candidates in (None, table):  # ranked on the spot, and from the cache: the same lists
+        model = LoadedModel(bundle, "7", "uri", "uri/7", loaded_at=None, load_seconds=0.0, candidates=candidates)  # type: ignore[arg-type]
+        assert home(model, 0.0) == ["I6", "I4"]  # both bought before: the plain blend is buy-again here
+        # Half the slots (the second): discover's best, Sourdough, which C2 never bought.
+        assert home(model, 0.5) == ["I6", "I3"]
+        assert home(model, 1.0) == ["I3", "I7"]
+
+
+def test_unknown_items_and_categories_answer_404_with_one_sentence(make_shop, model: LoadedModel) -> None:
+    shop: Shop = make_shop(model)
+    for path, params, detail in (
+        ("/v1/items/no-such-item/similar", {}, "No item 'no-such-item' in the catalog."),
+        ("/v1/users/C1/recommendations", {"category": "NoSuchCat"}, "No category 'NoSuchCat' in the catalog."),
+    ):
+        r = shop.get(path, params=params)
+        assert r.status_code == 404 and r.json()["detail"] == detail and r.json()["request_id"]
+        asked = shop.get(path, params={**params, "fallback": "popular", "k": 2}).json()
+        assert asked["source"] == "popular" and asked["fallback"].startswith("unknown ") and len(asked["items"]) == 2
+    plain = shop.get("/v1/users/C1/recommendations", params={"k": 2}).json()
+    assert plain["fallback"] is None
+    bad = shop.get("/v1/users/C1/recommendations", params={"fallback": "anything"})
+    assert bad.status_code == 422
+
+
+def test_buy_again_for_a_customer_without_history_is_empty_and_says_so(make_shop, model: LoadedModel) -> None:
+    shop: Shop = make_shop(model)
+    body = shop.get("/v1/users/nobody/recommendations", params={"context": "buy-again"}).json()
+    assert (body["items"], body["source"]) == ([], "no-history")
+    home = shop.get("/v1/users/nobody/recommendations").json()
+    assert home["source"] == "popular" and home["items"]  # the home page still gets the fallback chain

@@ -1,0 +1,1 @@
+"""The home page as shelves: routes, service function, schemas."""
