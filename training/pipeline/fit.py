@@ -27,7 +27,7 @@ from training.core.errors import RecoError
 from training.evaluate import Candidate, Reuse, evaluate
 from training.interactions import Interactions
 from training.metrics import KS, PRIMARY_METRIC
-from training.pipeline.prepare import Prepared, lines_of
+from training.pipeline.prepare import Prepared
 from training.tuning import HALF_LIVES, best_of, fit_candidate, tune_blend, tune_discover, tune_recency
 
 DEFAULT_EVAL_USERS = 10_000
@@ -115,7 +115,6 @@ def fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepar
 def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepared, log: Log) -> Fitted:
     start = time.perf_counter()
     inter = prepared.interactions
-    split = prepared.split
     val = prepared.tuning
 
     train_lines = prepared.train
@@ -153,7 +152,7 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
     # What comes after the fit but needs no collaborative part, computed while the fit runs: the
     # test-time history (up to each customer's test basket) and popularity, and those of all lines
     # for the refit.
-    before_test = lines_of(inter, split.train | split.validation, events=prepared.events, popular=prepared.popular)
+    before_test = prepared.before_test
     test_history = before_test.history(half_life)
     before_test.timeline(pop_half_life)
     if fitting is not None:
@@ -220,9 +219,11 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
     cf_fit = fits.get(chosen) if chosen else None
     test_cf = None
     if cf_fit is not None:
-        # Only the customers evaluated need their factors folded in (the final refit does all of them).
+        # Only the customers evaluated (test and gate) need their factors folded in (the final refit
+        # does all of them).
         test_matrix = history_matrix(test_history, n_items=inter.n_items)
-        test_cf = algorithms.fold_in(fitted=cf_fit, matrix=test_matrix, users=prepared.test.users).scorer
+        scored = np.concatenate([prepared.test.users, prepared.gate.users])
+        test_cf = algorithms.fold_in(fitted=cf_fit, matrix=test_matrix, users=scored).scorer
     test_bundle = before_test.bundle(
         half_life=half_life,
         popularity_half_life=pop_half_life,
