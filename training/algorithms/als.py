@@ -76,3 +76,22 @@ def _confidence(matrix: sp.csr_matrix) -> sp.csr_matrix:
     from implicit.nearest_neighbours import bm25_weight
 
     return bm25_weight(matrix, K1=100, B=0.8).tocsr().astype(np.float32)
+
+
+def solve_customers(
+    *, item_factors: np.ndarray, matrix: sp.csr_matrix, users: np.ndarray, regularization: float, alpha: float
+) -> np.ndarray:
+    """Factors of every customer row of `matrix` (basket counts), solved exactly for `users` with the
+    item factors fixed (ALS's own user step; the other rows stay zero): customers folded into item
+    factors that were fitted elsewhere, such as a registered model's."""
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    item_factors = np.array(item_factors, dtype=np.float32)  # a writable copy (a loaded bundle is mapped read-only)
+    model = AlternatingLeastSquares(factors=item_factors.shape[1], regularization=regularization, alpha=alpha)
+    model.item_factors = item_factors
+    factors = np.zeros((matrix.shape[0], item_factors.shape[1]), dtype=np.float32)
+    rows = np.unique(np.asarray(users, dtype=np.int64))
+    if len(rows):
+        with blas_single_thread():
+            factors[rows] = model.recalculate_user(rows, _confidence(matrix)[rows])
+    return factors
