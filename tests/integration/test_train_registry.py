@@ -266,3 +266,59 @@ def test_registered_version_is_its_runs_model_with_the_test_metrics(
     assert run.data.params["model"] == "hybrid" and run.data.params["refit"] in ("full", "fold-in")
     assert run.data.metrics["home/ndcg_at_10"] == pytest.approx(summary["metrics"]["home/ndcg_at_10"])
     assert run.data.tags["gate.decision"] == "champion"
+
+
+def test_the_model_carries_its_code_and_pinned_requirements(trained: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """What a clean environment needs is in the model: the package files loading imports (numpy and
+    scipy only) and every requirement pinned. (`make test-slow` loads it in a fresh virtualenv.)"""
+    import mlflow
+
+    model_dir = Path(mlflow.artifacts.download_artifacts(trained["hybrid"]["model_uri"], dst_path=str(tmp_path)))
+    code = model_dir / "code" / "training"
+    assert (code / "registry" / "bundle_file.py").exists() and (code / "core" / "bundle.py").exists()
+    assert not (code / "pipeline").exists() and not list(code.rglob("__pycache__"))
+    imported = {
+        line.split()[1].split(".")[0]
+        for path in code.rglob("*.py")
+        for line in path.read_text().splitlines()
+        if line.startswith(("import ", "from "))
+    }
+    assert imported <= {
+        "__future__",
+        "training",
+        "numpy",
+        "scipy",
+        "abc",
+        "collections",
+        "dataclasses",
+        "datetime",
+        "io",
+        "json",
+        "math",
+        "pathlib",
+        "typing",
+        "zipfile",
+    }, imported
+    requirements = (model_dir / "requirements.txt").read_text().split()
+    assert {r.split("==")[0] for r in requirements} == {"mlflow", "numpy", "scipy", "pandas"}
+    assert all("==" in r for r in requirements)
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"user_id": "C1", "context": "sideways"}, "Unknown context 'sideways': use one of home, buy-again, discover."),
+        ({"user_id": "C1", "k": 0}, "k must be a whole number from 1 to 1000, not 0."),
+    ],
+)
+def test_predict_refuses_a_bad_request_with_one_sentence(
+    trained: dict[str, dict[str, Any]], record: dict[str, Any], message: str
+) -> None:
+    import mlflow
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    model = mlflow.pyfunc.load_model(trained["hybrid"]["model_uri"])
+    with pytest.raises(MlflowException) as refused:
+        model.predict(pd.DataFrame([record]))
+    assert refused.value.error_code == "INVALID_PARAMETER_VALUE" and refused.value.message == message

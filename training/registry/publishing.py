@@ -9,6 +9,8 @@ functions.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -136,21 +138,52 @@ def model_signature() -> Any:
     return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
 
+# What loading and predicting with the pyfunc imports of this package (pyfunc_model.py's imports and
+# theirs), copied beside the model as its `code_paths`: numpy and scipy only, so the pinned
+# requirements below are all a clean environment needs.
+MODEL_CODE = ("__init__.py", "core", "registry/__init__.py", "registry/bundle_file.py")
+
+
+def model_requirements() -> list[str]:
+    """The pyfunc's pip requirements, pinned to the versions the model was trained and checked with."""
+    from importlib.metadata import version
+
+    return [f"{package}=={version(package)}" for package in ("mlflow", "numpy", "scipy", "pandas")]
+
+
+def _model_code(into: Path) -> Path:
+    """A copy of the package files in MODEL_CODE under `into`/training (the code_paths entry)."""
+    source = Path(__file__).resolve().parents[1]
+    package = into / "training"
+    for relative in MODEL_CODE:
+        target = package / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if (source / relative).is_dir():
+            shutil.copytree(source / relative, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source / relative, target)
+    return package
+
+
 def log_pyfunc(*, bundle_dir: Path, example_users: list[str]) -> Any:
-    """Log the bundle as a models-from-code pyfunc in the active run (`register` makes it a version)."""
+    """Log the bundle as a models-from-code pyfunc in the active run (`register` makes it a version),
+    with the code it imports (`code_paths`) and pinned requirements: it loads in an environment built
+    from its own requirements.txt, without this repository."""
     import mlflow
     import pandas as pd
 
     code = Path(__file__).with_name("pyfunc_model.py")
     example = pd.DataFrame({"user_id": example_users[:2] or ["unknown"], "k": [5] * len(example_users[:2] or [1])})
-    return mlflow.pyfunc.log_model(
-        name="model",
-        python_model=str(code),
-        artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
-        signature=model_signature(),
-        input_example=example,
-        pip_requirements=["mlflow==3.17.2", "numpy", "scipy", "pandas"],
-    )
+    with tempfile.TemporaryDirectory() as tmp:
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(code),
+            artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
+            code_paths=[str(_model_code(Path(tmp)))],
+            signature=model_signature(),
+            input_example=example,
+            pip_requirements=model_requirements(),
+        )
 
 
 def register(*, settings: Settings, name: str, model_uri: str) -> str:
