@@ -11,11 +11,11 @@ export RECO_HOME ?= $(CURDIR)/.reco
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F ':.*?## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-install: $(STAMP) ## Create .venv/ and install reco with its dev tools (pinned by constraints.txt)
+install: $(STAMP) ## Create .venv/ and install reco with its dev tools and the PostgreSQL driver (pinned by constraints.txt)
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[train,dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[train,dev,postgres]'
 	@touch $@
 
 browser: ## Install Debian's headless Chromium for the email-in-a-browser test (uses apt-get; root or sudo)
