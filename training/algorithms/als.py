@@ -6,6 +6,7 @@ item factors fixed (the test bundle's customers, and the refit on all lines when
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,7 +33,8 @@ class ALS(CollaborativeFamily):
             iterations=param(params, "iterations"),
             random_state=param(params, "seed"),
         )
-        als.fit(_confidence(matrix), show_progress=False)
+        # implicit's own bar of the iterations (with an ETA) on a terminal; nothing in logs.
+        als.fit(_confidence(matrix), show_progress=sys.stderr.isatty())
         scorer = Factors(user_factors=als.user_factors, item_factors=als.item_factors)
         return FittedCollaborative(self.name, scorer, als)
 

@@ -8,6 +8,7 @@ best on validation is kept.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -108,11 +109,24 @@ def candidates_for(*, model: str, params: Mapping[str, Any], interactions: Inter
 def fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepared, log: Log) -> Fitted:
     """Fit on the training split, tune on validation, and build the test-time bundle (history up to the test basket)."""
     # One BLAS limit around the whole: the fits and the evaluations set their own, from two threads.
-    with blas_single_thread():
-        return _fit_configuration(model=model, params=params, prepared=prepared, log=log)
+    with blas_single_thread(), tuning_progress() as bar:
+        return _fit_configuration(model=model, params=params, prepared=prepared, log=log, bar=bar)
 
 
-def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepared, log: Log) -> Fitted:
+def tuning_progress() -> Any:
+    """The terminal's progress bar of a configuration's tuning steps, with an ETA (tqdm; silent when
+    stderr is not a terminal). Its total is set once the candidates are known."""
+    from tqdm import tqdm
+
+    return tqdm(total=1, desc="tuning", unit="step", disable=None, file=sys.stderr, leave=False)
+
+
+def _step(bar: Any, done: str) -> None:
+    bar.set_postfix_str(done, refresh=False)
+    bar.update(1)
+
+
+def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepared, log: Log, bar: Any) -> Fitted:
     start = time.perf_counter()
     inter = prepared.interactions
     val = prepared.tuning
@@ -134,6 +148,9 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
     # test-time history below: implicit's loops release the GIL.
     matrix = history_matrix(train_lines.history(float(params.get("half_life", HALF_LIVES[0]))), n_items=inter.n_items)
     names = candidates_for(model=model, params=params, interactions=inter, pairs=matrix.nnz)
+    # Steps: recency, each candidate's fit, (hybrid) each candidate's blend and the discover mix, the test bundle.
+    bar.total = 2 + len(names) + (len(names) + 1 if model == "hybrid" else 0)
+    bar.refresh()
     search = matrix.nnz <= SEARCH_MAX_PAIRS
     fitting = None
     if names and not search:
@@ -148,6 +165,7 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
     half_life, pop_half_life, recency_scores = tune_recency(bundle=bundle, holdout=val, params=params)
     choice.update(recency_scores)
     log(f"  recency: own purchases half-life {half_life} d, popularity half-life {pop_half_life} d")
+    _step(bar, "recency")
 
     # What comes after the fit but needs no collaborative part, computed while the fit runs: the
     # test-time history (up to each customer's test basket) and popularity, and those of all lines
@@ -180,6 +198,7 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
             log(f"  {name} validation discover/ndcg_at_10 by regularization: {_rounded(scores)}")
         chosen_text = "".join(f" {k}={v}" for k, v in chosen_params[name].items())
         log(f"  fitted {name}{chosen_text} on the training split in {fits[name].seconds:.1f} s")
+        _step(bar, f"fitted {name}")
     if model in algorithms.BASELINES:
         blend, chosen = baseline_blend(model), None
     elif model != "hybrid":
@@ -195,6 +214,7 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
                 f"  validation {PRIMARY_METRIC} hybrid({name}) = {per_candidate[name][1]:.4f}"
                 f" with {per_candidate[name][0]}"
             )
+            _step(bar, f"blend of hybrid({name})")
             if best_of({n: score for n, (_, score) in per_candidate.items()}) == name:
                 best = (b, reuse)
         chosen = best_of({name: score for name, (_, score) in per_candidate.items()})
@@ -213,6 +233,7 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
             name: {"validation_score": s, "blend": b.to_dict()} for name, (b, s) in per_candidate.items()
         }
         choice["chosen"] = chosen
+        _step(bar, "discover mix")
     if chosen and chosen_params.get(chosen):
         choice["chosen_params"] = chosen_params[chosen]
     # 3. The test-time bundle; ALS customers folded in.
@@ -232,6 +253,7 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
         catalog=prepared.catalog,
         timeline=True,
     )
+    _step(bar, "test bundle")
     fitted = Fitted(
         model=model,
         params=dict(params),
