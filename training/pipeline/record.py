@@ -25,7 +25,14 @@ from training.metrics import PRIMARY_METRIC
 from training.pipeline.fit import Fitted, Log, refit_all
 from training.pipeline.gating import Champion, Gated, day_text
 from training.pipeline.prepare import Prepared
-from training.pipeline.report import comparison_frame, gate_figure, gate_frame, metrics_figure, roles_of
+from training.pipeline.report import (
+    comparison_frame,
+    gate_figure,
+    gate_frame,
+    metrics_figure,
+    roles_of,
+    run_description,
+)
 from training.registry import CHALLENGER
 
 
@@ -230,18 +237,29 @@ def log_run(
         mlflow.log_metrics({f"timing/{k}": v for k, v in timings.items()})
         gate_rows = gate_frame(gated)
         mlflow.log_metrics(_gate_metrics(gated, gate_rows))
+        mlflow.log_table(comparison_frame(results, roles=roles), artifact_file="evaluation/comparison.json")
+        mlflow.log_table(gate_rows, artifact_file="gate/comparison.json")
+        figures = ["evaluation/metrics_by_context_and_segment.png"]
+        mlflow.log_figure(metrics_figure(results, roles=roles), figures[0])
+        if len(gate_rows):
+            figures.append("gate/scores.png")
+            mlflow.log_figure(gate_figure(gate_rows, decision=decision), figures[1])
         mlflow.set_tags(
             {
                 "gate.decision": "champion" if promoted else "challenger",
                 "gate.reason": decision["reason"][:5000],
                 "gate.rule": decision.get("rule") or "",
+                # The run's description: what its page in MLflow's UI shows first.
+                "mlflow.note.content": run_description(
+                    results=results,
+                    roles=roles,
+                    gate_rows=gate_rows,
+                    decision=decision,
+                    figures=figures,
+                    run_id=run_id,
+                ),
             }
         )
-        mlflow.log_table(comparison_frame(results, roles=roles), artifact_file="evaluation/comparison.json")
-        mlflow.log_table(gate_rows, artifact_file="gate/comparison.json")
-        mlflow.log_figure(metrics_figure(results, roles=roles), "evaluation/metrics_by_context_and_segment.png")
-        if len(gate_rows):
-            mlflow.log_figure(gate_figure(gate_rows, decision=decision), "gate/scores.png")
         mlflow.log_dict(decision, "gate/decision.json")
         out = Path(tmp)
         for report in reports:

@@ -9,7 +9,9 @@ imported when called; training.pipeline.record logs them with `mlflow.log_table`
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -136,3 +138,61 @@ def gate_figure(rows: pd.DataFrame, *, decision: dict[str, Any]) -> Any:
     axes.legend(fontsize="small")
     axes.grid(axis="y", alpha=0.3)
     return figure
+
+
+DESCRIPTION_METRICS = (
+    "home/ndcg_at_10",
+    "home/recall_at_10",
+    "home/repeat/ndcg_at_10",
+    "home/new/ndcg_at_10",
+    "buy-again/ndcg_at_10",
+    "discover/ndcg_at_10",
+    "discover/recall_at_20",
+)
+
+
+def run_description(
+    *,
+    results: dict[str, dict[str, float]],
+    roles: dict[str, str],
+    gate_rows: pd.DataFrame,
+    decision: dict[str, Any],
+    figures: Sequence[str] = (),
+    run_id: str = "",
+) -> str:
+    """The run's description (Markdown, the first thing its page shows): the gate's outcome and scores,
+    the comparison of every model on the test customers, then the run's figures (`figures`: artifact
+    paths, shown through the tracking server's get-artifact endpoint, relative to the UI's address)."""
+    outcome = "promoted to @champion" if decision["promoted"] else "not promoted"
+    lines = [f"**Gate: {outcome}.** {decision['reason']}.", ""]
+    if len(gate_rows):
+        lines += [
+            f"| gate ({decision.get('gate_customers', 0):,} customers) | context | {decision['metric']} "
+            f"[{decision['level']:.0%} interval] | challenger − this model [interval] |",
+            "|---|---|---|---|",
+        ]
+        for row in gate_rows.to_dict("records"):
+            score = f"{row['score']:.4f} [{row['low']:.4f}, {row['high']:.4f}]"
+            diff = (
+                "–"
+                if math.isnan(row["difference"])
+                else f"{row['difference']:+.4f} [{row['difference_low']:+.4f}, {row['difference_high']:+.4f}]"
+            )
+            lines.append(f"| {row['model']} | {row['context']} | {score} | {diff} |")
+        lines.append("")
+    frame = comparison_frame(results, roles=roles)
+    lines += [
+        "| test: model | role | " + " | ".join(DESCRIPTION_METRICS) + " |",
+        "|---|---|" + "---|" * len(DESCRIPTION_METRICS),
+    ]
+    for row in frame.to_dict("records"):
+        values = " | ".join(_number(row.get(m)) for m in DESCRIPTION_METRICS)
+        lines.append(f"| {row['model']} | {row['role']} | {values} |")
+    for path in figures:
+        lines += ["", f"![{path}](get-artifact?path={quote(path, safe='')}&run_uuid={run_id})"]
+    return "\n".join(lines) + "\n"
+
+
+def _number(value: Any) -> str:
+    """A metric for a Markdown cell; – where the model has none (it does not serve that list)."""
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
