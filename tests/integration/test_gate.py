@@ -40,7 +40,9 @@ def runs(stores: dict[str, Path], small_store: Path, tmp_path_factory: pytest.Te
     home = tmp_path_factory.mktemp("gate_home")
     catalog = str(small_store / "catalog.parquet")
     env = {"RECO_HOME": str(home), "MLFLOW_TRACKING_URI": "", "RECO_MODEL_URI": "", "RECO_EXPERIMENT": "gate-test"}
-    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    # The registry URI too: MlflowClient falls back to the process's global one, which other tests move.
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     out: dict[str, Any] = {"home": home, "client": client}
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
@@ -80,6 +82,13 @@ def test_the_nightly_retrain_on_newer_data_with_the_same_configuration_is_promot
     assert home["challenger"] != home["reference"]
     run = nightly["run"]
     assert run.data.tags["gate.decision"] == "champion" and run.data.tags["gate.reason"] == decision["reason"]
+    # The run's page opens with the outcome, the tables and the figures.
+    description = run.data.tags["mlflow.note.content"]
+    assert description.startswith(f"**Gate: promoted to @champion.** {decision['reason']}.")
+    assert "| champion | home | " in description and "| hybrid(als) | model | " in description
+    assert f"get-artifact?path=gate%2Fscores.png&run_uuid={run.info.run_id}" in description
+    assert run.info.run_name.startswith("hybrid(als) · data ") and run.info.run_name.endswith(" · to 2025-12-31")
+    assert run.data.tags["reco.version"] == "0.1.0" and len(run.data.tags["reco.git_commit"]) == 40
     assert run.data.metrics["gate/champion/home/ndcg_at_10"] == pytest.approx(home["reference"], abs=1e-6)
     assert run.data.metrics["gate/vs_champion/home/difference_low"] == pytest.approx(home["difference_low"], abs=1e-6)
 

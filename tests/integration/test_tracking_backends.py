@@ -39,7 +39,7 @@ def test_train_and_promote_on_postgresql_with_artifacts_in_the_stated_root(
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["promoted"] is True
-    client = MlflowClient(tracking_uri=postgres_uri)
+    client = MlflowClient(tracking_uri=postgres_uri, registry_uri=postgres_uri)
     run = client.get_run(summary["run_id"])
     assert run.info.artifact_uri.startswith(artifacts.as_uri())
     assert list(artifacts.rglob("arrays.npz")) and not (work / "mlruns").exists()

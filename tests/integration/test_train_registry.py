@@ -49,14 +49,16 @@ def _train(store: Path, *extra: str) -> dict[str, Any]:
 def _champion(home: Path) -> str:
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     return str(client.get_model_version_by_alias("reco", "champion").version)
 
 
 def _alias(home: Path, alias: str) -> str:
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     return str(client.get_model_version_by_alias("reco", alias).version)
 
 
@@ -256,7 +258,8 @@ def test_registered_version_is_its_runs_model_with_the_test_metrics(
     the run that holds the parameters, the test metrics and the decision, and that run is finished."""
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{home / 'mlflow.db'}")
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     summary = trained["hybrid"]
     version = client.get_model_version("reco", summary["version"])
     assert version.run_id == summary["run_id"]
