@@ -11,11 +11,11 @@ export RECO_HOME ?= $(CURDIR)/.reco
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F ':.*?## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-install: $(STAMP) ## Create .venv/ and install reco with its dev tools (pinned by constraints.txt)
+install: $(STAMP) ## Create .venv/ and install reco with its dev tools and the PostgreSQL driver (pinned by constraints.txt)
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[train,dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[train,dev,postgres]'
 	@touch $@
 
 browser: ## Install Debian's headless Chromium for the email-in-a-browser test (uses apt-get; root or sudo)
@@ -28,6 +28,9 @@ demo: install ## Run the whole loop on embedded defaults (no Redis or MLflow ser
 
 test: install ## Run the test suite (Redis tests use 127.0.0.1:6379 DBs 12 and 14; CI=true makes them mandatory)
 	$(BIN)/pytest
+
+test-slow: install ## The slow proofs left out of make test: the model in a clean virtualenv from its own requirements, mlflow models serve
+	$(BIN)/pytest -m venv
 
 lint: install ## ruff, mypy and the import rules (lint-imports, contracts in pyproject.toml)
 	$(BIN)/ruff check training service feature_repo experiments tests
@@ -71,4 +74,4 @@ bench-tools: ## Install wrk (Debian's package), the load generator of bench-serv
 clean: ## Remove generated state (.reco/) and caches, keep .venv/
 	rm -rf .reco .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install browser demo test lint docs bench bench-generate bench-train bench-features bench-service bench-recaps bench-tools clean
+.PHONY: help install browser demo test test-slow lint docs bench bench-generate bench-train bench-features bench-service bench-recaps bench-tools clean

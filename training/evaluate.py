@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from training.algorithms.base import blas_single_thread
 from training.core.blend import Blend, Signals, top_blended
@@ -23,6 +24,9 @@ from training.metrics import KS, metrics_from_hits, ranked_hits
 from training.split import Holdout
 
 _BATCH = 512
+# The items of the held-out basket each context's list is scored against: repeat items are those
+# the customer bought before, new items the others.
+CONTEXT_TARGETS = {"home": "all", "buy-again": "repeat", "discover": "new"}
 RETURNING_MIN_BASKETS = 3
 EVAL_THREADS = max(1, min(2, os.cpu_count() or 1))
 _Partial = tuple[dict[str, dict[str, float]], dict[str, dict[str, int]], dict[str, dict[str, np.ndarray]]]
@@ -88,9 +92,6 @@ def evaluate(
         rows = holdout.users[start:stop]
         batch_targets = holdout.targets[start:stop]
         targets = batch_targets.toarray()
-        # Targets split into repeat items (bought before) and new ones, counted on the sparse entries.
-        n_all = np.diff(batch_targets.indptr)
-        target_row = np.repeat(np.arange(len(rows)), n_all)
         seg = segment[start:stop]
         for group in groups.values():
             bundle = group[0].bundle
@@ -98,22 +99,16 @@ def evaluate(
                 signals, shared = reuse.signals(bundle, start, stop)
             else:
                 signals, shared = bundle.signals(rows=rows, now=holdout.now[start:stop]), {}
-            repeat = signals.bought[target_row, batch_targets.indices]
-            n_repeat = np.bincount(target_row[repeat], minlength=len(rows))
-            n_targets = {"all": n_all, "repeat": n_repeat, "new": n_all - n_repeat}
+            n_targets = _target_counts(signals, batch_targets)
             for c in group:
                 for context in c.contexts:
-                    ids, vals = top_blended(signals, blend=c.blend, context=context, k=kmax, shared=shared)
-                    ids = np.where(np.isfinite(vals), ids, -1)
-                    wanted = {"home": "all", "buy-again": "repeat", "discover": "new"}[context]
+                    ids, hits = _ranked(signals, blend=c.blend, context=context, k=kmax, targets=targets, shared=shared)
+                    wanted = CONTEXT_TARGETS[context]
                     every = slice(None)
                     parts: list[tuple[str, str, slice | np.ndarray]] = [(f"{context}/", wanted, every)]
                     if detail and context == "home":
                         parts += [(f"{context}/repeat/", "repeat", every), (f"{context}/new/", "new", every)]
                         parts += [(f"{context}/{s}_customers/", "all", seg == s) for s in ("new", "returning")]
-                    hit = ranked_hits(top=ids, targets=targets)
-                    bought = np.take_along_axis(signals.bought, np.maximum(ids, 0), axis=1)
-                    hits = {"all": hit, "repeat": hit & bought, "new": hit & ~bought}
                     for prefix, name, mask in parts:
                         for k in ks:
                             m = metrics_from_hits(hits=hits[name][mask], n_targets=n_targets[name][mask], k=k)
@@ -165,4 +160,60 @@ def evaluate(
         metrics.update({key: float(n) for key, n in counts[c.name].items() if key.endswith("customers")})
         metrics.update({key: float(v.mean()) for key, v in shown[c.name].items()})
         out[c.name] = dict(sorted(metrics.items()))
+    return out
+
+
+def _target_counts(signals: Signals, batch_targets: sp.csr_matrix) -> dict[str, np.ndarray]:
+    """Per customer of the batch: the held-out basket's items, all of them, the repeat ones (bought
+    before) and the new ones, counted on the sparse entries."""
+    n_all = np.diff(batch_targets.indptr)
+    target_row = np.repeat(np.arange(len(n_all)), n_all)
+    repeat = signals.bought[target_row, batch_targets.indices]
+    n_repeat = np.bincount(target_row[repeat], minlength=len(n_all))
+    return {"all": n_all, "repeat": n_repeat, "new": n_all - n_repeat}
+
+
+def _ranked(
+    signals: Signals, *, blend: Blend, context: str, k: int, targets: np.ndarray, shared: dict[object, object]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(the ranked item ids, −1 for empty places; the hits among all, repeat and new items) of one
+    blend's `context` list."""
+    ids, vals = top_blended(signals, blend=blend, context=context, k=k, shared=shared)
+    ids = np.where(np.isfinite(vals), ids, -1)
+    hit = ranked_hits(top=ids, targets=targets)
+    bought = np.take_along_axis(signals.bought, np.maximum(ids, 0), axis=1)
+    return ids, {"all": hit, "repeat": hit & bought, "new": hit & ~bought}
+
+
+def customer_scores(
+    *, candidates: Sequence[Candidate], holdout: Holdout, metric: str = "ndcg", k: int = 10
+) -> dict[str, dict[str, np.ndarray]]:
+    """Each candidate's `metric`@k for every customer of the holdout, per context: {name: {context:
+    float array in the holdout's order}}, NaN where the held-out basket has no target for the context.
+
+    The same ranking and metrics as `evaluate` (whose averages over the finite values these are):
+    what the champion gate's paired bootstrap resamples."""
+    out = {c.name: {context: np.full(len(holdout.users), np.nan) for context in c.contexts} for c in candidates}
+    groups: dict[int, list[Candidate]] = defaultdict(list)
+    for c in candidates:
+        groups[id(c.bundle)].append(c)
+
+    def batch(start: int) -> None:
+        stop = min(start + _BATCH, len(holdout.users))
+        batch_targets = holdout.targets[start:stop]
+        targets = batch_targets.toarray()
+        for group in groups.values():
+            signals = group[0].bundle.signals(rows=holdout.users[start:stop], now=holdout.now[start:stop])
+            n_targets = _target_counts(signals, batch_targets)
+            shared: dict[object, object] = {}
+            for c in group:
+                for context in c.contexts:
+                    _, hits = _ranked(signals, blend=c.blend, context=context, k=k, targets=targets, shared=shared)
+                    wanted = CONTEXT_TARGETS[context]
+                    values = metrics_from_hits(hits=hits[wanted], n_targets=n_targets[wanted], k=k)[metric]
+                    out[c.name][context][start:stop] = values  # each batch writes its own rows
+
+    starts = range(0, len(holdout.users), _BATCH)
+    with blas_single_thread(), ThreadPoolExecutor(EVAL_THREADS) as pool:
+        list(pool.map(batch, starts))
     return out

@@ -58,6 +58,19 @@ class Settings(BaseSettings):
         validation_alias="RECO_REGISTERED_NAME",
         description="Registered model name of `reco train` and `reco promote`.",
     )
+    experiment: str = Field(
+        default="reco",
+        min_length=1,
+        validation_alias="RECO_EXPERIMENT",
+        description="MLflow experiment `reco train` logs its runs to (created on first use).",
+    )
+    artifact_root: str | None = Field(
+        default=None,
+        validation_alias="RECO_ARTIFACT_ROOT",
+        description="Where a new experiment keeps its runs' artifacts (models, reports) when the tracking URI is a "
+        "database (sqlite, postgresql+psycopg, mysql+pymysql): a directory or an object-store URI every reader can "
+        "reach (default: $RECO_HOME/mlartifacts). A tracking server (http://…) decides its own.",
+    )
     materialize_workers: int | None = Field(
         default=None,
         ge=1,
@@ -80,6 +93,14 @@ class Settings(BaseSettings):
     def tracking_uri(self) -> str:
         """MLflow tracking URI: the environment's, else a SQLite store under RECO_HOME."""
         return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def artifact_location(self) -> str:
+        """RECO_ARTIFACT_ROOT as a URI (a plain path becomes file://), else RECO_HOME/mlartifacts."""
+        root = self.artifact_root
+        if not root:
+            return (self.home / "mlartifacts").as_uri()
+        return root if "://" in root else Path(root).expanduser().resolve().as_uri()
 
     @property
     def feature_data_dir(self) -> Path:

@@ -1,11 +1,13 @@
 """The chronological split: which purchase lines are trained on and which baskets are held out.
 
 Each customer's last basket is the test, the one before it the validation basket (used for tuning
-only), everything earlier is training. Baskets are orders (`order_id`), or a customer's calendar
-day when the file has no order ids. When too few customers have a validation basket, some
-customers' last baskets are held out for tuning instead (`validation_and_test`); they are then not
-test customers. (Other customers' later lines still shape the collaborative part: leave-last-basket-out
-is not a global time split.)
+only), everything earlier is training. A sample of the test customers is set aside before tuning
+for the champion gate (`set_aside_gate`, those with the newest last baskets): their last baskets
+decide promotions, so the reported test never does, and tuning sees none of their baskets.
+Baskets are orders (`order_id`), or a customer's calendar day when the file has no order ids.
+When too few customers have a validation basket, some customers' last baskets are held out for
+tuning instead (`validation_and_test`); they are then not test customers. (Other customers' later
+lines still shape the collaborative part: leave-last-basket-out is not a global time split.)
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ TUNE_USERS = 3_000  # validation customers tuning ranks at most (a subsample, th
 # tuning instead (those customers are then not tested), so tuning never runs on nothing.
 MIN_VALIDATION_CUSTOMERS = 300
 HELD_OUT_SHARE = 0.2
+# The champion gate's customers: the quarter of the test customers with the newest last baskets, at
+# most this many (its scoring stays a few seconds at any data size; intervals come from a paired
+# bootstrap over them).
+GATE_USERS = 3_000
+GATE_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,10 @@ class Holdout:
     def take(self, rows: np.ndarray) -> Holdout:
         """The holdout restricted to the given row positions."""
         return Holdout(self.users[rows], self.now[rows], self.targets[rows], self.prior_baskets[rows])
+
+    def without(self, users: np.ndarray) -> Holdout:
+        """The holdout less the given customers."""
+        return self.take(np.flatnonzero(~np.isin(self.users, users)))
 
     def concat(self, other: Holdout) -> Holdout:
         """Both holdouts' customers, this one's first."""
@@ -144,3 +155,18 @@ def validation_and_test(split: Split) -> tuple[Holdout, Holdout, int]:
     moved = np.sort(np.random.default_rng(3).choice(eligible, size=n, replace=False))
     kept = np.setdiff1d(np.arange(len(test.users)), moved)
     return validation.concat(test.take(moved)), test.take(kept), n
+
+
+def set_aside_gate(test: Holdout, *, seed: int = 4) -> tuple[Holdout, Holdout]:
+    """(gate, test): the newest period. The test customers whose last baskets are the newest
+    (GATE_SHARE of them, at most GATE_USERS; a seeded draw among baskets of the same moment) are the
+    champion gate's; the others stay the reported test.
+
+    The newest baskets are the ones a champion trained on older data has not seen, so they can be
+    scored for it without leaking its training data (training.pipeline.gating). Done before tuning:
+    the caller also drops the gate customers from validation, so no basket of theirs tunes
+    anything, and a customer is in the gate or in the test, never both."""
+    n = min(GATE_USERS, int(len(test.users) * GATE_SHARE))
+    order = np.lexsort((np.random.default_rng(seed).random(len(test.users)), -test.now))
+    picked = np.sort(order[:n])
+    return test.take(picked), test.take(np.sort(order[n:]))

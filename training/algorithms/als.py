@@ -6,6 +6,7 @@ item factors fixed (the test bundle's customers, and the refit on all lines when
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,7 +33,8 @@ class ALS(CollaborativeFamily):
             iterations=param(params, "iterations"),
             random_state=param(params, "seed"),
         )
-        als.fit(_confidence(matrix), show_progress=False)
+        # implicit's own bar of the iterations (with an ETA) on a terminal; nothing in logs.
+        als.fit(_confidence(matrix), show_progress=sys.stderr.isatty())
         scorer = Factors(user_factors=als.user_factors, item_factors=als.item_factors)
         return FittedCollaborative(self.name, scorer, als)
 
@@ -76,3 +78,22 @@ def _confidence(matrix: sp.csr_matrix) -> sp.csr_matrix:
     from implicit.nearest_neighbours import bm25_weight
 
     return bm25_weight(matrix, K1=100, B=0.8).tocsr().astype(np.float32)
+
+
+def solve_customers(
+    *, item_factors: np.ndarray, matrix: sp.csr_matrix, users: np.ndarray, regularization: float, alpha: float
+) -> np.ndarray:
+    """Factors of every customer row of `matrix` (basket counts), solved exactly for `users` with the
+    item factors fixed (ALS's own user step; the other rows stay zero): customers folded into item
+    factors that were fitted elsewhere, such as a registered model's."""
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    item_factors = np.array(item_factors, dtype=np.float32)  # a writable copy (a loaded bundle is mapped read-only)
+    model = AlternatingLeastSquares(factors=item_factors.shape[1], regularization=regularization, alpha=alpha)
+    model.item_factors = item_factors
+    factors = np.zeros((matrix.shape[0], item_factors.shape[1]), dtype=np.float32)
+    rows = np.unique(np.asarray(users, dtype=np.int64))
+    if len(rows):
+        with blas_single_thread():
+            factors[rows] = model.recalculate_user(rows, _confidence(matrix)[rows])
+    return factors

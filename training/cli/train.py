@@ -134,15 +134,32 @@ def recommend_command(
 
 def promote_command(
     version: Annotated[
-        str, typer.Option(help="Registered model version to make @champion (rollback or roll forward).")
-    ],
+        str | None, typer.Option(help="Registered model version to make @champion (rollback or roll forward).")
+    ] = None,
+    history: Annotated[
+        bool, typer.Option("--history", help="Print every move of @champion, oldest first, and change nothing.")
+    ] = False,
+    reason: Annotated[str, typer.Option(help="Why, for the promotion history and the version's description.")] = "",
     registered_name: Annotated[str | None, typer.Option(help="Registered model name (default: reco).")] = None,
 ) -> None:
-    """Move @champion to a version; the previous champion becomes @challenger."""
-    from training.registry.publishing import promote
+    """Move @champion to a version, recorded in the promotion history and the versions' descriptions;
+    or, with --history, print that history."""
+    from training.registry.publishing import promote, promotion_history
+    from training.registry.tracking import check_tracking_uri
     from training.settings import load_settings
 
     settings = load_settings()
+    check_tracking_uri(settings.tracking_uri)
     name = registered_name or settings.registered_name
-    result = promote(settings=settings, name=name, version=version, reason="reco promote")
+    if history:
+        entries = promotion_history(settings=settings, name=name)
+        if not entries:
+            typer.echo(f"{name}: no promotion recorded yet")
+        for entry in entries:
+            previous = f" (was {entry['previous']})" if entry.get("previous") else ""
+            typer.echo(f"{entry['at']}  version {entry['version']}{previous}  by {entry['by']}: {entry['reason']}")
+        return
+    if version is None:
+        raise RecoError("Give --version V to promote, or --history to list the promotions.")
+    result = promote(settings=settings, name=name, version=version, reason=reason or "manual", by="reco promote")
     typer.echo(json.dumps(result))

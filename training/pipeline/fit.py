@@ -8,6 +8,7 @@ best on validation is kept.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +28,7 @@ from training.core.errors import RecoError
 from training.evaluate import Candidate, Reuse, evaluate
 from training.interactions import Interactions
 from training.metrics import KS, PRIMARY_METRIC
-from training.pipeline.prepare import Prepared, lines_of
+from training.pipeline.prepare import Prepared
 from training.tuning import HALF_LIVES, best_of, fit_candidate, tune_blend, tune_discover, tune_recency
 
 DEFAULT_EVAL_USERS = 10_000
@@ -108,14 +109,26 @@ def candidates_for(*, model: str, params: Mapping[str, Any], interactions: Inter
 def fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepared, log: Log) -> Fitted:
     """Fit on the training split, tune on validation, and build the test-time bundle (history up to the test basket)."""
     # One BLAS limit around the whole: the fits and the evaluations set their own, from two threads.
-    with blas_single_thread():
-        return _fit_configuration(model=model, params=params, prepared=prepared, log=log)
+    with blas_single_thread(), tuning_progress() as bar:
+        return _fit_configuration(model=model, params=params, prepared=prepared, log=log, bar=bar)
 
 
-def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepared, log: Log) -> Fitted:
+def tuning_progress() -> Any:
+    """The terminal's progress bar of a configuration's tuning steps, with an ETA (tqdm; silent when
+    stderr is not a terminal). Its total is set once the candidates are known."""
+    from tqdm import tqdm
+
+    return tqdm(total=1, desc="tuning", unit="step", disable=None, file=sys.stderr, leave=False)
+
+
+def _step(bar: Any, done: str) -> None:
+    bar.set_postfix_str(done, refresh=False)
+    bar.update(1)
+
+
+def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepared, log: Log, bar: Any) -> Fitted:
     start = time.perf_counter()
     inter = prepared.interactions
-    split = prepared.split
     val = prepared.tuning
 
     train_lines = prepared.train
@@ -135,6 +148,9 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
     # test-time history below: implicit's loops release the GIL.
     matrix = history_matrix(train_lines.history(float(params.get("half_life", HALF_LIVES[0]))), n_items=inter.n_items)
     names = candidates_for(model=model, params=params, interactions=inter, pairs=matrix.nnz)
+    # Steps: recency, each candidate's fit, (hybrid) each candidate's blend and the discover mix, the test bundle.
+    bar.total = 2 + len(names) + (len(names) + 1 if model == "hybrid" else 0)
+    bar.refresh()
     search = matrix.nnz <= SEARCH_MAX_PAIRS
     fitting = None
     if names and not search:
@@ -149,11 +165,12 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
     half_life, pop_half_life, recency_scores = tune_recency(bundle=bundle, holdout=val, params=params)
     choice.update(recency_scores)
     log(f"  recency: own purchases half-life {half_life} d, popularity half-life {pop_half_life} d")
+    _step(bar, "recency")
 
     # What comes after the fit but needs no collaborative part, computed while the fit runs: the
     # test-time history (up to each customer's test basket) and popularity, and those of all lines
     # for the refit.
-    before_test = lines_of(inter, split.train | split.validation, events=prepared.events, popular=prepared.popular)
+    before_test = prepared.before_test
     test_history = before_test.history(half_life)
     before_test.timeline(pop_half_life)
     if fitting is not None:
@@ -181,6 +198,7 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
             log(f"  {name} validation discover/ndcg_at_10 by regularization: {_rounded(scores)}")
         chosen_text = "".join(f" {k}={v}" for k, v in chosen_params[name].items())
         log(f"  fitted {name}{chosen_text} on the training split in {fits[name].seconds:.1f} s")
+        _step(bar, f"fitted {name}")
     if model in algorithms.BASELINES:
         blend, chosen = baseline_blend(model), None
     elif model != "hybrid":
@@ -196,6 +214,7 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
                 f"  validation {PRIMARY_METRIC} hybrid({name}) = {per_candidate[name][1]:.4f}"
                 f" with {per_candidate[name][0]}"
             )
+            _step(bar, f"blend of hybrid({name})")
             if best_of({n: score for n, (_, score) in per_candidate.items()}) == name:
                 best = (b, reuse)
         chosen = best_of({name: score for name, (_, score) in per_candidate.items()})
@@ -214,15 +233,18 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
             name: {"validation_score": s, "blend": b.to_dict()} for name, (b, s) in per_candidate.items()
         }
         choice["chosen"] = chosen
+        _step(bar, "discover mix")
     if chosen and chosen_params.get(chosen):
         choice["chosen_params"] = chosen_params[chosen]
     # 3. The test-time bundle; ALS customers folded in.
     cf_fit = fits.get(chosen) if chosen else None
     test_cf = None
     if cf_fit is not None:
-        # Only the customers evaluated need their factors folded in (the final refit does all of them).
+        # Only the customers evaluated (test and gate) need their factors folded in (the final refit
+        # does all of them).
         test_matrix = history_matrix(test_history, n_items=inter.n_items)
-        test_cf = algorithms.fold_in(fitted=cf_fit, matrix=test_matrix, users=prepared.test.users).scorer
+        scored = np.concatenate([prepared.test.users, prepared.gate.users])
+        test_cf = algorithms.fold_in(fitted=cf_fit, matrix=test_matrix, users=scored).scorer
     test_bundle = before_test.bundle(
         half_life=half_life,
         popularity_half_life=pop_half_life,
@@ -231,6 +253,7 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
         catalog=prepared.catalog,
         timeline=True,
     )
+    _step(bar, "test bundle")
     fitted = Fitted(
         model=model,
         params=dict(params),

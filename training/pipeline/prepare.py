@@ -1,7 +1,8 @@
 """Step 1 of `reco train`: the purchase lines encoded, split by time, and what every fit shares.
 
 `Prepared` holds the interactions, the split, the holdouts (sampled once, so every fit is scored on
-the same customers), the catalog aligned with the item index, and the basket and popularity events
+the same customers: validation for tuning, the test that is reported, the gate that decides
+promotions), the catalog aligned with the item index, and the basket and popularity events
 every split's histories are taken from. `Lines` caches, per set of lines, the histories,
 popularity and timelines that tuning asks for again and again.
 """
@@ -32,7 +33,7 @@ from training.core.errors import RecoError
 from training.core.history import History, PopularityTimeline
 from training.interactions import Interactions, build_interactions
 from training.sorting import run_starts
-from training.split import TUNE_USERS, Holdout, Split, chronological_split, validation_and_test
+from training.split import TUNE_USERS, Holdout, Split, chronological_split, set_aside_gate, validation_and_test
 
 
 @dataclass(frozen=True)
@@ -54,10 +55,12 @@ class Prepared:
     validation: Holdout
     tuning: Holdout  # the validation customers the hybrid's weights are tuned on (a subsample)
     test: Holdout
+    gate: Holdout  # customers set aside before tuning: their last baskets decide the champion gate
     item_share: np.ndarray  # share of training customers who bought each item (novelty)
     events: BasketEvents  # one per (basket, item) over all lines; each split takes its baskets' events
     popular: PopularityLines  # every split's popularity events, by mask
     train: Lines  # the training split's lines (their histories and popularity are cached on them)
+    before_test: Lines  # every line before each customer's last basket: histories as of the test and the gate
     lines: Lines  # every line, for the refit
     held_out_customers: int = 0  # test customers whose last basket was moved to validation
 
@@ -67,6 +70,7 @@ class Prepared:
             **self.split.summary(),
             "validation_customers": len(self.validation.users),
             "test_customers": len(self.test.users),
+            "gate_customers": len(self.gate.users),
             "held_out_customers": self.held_out_customers,
         }
 
@@ -95,6 +99,8 @@ def prepare_interactions(*, interactions: Interactions, catalog: pa.Table | None
                 "No customer has two baskets: there is nothing to evaluate on (need order_id or several days)."
             )
         validation, test, held_out = validation_and_test(split)
+        gate, test = set_aside_gate(test)
+        validation = validation.without(gate.users)
         events, popular = events_future.result(), popular_future.result()
     train = lines_of(interactions, split.train, events=events, popular=popular)
     # Share of the training customers who bought each item (novelty): the training events' pairs.
@@ -108,10 +114,12 @@ def prepare_interactions(*, interactions: Interactions, catalog: pa.Table | None
         validation=validation.sample(max_users=eval_users, seed=1),
         tuning=validation.sample(max_users=min(eval_users, TUNE_USERS), seed=1),
         test=test.sample(max_users=eval_users, seed=2),
+        gate=gate,
         item_share=item_share.astype(np.float64),
         events=events,
         popular=popular,
         train=train,
+        before_test=lines_of(interactions, split.train | split.validation, events=events, popular=popular),
         lines=lines_of(interactions, None, events=events, popular=popular),
         held_out_customers=held_out,
     )

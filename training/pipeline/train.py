@@ -1,8 +1,9 @@
-"""`reco train`: load → split → fit and tune on validation → evaluate on test beside the baselines →
-champion gate (the champion's configuration refit on the same split) → refit on all data → MLflow
-run, pyfunc model, registered version, alias.
+"""`reco train`: check the tracking URI → load → split (test, gate and validation customers) → fit and
+tune on validation → evaluate on test beside the baselines → champion gate (the champion as served
+and its configuration refit, on the gate customers) → refit on all data → MLflow run, pyfunc model,
+registered version, description, alias.
 
-The steps live in prepare.py, fit.py, training.gate and record.py; this module runs them in order
+The steps live in prepare.py, fit.py, gating.py (with training.gate) and record.py; this module runs them in order
 and starts two threads of its own (each explained where it starts): the registry's lookups while the
 models fit, and the refit and the model's logging while the test and the gate run.
 """
@@ -20,8 +21,7 @@ from typing import Any
 from training import algorithms
 from training.algorithms.base import blas_single_thread
 from training.core.errors import RecoError
-from training.evaluate import Candidate, evaluate
-from training.gate import PROMOTE_CHOICES, decide
+from training.gate import PROMOTE_CHOICES
 from training.metrics import PRIMARY_METRIC, TABLE_METRICS, comparison_table
 from training.pipeline.fit import (
     DEFAULT_EVAL_USERS,
@@ -30,7 +30,8 @@ from training.pipeline.fit import (
     evaluate_on_test,
     fit_configuration,
 )
-from training.pipeline.prepare import Prepared, encode, prepare_interactions
+from training.pipeline.gating import run_gate
+from training.pipeline.prepare import encode, prepare_interactions
 from training.pipeline.record import current_champion, input_dataset, log_run, publish
 from training.tuning import score_of
 
@@ -84,10 +85,12 @@ def train(
 ) -> TrainResult:
     """The whole `reco train`: see the module docstring. Returns what the command prints last."""
     from training.data.load import load_training_inputs
+    from training.registry.tracking import check_tracking_uri
     from training.settings import load_settings
 
     total_start = time.perf_counter()
     settings = settings or load_settings()
+    check_tracking_uri(settings.tracking_uri)
     algorithms.check_model(model)
     params = dict(params or {})
     if promote not in PROMOTE_CHOICES:
@@ -157,20 +160,15 @@ def train(
         f"frequency {score_of(results, 'frequency'):.4f}"
     )
 
-    # Champion gate: the champion's configuration refit on this very split, scored on the same customers.
+    # The champion gate: the challenger, the champion as served and its configuration refit, on the
+    # gate customers (set aside before tuning; the reported test never decides).
     t = time.perf_counter()
-    decision, promoted = decide(
-        new_score=score,
-        model=model,
-        params=params,
-        champion=champion_future.result(),
-        promote=promote,
-        score_champion=lambda champion_model, champion_params: _champion_score(
-            model=champion_model, params=champion_params, prepared=prepared, log=log
-        ),
-    )
+    gated = run_gate(fitted=fitted, prepared=prepared, champion=champion_future.result(), promote=promote, log=log)
     timings["gate_seconds"] = time.perf_counter() - t
-    log(f"gate: {decision['reason']} (new {score:.4f} vs champion {decision.get('champion_score')})")
+    log(
+        f"gate ({len(prepared.gate.users):,} customers): {'promoted' if gated.promoted else 'not promoted'}: "
+        f"{gated.decision['reason']}"
+    )
 
     t = time.perf_counter()
     published = publishing.result()
@@ -187,8 +185,7 @@ def train(
         fitted=fitted,
         published=published,
         results=results,
-        decision=decision,
-        promoted=promoted,
+        gated=gated,
         table=table,
         reports=[purchase_report, *([catalog_report] if catalog_report else [])],
         prepared=prepared,
@@ -201,16 +198,6 @@ def train(
     headline = {k: round(v, 6) for k, v in results[fitted.label].items() if k in HEADLINE}
     headline.update({f"popularity/{k}": round(v, 6) for k, v in results["popularity"].items() if k in HEADLINE})
     headline.update({f"frequency/{k}": round(v, 6) for k, v in results["frequency"].items() if k in HEADLINE})
-    return TrainResult(published.run_id, f"models:/{name}/{version}", version, headline, promoted, decision, table)
-
-
-def _champion_score(*, model: str, params: Mapping[str, Any], prepared: Prepared, log: Log) -> float:
-    """The champion's configuration refit on this very split, scored on the same test customers."""
-    champion_fit = fit_configuration(model=model, params=params, prepared=prepared, log=log)
-    champion_res = evaluate(
-        candidates=[Candidate("champion", champion_fit.test_bundle, champion_fit.blend, ("home",))],
-        holdout=prepared.test,
-        ks=(10,),
-        detail=False,
+    return TrainResult(
+        published.run_id, f"models:/{name}/{version}", version, headline, gated.promoted, gated.decision, table
     )
-    return score_of(champion_res, "champion")

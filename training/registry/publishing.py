@@ -1,12 +1,16 @@
 """Publishing to the MLflow registry: log a run's model, register versions, move the aliases.
 
-`@champion` is what the service serves; `@challenger` the newest version that did not win. Every
-move is recorded as tags on the versions involved. MLflow is imported inside the functions.
+`@champion` is what the service serves; `@challenger` the newest version that did not win (every
+version stays registered). Every move of @champion is kept in the registered model's promotion
+history and written into the descriptions of the versions involved. MLflow is imported inside the
+functions.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,23 +46,68 @@ def set_alias(*, settings: Settings, name: str, alias: str, version: str) -> Non
     client(settings=settings).set_registered_model_alias(name, alias, str(version))
 
 
-def promote(*, settings: Settings, name: str, version: str, reason: str = "manual") -> dict[str, Any]:
-    """Move @champion to `version` (rollback or roll forward); the previous champion becomes the challenger.
+HISTORY_TAG = "reco.promotion."  # + a six-digit sequence number: one registered-model tag per move of @champion
 
-    Returns {"name", "version", "previous"}; the decision is recorded as tags on both versions."""
+
+def promote(
+    *, settings: Settings, name: str, version: str, reason: str = "manual", by: str = "reco promote"
+) -> dict[str, Any]:
+    """Move @champion to `version` (rollback or roll forward) and record it: a new entry of the
+    registered model's promotion history (`promotion_history`), and a line in the description of the
+    version promoted and of the one it replaces. @challenger keeps naming the latest version that was
+    not promoted (it is removed when that version is the one promoted).
+
+    Returns the history entry: {"at", "version", "previous", "reason", "by"}."""
     mlflow_client = client(settings=settings)
     try:
         mlflow_client.get_model_version(name, str(version))
     except Exception:
         raise ModelNotFound(f"Registered model {name!r} has no version {version}.") from None
     previous = champion(settings=settings, name=name)
+    previous_version = previous["version"] if previous else None
     mlflow_client.set_registered_model_alias(name, CHAMPION, str(version))
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    entry = {"at": stamp, "version": str(version), "previous": previous_version, "reason": reason, "by": by}
+    history = promotion_history(settings=settings, name=name)
+    sequence = 1 + max((int(e["sequence"]) for e in history), default=0)
+    mlflow_client.set_registered_model_tag(name, f"{HISTORY_TAG}{sequence:06d}", json.dumps(entry))
     mlflow_client.set_model_version_tag(name, str(version), "reco.promoted", f"{stamp} {reason}")
-    if previous and previous["version"] != str(version):
-        mlflow_client.set_registered_model_alias(name, CHALLENGER, previous["version"])
-        mlflow_client.set_model_version_tag(name, previous["version"], "reco.demoted", f"{stamp} {reason}")
-    return {"name": name, "version": str(version), "previous": previous["version"] if previous else None}
+    after = f" (replacing version {previous_version})" if previous_version and previous_version != str(version) else ""
+    line = f"{stamp}: became @champion{after} by {by}: {reason}"
+    describe(settings=settings, name=name, version=str(version), line=line)
+    if previous_version and previous_version != str(version):
+        mlflow_client.set_model_version_tag(name, previous_version, "reco.demoted", f"{stamp} {reason}")
+        line = f"{stamp}: replaced as @champion by version {version}"
+        describe(settings=settings, name=name, version=previous_version, line=line)
+    try:
+        if str(mlflow_client.get_model_version_by_alias(name, CHALLENGER).version) == str(version):
+            mlflow_client.delete_registered_model_alias(name, CHALLENGER)
+    except Exception:  # no challenger alias
+        pass
+    return {"name": name, **entry}
+
+
+def promotion_history(*, settings: Settings, name: str) -> list[dict[str, Any]]:
+    """Every move of @champion recorded by `promote`, oldest first: {"sequence", "at", "version",
+    "previous", "reason", "by"}. An unknown registered model has none."""
+    mlflow_client = client(settings=settings)
+    try:
+        tags = dict(mlflow_client.get_registered_model(name).tags or {})
+    except Exception:
+        return []
+    entries = []
+    for key, value in sorted(tags.items()):
+        if key.startswith(HISTORY_TAG):
+            entries.append({"sequence": int(key.removeprefix(HISTORY_TAG)), **json.loads(value)})
+    return entries
+
+
+def describe(*, settings: Settings, name: str, version: str, line: str) -> None:
+    """Append a line to a model version's description (what the registry's page shows first)."""
+    mlflow_client = client(settings=settings)
+    current = mlflow_client.get_model_version(name, version).description or ""
+    text = f"{current.rstrip()}\n\n{line}" if current.strip() else line
+    mlflow_client.update_model_version(name, version, description=text)
 
 
 def model_signature() -> Any:
@@ -89,21 +138,52 @@ def model_signature() -> Any:
     return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
 
+# What loading and predicting with the pyfunc imports of this package (pyfunc_model.py's imports and
+# theirs), copied beside the model as its `code_paths`: numpy and scipy only, so the pinned
+# requirements below are all a clean environment needs.
+MODEL_CODE = ("__init__.py", "core", "registry/__init__.py", "registry/bundle_file.py")
+
+
+def model_requirements() -> list[str]:
+    """The pyfunc's pip requirements, pinned to the versions the model was trained and checked with."""
+    from importlib.metadata import version
+
+    return [f"{package}=={version(package)}" for package in ("mlflow", "numpy", "scipy", "pandas")]
+
+
+def _model_code(into: Path) -> Path:
+    """A copy of the package files in MODEL_CODE under `into`/training (the code_paths entry)."""
+    source = Path(__file__).resolve().parents[1]
+    package = into / "training"
+    for relative in MODEL_CODE:
+        target = package / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if (source / relative).is_dir():
+            shutil.copytree(source / relative, target, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source / relative, target)
+    return package
+
+
 def log_pyfunc(*, bundle_dir: Path, example_users: list[str]) -> Any:
-    """Log the bundle as a models-from-code pyfunc in the active run (`register` makes it a version)."""
+    """Log the bundle as a models-from-code pyfunc in the active run (`register` makes it a version),
+    with the code it imports (`code_paths`) and pinned requirements: it loads in an environment built
+    from its own requirements.txt, without this repository."""
     import mlflow
     import pandas as pd
 
     code = Path(__file__).with_name("pyfunc_model.py")
     example = pd.DataFrame({"user_id": example_users[:2] or ["unknown"], "k": [5] * len(example_users[:2] or [1])})
-    return mlflow.pyfunc.log_model(
-        name="model",
-        python_model=str(code),
-        artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
-        signature=model_signature(),
-        input_example=example,
-        pip_requirements=["mlflow==3.17.2", "numpy", "scipy", "pandas"],
-    )
+    with tempfile.TemporaryDirectory() as tmp:
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(code),
+            artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
+            code_paths=[str(_model_code(Path(tmp)))],
+            signature=model_signature(),
+            input_example=example,
+            pip_requirements=model_requirements(),
+        )
 
 
 def register(*, settings: Settings, name: str, model_uri: str) -> str:
@@ -115,16 +195,17 @@ def register(*, settings: Settings, name: str, model_uri: str) -> str:
 
 
 def use_experiment(*, settings: Settings, name: str) -> str:
-    """Make `name` the active experiment; with a local (SQLite/file) tracking store its artifacts live
-    under RECO_HOME/mlartifacts, not in MLflow's default ./mlruns of the working directory."""
+    """Make `name` the active experiment. Created with a database tracking store (sqlite, postgresql,
+    mysql), its artifacts go to RECO_ARTIFACT_ROOT (default RECO_HOME/mlartifacts), never to MLflow's
+    default ./mlruns of the working directory; a tracking server decides its own location."""
     import mlflow
 
     mlflow_client = client(settings=settings)
     experiment = mlflow_client.get_experiment_by_name(name)
     if experiment is None:
-        location = None
-        if settings.tracking_uri.startswith(("sqlite:", "file:")) or "://" not in settings.tracking_uri:
-            location = (settings.home / "mlartifacts").as_uri()
+        scheme = settings.tracking_uri.partition("://")[0].partition("+")[0]
+        server = scheme in ("http", "https") or scheme.startswith("databricks")
+        location = None if server else settings.artifact_location
         experiment_id = mlflow_client.create_experiment(name, artifact_location=location)
     else:
         experiment_id = experiment.experiment_id

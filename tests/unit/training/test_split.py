@@ -4,6 +4,7 @@ when validation baskets are scarce are never tested."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -13,7 +14,7 @@ from tests.unit.training.conftest import checkerboard
 from training.interactions import build_interactions
 from training.pipeline.fit import fit_configuration
 from training.pipeline.prepare import prepare
-from training.split import chronological_split
+from training.split import GATE_SHARE, chronological_split
 
 
 def test_split_holds_out_each_customers_last_basket() -> None:
@@ -50,9 +51,11 @@ def test_without_validation_baskets_some_customers_are_held_out_for_tuning_not_t
     assert len(split.validation_holdout.users) == 0  # nobody has a third basket
     held = prepared.held_out_customers
     assert held > 0 and len(prepared.tuning.users) == held
-    # Tuned on or tested, never both; together every customer with two baskets.
+    # Tuned on, gated or tested, never two of them; together every customer with two baskets.
     assert not set(prepared.tuning.users.tolist()) & set(prepared.test.users.tolist())
-    assert len(prepared.test.users) + held == len(split.test_holdout.users)
+    assert not set(prepared.gate.users.tolist()) & set(prepared.test.users.tolist())
+    assert not set(prepared.gate.users.tolist()) & set(prepared.tuning.users.tolist())
+    assert len(prepared.test.users) + held + len(prepared.gate.users) == len(split.test_holdout.users)
     assert prepared.summary()["test_customers"] == len(prepared.test.users)
     # The held-out baskets are not training lines.
     inter = prepared.interactions
@@ -66,3 +69,19 @@ def test_without_validation_baskets_some_customers_are_held_out_for_tuning_not_t
     # So the hybrid is tuned on something (every score finite) and still evaluates on the rest.
     fitted = fit_configuration(model="hybrid", params={}, prepared=prepared, log=lambda _: None)
     assert all(np.isfinite(c["validation_score"]) for c in fitted.choice["candidates"].values())
+
+
+def test_the_gate_holds_the_newest_last_baskets_and_nothing_of_it_is_tuned_or_tested(small_store: Path) -> None:
+    """The champion gate's customers: the quarter of the test customers with the newest last baskets,
+    none of them tested or tuned on (not even their validation baskets)."""
+    import pyarrow.parquet as pq
+
+    prepared = prepare(purchases=pq.read_table(small_store / "purchases.parquet"), catalog=None, eval_users=10_000)
+    gate, test, validation = prepared.gate, prepared.test, prepared.validation
+    tested = len(prepared.split.test_holdout.users)
+    assert len(gate.users) == int(tested * GATE_SHARE) and len(gate.users) + len(test.users) == tested
+    assert gate.now.min() >= test.now.max()  # the newest period
+    assert not set(gate.users.tolist()) & set(test.users.tolist())
+    assert not set(gate.users.tolist()) & set(validation.users.tolist())
+    assert not set(gate.users.tolist()) & set(prepared.tuning.users.tolist())
+    assert prepared.summary()["gate_customers"] == len(gate.users)
