@@ -92,6 +92,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 def _start(settings: ServiceSettings) -> Services:
     """Blocking start-up work (runs in a thread so the loop stays free)."""
     tune_process()
+    _ = settings.recap_brand  # the recap page's shop, read once (a bad RECO_BRAND file stops start-up)
     holder = ModelHolder(settings)
     try:
         holder.reload()
