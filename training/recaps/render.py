@@ -175,16 +175,13 @@ def styles(brand: Brand) -> Styles:
     from markupsafe import Markup
 
     primary = brand.colours.primary
-    safe = {
-        "primary": primary,
-        "on_primary": brand.on_primary,
-        "background": brand.colours.background,
-        "on_background": brand.on_background,
-        "figure": primary if contrast_ratio(primary, PAPER) >= 4.5 else INK,
-    }
     # Colours are validated #rrggbb: nothing to escape, so the template is told not to try.
     return Styles(
-        **{k: Markup(v) for k, v in safe.items()},
+        primary=Markup(primary),
+        on_primary=Markup(brand.on_primary),
+        background=Markup(brand.colours.background),
+        on_background=Markup(brand.on_background),
+        figure=Markup(primary if contrast_ratio(primary, PAPER) >= 4.5 else INK),
         ink=Markup(INK),
         muted=Markup(MUTED),
         paper=Markup(PAPER),
