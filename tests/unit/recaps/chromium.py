@@ -2,7 +2,8 @@
 
 `layout(pages, widths)` opens every page in an iframe of the given widths (one browser start for all),
 and a script in the harness (never in the email) reports, per page and width, the page's scroll width,
-every visible element that sticks out of the viewport, and every text's colour on its background.
+every visible element that sticks out of the viewport, every box whose content is cut off (overflow
+hidden), every image, and every text's colour on its background.
 `screenshot(...)` saves a PNG. The flags are PITFALLS.md's (root, no network, fresh profile).
 """
 
@@ -74,7 +75,7 @@ function audit(frame) {
   const win = frame.contentWindow, doc = frame.contentDocument, width = win.innerWidth;
   const out = {name: frame.dataset.name, width: width, scrollWidth: doc.documentElement.scrollWidth,
                height: Math.ceil(doc.body.getBoundingClientRect().bottom),
-               overflow: [], texts: [], images: []};
+               overflow: [], clipped: [], texts: [], images: []};
   for (const el of doc.body.querySelectorAll('*')) {
     const r = el.getBoundingClientRect();
     if (r.width === 0 || r.height === 0) continue;  // hidden (the preheader) or empty
@@ -82,6 +83,9 @@ function audit(frame) {
       out.overflow.push({tag: el.tagName, id: el.id, left: Math.round(r.left), right: Math.round(r.right),
                          text: (el.textContent || '').trim().slice(0, 60)});
     if (el.tagName === 'IMG') out.images.push({alt: el.getAttribute('alt'), width: r.width});
+    if (el.scrollWidth > el.clientWidth + 1 && win.getComputedStyle(el).overflowX !== 'visible')
+      out.clipped.push({tag: el.tagName, cls: String(el.className), scrollWidth: el.scrollWidth,
+                        clientWidth: el.clientWidth});
     const own = Array.from(el.childNodes).some(n => n.nodeType === 3 && n.textContent.trim());
     if (own) {
       const st = win.getComputedStyle(el);

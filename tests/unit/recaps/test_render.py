@@ -258,7 +258,7 @@ def test_every_persona_fits_phones_and_desktops_in_chromium(
             assert page["width"] == 600 or (page["overflow"] and page["scrollWidth"] > 375), where
             continue
         assert page["scrollWidth"] <= page["width"], (where, page["scrollWidth"])
-        assert page["overflow"] == [], (where, page["overflow"][:3])
+        assert page["overflow"] == [] and page["clipped"] == [], (where, page["overflow"][:3], page["clipped"][:3])
         assert page["images"] and all(i["alt"] for i in page["images"]), where
         low = [(t["text"], round(chromium.contrast(t["colour"], t["background"]), 2)) for t in page["texts"]
                if chromium.contrast(t["colour"], t["background"]) < 4.5]  # fmt: skip
