@@ -425,11 +425,12 @@ def _no_purchases(year: int, covered: tuple[int, int] | None) -> str:
     return f"No purchases in {year}: the purchases cover {span}."
 
 
-def with_links(recaps: pa.Table, *, brand: Brand, key: bytes | None, year: int) -> pa.Table:
+def with_links(recaps: pa.Table, *, brand: Brand, key: bytes | None, year: int, batch: int = 50_000) -> pa.Table:
     """The recaps with each customer's `links` (view in browser, unsubscribe, List-Unsubscribe,
     List-Unsubscribe-Post, the token; null without the brand's templates) added to the record:
     computed per customer in Python (an HMAC each), appended to the JSON text by Arrow (each
-    document ends with its closing brace)."""
+    document ends with its closing brace), `batch` customers at a time (bounded pieces: a string
+    array holds at most 2 GiB, and the JSONL writer takes a piece at a time)."""
     import orjson
 
     def tail(user: str) -> str:
@@ -438,7 +439,11 @@ def with_links(recaps: pa.Table, *, brand: Brand, key: bytes | None, year: int) 
 
     if brand.signs_links and key is None:
         raise NotReadyToSend("The brand's links carry a signed token and no key was given to sign them.")
-    tails = pa.array([tail(user) for user in recaps.column(col.USER_ID).to_pylist()], pa.string())
-    documents = pc.utf8_slice_codeunits(recaps.column("recap_json").combine_chunks(), 0, -1)
-    joined = pc.binary_join_element_wise(documents, tails, "")
+    pieces = []
+    for start in range(0, recaps.num_rows, batch):
+        part = recaps.slice(start, batch)
+        tails = pa.array([tail(user) for user in part.column(col.USER_ID).to_pylist()], pa.string())
+        documents = pc.utf8_slice_codeunits(part.column("recap_json").combine_chunks(), 0, -1)
+        pieces.append(pc.binary_join_element_wise(documents, tails, ""))
+    joined = pa.chunked_array(pieces, pa.string())
     return recaps.set_column(recaps.schema.get_field_index("recap_json"), "recap_json", joined)
