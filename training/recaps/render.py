@@ -190,10 +190,12 @@ def styles(brand: Brand) -> Styles:
 
 
 def _chart(record: dict[str, Any], brand: Brand, f: Formats) -> list[dict[str, Any]]:
-    """Bars of spend by month: pixel height for HTML, characters for text; the peak stands out."""
+    """Bars of spend by month: pixel height for HTML, characters for text; the busiest month (the
+    one the email names under the chart: most orders) stands out."""
     spend = [float(x or 0) for x in record.get("spend_by_month") or [0.0] * 12]
     orders = list(record.get("orders_by_month") or [1 if x > 0 else 0 for x in spend])
     top = max(spend) or 1.0
+    busiest = int((record.get("busiest_month") or {}).get("month") or 0) - 1
     return [
         {
             "month": MONTHS[m],
@@ -201,7 +203,7 @@ def _chart(record: dict[str, Any], brand: Brand, f: Formats) -> list[dict[str, A
             "orders": orders[m],
             "height": max(2, round(CHART_HEIGHT * value / top)) if value > 0 else 0,
             "chars": max(1, round(TEXT_CHART_WIDTH * value / top)) if value > 0 else 0,
-            "colour": brand.colours.highlight if value == top and value > 0 else brand.colours.accent,
+            "colour": brand.colours.highlight if m == busiest else brand.colours.accent,
         }
         for m, value in enumerate(spend)
     ]

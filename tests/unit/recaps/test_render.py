@@ -306,9 +306,14 @@ def test_dark_mode_keeps_every_text_readable(built: dict[str, dict], brand: Bran
 def test_email_in_headless_chromium_shows_totals_and_chart(
     built: dict[str, dict], brand: Brand, tmp_path: Path
 ) -> None:
+    # A full year whose busiest month (most orders) is not the month with the most spend.
     recap = max(
         (r for r in built.values() if r["kind"] == "full"),
-        key=lambda r: (sum(x > 0 for x in r["spend_by_month"]), r["user_id"]),
+        key=lambda r: (
+            r["busiest_month"]["month"] - 1 != r["spend_by_month"].index(max(r["spend_by_month"])),
+            sum(x > 0 for x in r["spend_by_month"]),
+            r["user_id"],
+        ),
     )
     page = tmp_path / "recap.html"
     page.write_text(render_recap_html(with_links(with_picks(recap, 3), brand), brand=brand))
@@ -336,3 +341,10 @@ def test_email_in_headless_chromium_shows_totals_and_chart(
     heights = [int(bar[:, (a + b) // 2].sum()) for a, b in runs]
     peak = recap["spend_by_month"].index(max(recap["spend_by_month"]))
     assert nonzero[heights.index(max(heights))] == peak, "the tallest bar is the month with the most spend"
+    highlight = np.array([int(brand.colours.highlight[i : i + 2], 16) for i in (1, 3, 5)])
+    marked = [
+        m
+        for m, (a, b) in zip(nonzero, runs, strict=True)
+        if (np.abs(pixels[rows.max(), (a + b) // 2] - highlight).sum() < 12)
+    ]
+    assert marked == [recap["busiest_month"]["month"] - 1], "the busiest month, named under the chart, stands out"
