@@ -180,6 +180,8 @@ def test_merge_csv_has_a_row_per_customer_with_the_templates_fields(
     out = tmp_path / "recaps" / "2025.jsonl"
     manifest = job(store, tmp_path, out=out, format="csv", email_workers=2).run()
     merge = tmp_path / "recaps" / "2025.csv"
+    job(store, tmp_path, out=tmp_path / "again" / "2025.jsonl", format="csv").run()  # one process this time
+    assert merge.read_bytes() == (tmp_path / "again" / "2025.csv").read_bytes(), "same inputs, same merge file"
     assert manifest["emails"] == {"format": "csv", "path": str(merge)}
     with merge.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))

@@ -81,6 +81,15 @@ def test_without_a_signing_key_no_token_opens_a_page(
     assert answer.status_code == 403
 
 
+def test_with_auth_disabled_a_stale_token_does_not_lock_the_page(
+    make_shop: Callable[..., Shop], model: LoadedModel, tmp_path: Path
+) -> None:
+    shop = make_shop(model, features=StubFeatures(recaps={("C1", 2025): RECORD}))
+    shop.services.settings = load_service_settings(home=str(tmp_path), auth="disabled")
+    answer = shop.get("/v1/users/C1/recaps/2025", key=None, params={"format": "html", "t": "0" * 32})
+    assert answer.status_code == 200
+
+
 def test_a_missing_recap_is_a_404_and_an_outage_a_503(make_shop: Callable[..., Shop], model: LoadedModel) -> None:
     shop = make_shop(model, features=StubFeatures(recaps={("C1", 2025): RECORD}))
     missing = shop.get("/v1/users/C1/recaps/2024", key="key-recaps")
