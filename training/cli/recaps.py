@@ -108,7 +108,7 @@ def recaps_build(
     typer.echo(
         f"{counts['recaps']:,} recaps ({counts['short_recaps']:,} short) for {year} → {out}; "
         f"{counts['opted_out_in_year']:,} opted out; "
-        + (f"emails ({format}) → {emails}; " if emails else "")
+        + (f"emails ({ {'jsonl': 'html + text'}.get(format, format) }) → {emails}; " if emails else "")
         + f"manifest {manifest_path(out)}"
         + ("; PREVIEW: not for sending" if preview else "")
     )
