@@ -24,8 +24,14 @@ from itertools import islice
 from pathlib import Path
 
 from training.data.duck import connect
+from training.recaps.brand import Brand, load_brand
 from training.recaps.job import RecapJob
-from training.recaps.render import render_recap_html, render_recap_text
+from training.recaps.render import render_recap
+from training.settings import load_settings
+
+# The shop of the benchmark: every link and picture of a real send (tokens signed with a fixed key).
+BRAND_FILE = Path(__file__).resolve().parents[1] / "docs" / "brand.example.toml"
+BENCH_KEY = "benchmark-signing-key-not-secret"
 
 
 def totals_sql(purchases: Path, year: int) -> str:
@@ -67,14 +73,15 @@ def check_totals(purchases: Path, jsonl: Path, year: int) -> dict[str, int]:
     return {"customers_checked": int(checked), "customers_wrong": int(wrong)}
 
 
-def email_rate(jsonl: Path, sample: int) -> dict[str, float]:
+def email_rate(jsonl: Path, sample: int, brand: Brand) -> dict[str, float]:
     """HTML + text emails rendered per second (one process), over the first `sample` recaps."""
     with jsonl.open() as handle:
         records = [json.loads(line) for line in islice(handle, sample)]
     started = time.perf_counter()
     size = 0
     for record in records:
-        size += len(render_recap_html(record)) + len(render_recap_text(record))
+        email = render_recap(record, brand=brand)
+        size += len(email.html) + len(email.text)
     seconds = time.perf_counter() - started
     return {"emails": len(records), "seconds": round(seconds, 2), "emails_per_s": round(len(records) / seconds, 1),
             "mean_bytes": round(size / max(1, len(records)))}  # fmt: skip
@@ -111,6 +118,7 @@ def main() -> None:
     base_s, customers = baseline_seconds(purchases, args.year)
     print(f"baseline GROUP BY: {customers:,} customers in {base_s:.1f} s", flush=True)
 
+    settings = load_settings(recap_signing_key=BENCH_KEY)
     started = time.perf_counter()
     manifest = RecapJob(
         year=args.year,
@@ -118,13 +126,15 @@ def main() -> None:
         catalog=catalog if catalog.exists() else None,
         out=args.out / "recaps.jsonl",
         picks=args.picks,
+        brand_file=BRAND_FILE,
+        settings=settings,
         progress=False,
     ).run()
     job_s = time.perf_counter() - started
     timings = manifest["timings_s"]
     print(f"recaps: {manifest['counts']['recaps']:,} in {job_s:.1f} s {timings}", flush=True)
 
-    emails = email_rate(args.out / "recaps.jsonl", args.emails)
+    emails = email_rate(args.out / "recaps.jsonl", args.emails, load_brand(settings, BRAND_FILE))
     totals = check_totals(purchases, args.out / "recaps.jsonl", args.year)
     print(f"totals vs GROUP BY: {totals}", flush=True)
     summary = {

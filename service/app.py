@@ -133,6 +133,7 @@ def install_offline_docs(app: FastAPI) -> None:
 def _start(settings: ServiceSettings) -> Services:
     """Blocking start-up work (runs in a thread so the loop stays free)."""
     tune_process()
+    _ = settings.recap_brand  # the recap page's shop, read once (a bad RECO_BRAND file stops start-up)
     holder = ModelHolder(settings)
     try:
         holder.reload()

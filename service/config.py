@@ -1,5 +1,5 @@
 """The service's settings: the shared `training.settings.Settings` plus what only serving needs
-(API keys and their scopes, timeouts, filters, the recap page).
+(API keys and their scopes, timeouts, filters).
 
 Built once per process (in `create_app`); reading the environment is all it does. Each field reads
 one environment variable, named in its `validation_alias` (docs/configuration.md lists them all).
@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from training.recaps.brand import Brand, load_brand
 from training.settings import Settings, build_settings
 
 SCOPES = ("recommend", "recaps", "events", "admin")
@@ -117,15 +118,6 @@ class ServiceSettings(Settings):
         description="Share of `context=home` items that are new to the customer (explore slots; the request's "
         "`diversity` overrides it; 0: the plain blend).",
     )
-    recap_store_name: str = Field(
-        default="us",
-        min_length=1,
-        validation_alias="RECO_STORE_NAME",
-        description="How the recap page names the shop.",
-    )
-    recap_currency: str = Field(
-        default="£", min_length=1, validation_alias="RECO_CURRENCY", description="How the recap page shows money."
-    )
 
     @field_validator("api_keys_json")
     @classmethod
@@ -158,6 +150,11 @@ class ServiceSettings(Settings):
     def api_keys(self) -> dict[str, frozenset[str]]:
         """API key → the scopes it grants."""
         return {key: frozenset(scopes) for key, scopes in json.loads(self.api_keys_json or "{}").items()}
+
+    @cached_property
+    def recap_brand(self) -> Brand:
+        """The shop of the recap page (RECO_BRAND, RECO_STORE_NAME, RECO_CURRENCY), as the recap job reads it."""
+        return load_brand(self)
 
     @property
     def events_db(self) -> Path:

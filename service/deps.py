@@ -77,6 +77,5 @@ class RequireScope:
 
 
 RecommendKey = Annotated[str, Security(RequireScope("recommend"))]
-RecapsKey = Annotated[str, Security(RequireScope("recaps"))]
 EventsKey = Annotated[str, Security(RequireScope("events"))]
 AdminKey = Annotated[str, Security(RequireScope("admin"))]

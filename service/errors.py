@@ -48,6 +48,12 @@ class MissingScope(ServiceError):
     status = 403
 
 
+class InvalidRecapLink(ServiceError):
+    """A view-in-browser token that was not signed for this customer and year (or no key to check it)."""
+
+    status = 403
+
+
 class NotFound(ServiceError):
     """The requested thing does not exist (a recipe, a recap)."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from training.core.errors import RecoError
@@ -82,6 +82,34 @@ class Settings(BaseSettings):
         gt=0,
         validation_alias="RECO_REDIS_KEY_TTL_SECONDS",
         description="Expire a customer's or item's Redis hash when not rewritten for this long (unset: never).",
+    )
+
+    recap_brand_file: Path | None = Field(
+        default=None,
+        validation_alias="RECO_BRAND",
+        description="The shop settings of the recap emails and page: a TOML or JSON file (docs/recaps.md); "
+        "`reco recaps build --brand` overrides it.",
+    )
+    recap_store_name: str | None = Field(
+        default=None,
+        min_length=1,
+        validation_alias="RECO_STORE_NAME",
+        description="The shop's name in recaps when no brand file names it (unset and no brand file: a placeholder "
+        "that `reco recaps build` refuses outside --preview).",
+    )
+    recap_currency: str | None = Field(
+        default=None,
+        min_length=3,
+        max_length=3,
+        validation_alias="RECO_CURRENCY",
+        description="ISO 4217 code of recap money when no brand file gives one (unset: GBP).",
+    )
+    recap_signing_key: SecretStr | None = Field(
+        default=None,
+        min_length=16,
+        validation_alias="RECO_RECAP_SIGNING_KEY",
+        description="Secret (at least 16 characters) signing the per-customer token of the recap's unsubscribe and "
+        "view-in-browser links (HMAC-SHA256). Never logged, never written to a manifest.",
     )
 
     @field_validator("home")

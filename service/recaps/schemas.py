@@ -53,4 +53,13 @@ EXAMPLE: dict[str, Any] = {
     },
     "picks": [{"item_id": "P0434", "name": "Sourdough Loaf", "category": "Bakery", "score": 0.812}],
     "model_version": "3",
+    # Added by the recap job for the shop's brand (training/recaps/brand.py); the token is signed
+    # with RECO_RECAP_SIGNING_KEY and also opens the email page (format=html) without an API key.
+    "links": {
+        "view_in_browser": "https://reco.shop.example/v1/users/C000123/recaps/2025?format=html&t=4f1c9a0e2b7d6c3a8e5f1b0d9c7a2e6f",
+        "unsubscribe": "https://shop.example/unsubscribe?u=C000123&t=4f1c9a0e2b7d6c3a8e5f1b0d9c7a2e6f",
+        "list_unsubscribe": "<https://shop.example/unsubscribe?u=C000123&t=4f1c9a0e2b7d6c3a8e5f1b0d9c7a2e6f>",
+        "list_unsubscribe_post": "List-Unsubscribe=One-Click",
+        "token": "4f1c9a0e2b7d6c3a8e5f1b0d9c7a2e6f",
+    },
 }

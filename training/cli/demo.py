@@ -3,8 +3,9 @@
 Like `reco serve`, it starts the service (in a subprocess) and so may import its settings.
 
 generate a store → validate → train + register (@champion) → features build + materialize
-(SQLite online store unless REDIS_URL is set) → last full year's recaps, published → `reco serve`
-with a demo API key, checked with the three requests it prints as curl lines.
+(SQLite online store unless REDIS_URL is set) → last full year's recaps for a made-up shop (its
+brand file and signing key kept under RECO_HOME/demo), published → `reco serve` with a demo API key,
+checked with the three requests it prints as curl lines and the recap page of a view-in-browser link.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ def run_demo(*, users: int, items: int, seed: int, host: str, port: int, serve: 
     settings = load_settings()
     if serve:
         _check_port_free(host, port)
+    # The demo shop signs its recap links with a key of its own unless one is set (kept with the demo).
+    if settings.recap_signing_key is None:
+        settings = load_settings(recap_signing_key=_demo_secret(settings, "recap_signing_key"))
     store = settings.home / "demo" / "store"
     purchases_path, catalog_path = store / "purchases.parquet", store / "catalog.parquet"
     echo(f"[demo] RECO_HOME={settings.home}")
@@ -100,19 +104,22 @@ def run_demo(*, users: int, items: int, seed: int, host: str, port: int, serve: 
     last = pc.max(purchases.column(col.TIMESTAMP)).as_py()
     year = last.year if (last + timedelta(days=1)).year > last.year else last.year - 1
     recaps_out = settings.home / "demo" / "recaps" / f"recaps-{year}.jsonl"
-    echo(f"[demo 5/6] reco recaps build --year {year}: JSONL, emails and the online store")
+    brand = _demo_brand(settings, host=host, port=port)
+    echo(f"[demo 5/6] reco recaps build --year {year} --brand {brand}: JSONL, emails and the online store")
     manifest = RecapJob(
         year=year,
         purchases=purchases_path,
         catalog=catalog_path,
         out=recaps_out,
         html_dir=recaps_out.parent / "emails",
+        brand_file=brand,
         publish=True,
         settings=settings,
         log=lambda m: echo(f"  {m}"),
     ).run()
     counts = manifest["counts"]
     echo(f"  {counts['recaps']:,} recaps ({counts['short_recaps']:,} short) → {recaps_out}, emails next to it")
+    echo(f"  review them: reco recaps preview --year {year} --recaps {recaps_out}")
 
     if not serve:
         echo("[demo] done (--no-serve); `reco serve` starts the API")
@@ -126,6 +133,7 @@ def run_demo(*, users: int, items: int, seed: int, host: str, port: int, serve: 
         item=_most_bought_item(purchases),
         year=year,
         now=last,
+        recaps=recaps_out,
         echo=echo,
     )
 
@@ -158,22 +166,64 @@ def _most_bought_item(purchases: pa.Table) -> str:
 
 def _demo_key(settings: Settings) -> str:
     """The demo's API key, kept under RECO_HOME so the printed curl lines keep working across runs."""
-    path = settings.home / "demo" / "api_key"
+    return _demo_secret(settings, "api_key", prefix="demo-")
+
+
+def _demo_secret(settings: Settings, name: str, *, prefix: str = "") -> str:
+    """A secret of the demo (its API key, its recap signing key), made once and kept under RECO_HOME."""
+    path = settings.home / "demo" / name
     if path.exists():
         return path.read_text().strip()
-    key = "demo-" + secrets.token_urlsafe(18)
+    key = prefix + secrets.token_urlsafe(18)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
     path.write_text(key + "\n")
     return key
 
 
-def _serve(*, settings: Settings, host: str, port: int, user: str, item: str, year: int, now, echo: Echo) -> None:
+def _demo_brand(settings: Settings, *, host: str, port: int) -> Path:
+    """The demo shop's brand file (docs/recaps.md): a made-up grocer whose view-in-browser link opens
+    the recap page of the demo service."""
+    path = settings.home / "demo" / "brand.json"
+    shop = "https://greenleaf.example"
+    brand = {
+        "name": "Greenleaf Grocers",
+        "currency": "GBP",
+        "locale": "en_GB",
+        "sender": "Greenleaf Grocers <hello@greenleaf.example>",
+        "address": "Greenleaf Grocers Ltd, 12 Market Street, Bristol BS1 4DJ, United Kingdom",
+        "shop_url": f"{shop}/",
+        "product_url": f"{shop}/p/{{item_id}}",
+        "unsubscribe_url": f"{shop}/email/unsubscribe?u={{user_id}}&y={{year}}&t={{token}}",
+        "view_url": f"http://{host}:{port}/v1/users/{{user_id}}/recaps/{{year}}?format=html&t={{token}}",
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(brand, indent=2) + "\n")
+    return path
+
+
+def _view_in_browser(recaps: Path, user: str) -> str | None:
+    """The customer's view-in-browser link, from their recap record."""
+    with recaps.open() as fh:
+        for line in fh:
+            record = json.loads(line)
+            if record.get("user_id") == user:
+                return (record.get("links") or {}).get("view_in_browser")
+    return None
+
+
+def _serve(
+    *, settings: Settings, host: str, port: int, user: str, item: str, year: int, now, recaps: Path, echo: Echo
+) -> None:
     """Start `reco serve` with the demo key, check the printed requests answer 200, wait for Ctrl-C."""
     key = _demo_key(settings)
     keys = {**{k: sorted(v) for k, v in load_service_settings().api_keys.items()}, key: list(SCOPES)}
     # The store's history ends at `now`: the service's clock starts there, so "just bought" means something.
     env = dict(os.environ, RECO_API_KEYS=json.dumps(keys), RECO_NOW=(now + timedelta(hours=1)).isoformat())
+    # The recap page behind the emails' view-in-browser links: the demo shop, and the key that signed them.
+    env.update(RECO_BRAND=str(_demo_brand(settings, host=host, port=port)))
+    if settings.recap_signing_key is not None:
+        env["RECO_RECAP_SIGNING_KEY"] = settings.recap_signing_key.get_secret_value()
     env.setdefault("RECO_RECIPES", str(settings.home / "demo" / "store" / "recipes.json"))
     base = f"http://{host}:{port}"
     echo(f"[demo 6/6] reco serve on {base} (auth on; demo key in {settings.home / 'demo' / 'api_key'})")
@@ -195,6 +245,11 @@ def _serve(*, settings: Settings, host: str, port: int, user: str, item: str, ye
             status = _status(base + path, key)
             mark = "" if status == 200 else f"   # answered {status}"
             echo(f"  curl -s -H 'X-API-Key: {key}' '{base}{path}'{mark}")
+        page = _view_in_browser(recaps, user)
+        if page:
+            status = _status(page, None)
+            mark = "" if status == 200 else f"   # answered {status}"
+            echo(f"\nThe recap email of {user} in a browser (its view-in-browser link, no key needed):\n  {page}{mark}")
         echo("\nCtrl-C stops the service.")
         server.wait()
     except KeyboardInterrupt:

@@ -27,6 +27,7 @@ def serve(
     from service.config import load_service_settings
 
     settings = load_service_settings()  # bad settings stop here, with one sentence
+    _ = settings.recap_brand  # and so does a bad brand file (RECO_BRAND)
     # Set before any worker imports numpy: one BLAS thread each (more threads fight over the cores).
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, "1")

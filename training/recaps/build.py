@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from training.core import columns as col
 from training.core.errors import RecoError
 from training.data.duck import connect, sql_text
-from training.recaps.rules import MAX_SPILL, RecapOptions
+from training.recaps.rules import MAX_SPILL, PICKS_CANDIDATES_PER_PICK, RecapOptions
 from training.recaps.sql import AGGREGATE_STEPS, Recommender, final_sql, register_inputs, stage_aggregates, stage_picks
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,9 @@ def build_recaps(
     """Recaps of every customer with a purchase in `options.year` (minus the opted-out ones).
 
     `purchases` is in the contract's schema (as `training.data.load_purchases` returns it);
-    `catalog` adds names, categories and brands; `recommend(user_ids)` returns each customer's
-    picks as (item_id, score) lists (see `model_recommender`).
+    `catalog` adds names, categories, brands and stock; `recommend(user_ids)` returns each customer's
+    candidate picks as (item_id, score) lists, best first (see `model_recommender`): a recap keeps the
+    first `options.picks_k` that the customer did not buy this year and that are in stock.
     """
     from tqdm import tqdm
 
@@ -84,7 +85,7 @@ def build_recaps(
             con,
             recommend=recommend,
             year=options.year,
-            k=options.picks_k,
+            k=options.picks_k * PICKS_CANDIDATES_PER_PICK,
             batch_size=recommend_batch_size,
             progress=progress,
         )

@@ -35,6 +35,9 @@ DEFAULT_MIN_ORDERS = 3
 TOP_N = 5
 PICKS_K = 5
 PICKS_CONTEXT = "discover"
+# Candidates asked of the model per pick: the picks drop items the customer bought this year and
+# sold-out items (the model may have been trained before either happened), and should still be full.
+PICKS_CANDIDATES_PER_PICK = 2
 MAX_SPILL = "20GiB"  # DuckDB's disk spill: fail clearly rather than fill the disk
 MONTHS = tuple(calendar.month_name[m] for m in range(1, 13))
 WEEKDAYS = tuple(calendar.day_name[d] for d in range(7))  # ISO weekday 1 = Monday
@@ -49,9 +52,16 @@ class PersonaRule:
     """One documented persona rule: the first rule whose SQL condition holds names the persona."""
 
     name: str
-    rule: str  # shown to the customer and to marketing, with the numbers of the condition
+    rule: str  # for marketing (the record and the preview's summary), with the numbers of the condition
     condition: str  # SQL over the per-customer features (the `features` step of `_final_sql`)
     reason: str  # SQL producing the customer's own evidence as text
+    article: str = "a"  # "You are an Explorer": written out, not guessed from the spelling
+    description: str = ""  # what the persona means, in a shopper's words (the email shows this, not the rule)
+
+    @property
+    def title(self) -> str:
+        """The persona with its article: "an Explorer"."""
+        return f"{self.article} {self.name}"
 
 
 # In order: the first matching rule wins. Features: orders, weekend_share (orders on Saturday or
@@ -64,38 +74,48 @@ PERSONA_RULES: tuple[PersonaRule, ...] = (
         "at least 4 orders, and at least 60% of them on a Saturday or Sunday",
         "orders >= 4 AND weekend_share >= 0.6",
         "format('{}% of your orders were on a weekend', round(100 * weekend_share)::INTEGER)",
+        description="You like to get your shopping done at the weekend.",
     ),
     PersonaRule(
         "Loyalist",
         "at least 6 orders, and at least half of your items were your 5 favourites",
         "orders >= 6 AND top5_share >= 0.5",
         "format('{}% of your items were your 5 favourites', round(100 * top5_share)::INTEGER)",
+        description="You know what you like, and you come back for it.",
     ),
     PersonaRule(
         "Explorer",
         "items from at least 18 different categories, or at least 5 categories new to you this year",
         "categories >= 18 OR new_categories >= 5",
-        "format('{} categories, {} of them new to you', categories, new_categories)",
+        "CASE WHEN new_categories > 0 THEN format('{} categories, {} of them new to you', categories, new_categories)"
+        " ELSE format('{} different categories', categories) END",
+        article="an",
+        description="You love trying something new.",
     ),
     PersonaRule(
         "Stock-Up Shopper",
         "10 or more items per order on average",
         "units_per_order >= 10",
         "format('{} items per order on average', round(units_per_order, 1))",
+        description="You shop big and keep the cupboards full.",
     ),
     PersonaRule(
         "Steady Regular",
         "none of the other rules matched: a bit of everything, regularly",
         "TRUE",
         "format('{} orders this year', orders)",
+        description="A bit of everything, week in, week out.",
     ),
 )
 SHORT_PERSONA = PersonaRule(
     "Occasional Shopper",
     "fewer than {min_orders} orders in the year",
     "TRUE",
-    "format('{} order(s) this year', orders)",
+    "format('{} order{} this year', orders, CASE WHEN orders = 1 THEN '' ELSE 's' END)",
+    article="an",
+    description="Thanks for shopping with us this year.",
 )
+PERSONAS = {p.name: p for p in (*PERSONA_RULES, SHORT_PERSONA)}
 
 
 @dataclass(frozen=True)

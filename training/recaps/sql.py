@@ -46,19 +46,20 @@ def register_inputs(
     if catalog is not None:
         con.register("catalog_in", catalog)
         names = set(catalog.column_names)
-        pick = {n: (n if n in names else "NULL") for n in (col.NAME, col.CATEGORY, col.BRAND)}
+        pick = {n: (n if n in names else "NULL") for n in (col.NAME, col.CATEGORY, col.BRAND, col.IN_STOCK)}
         con.execute(
             f"""CREATE TEMP TABLE items AS
             SELECT item_id, CAST({pick[col.NAME]} AS VARCHAR) AS name,
                    CAST({pick[col.CATEGORY]} AS VARCHAR) AS category,
                    CAST({pick[col.BRAND]} AS VARCHAR) AS brand,
-                   coalesce(lower(trim(CAST({pick[col.CATEGORY]} AS VARCHAR))) IN ({sensitive}), FALSE) AS sensitive
+                   coalesce(lower(trim(CAST({pick[col.CATEGORY]} AS VARCHAR))) IN ({sensitive}), FALSE) AS sensitive,
+                   coalesce(CAST({pick[col.IN_STOCK]} AS BOOLEAN), TRUE) AS in_stock
             FROM catalog_in"""
         )
     else:
         con.execute(
             "CREATE TEMP TABLE items "
-            "(item_id VARCHAR, name VARCHAR, category VARCHAR, brand VARCHAR, sensitive BOOLEAN)"
+            "(item_id VARCHAR, name VARCHAR, category VARCHAR, brand VARCHAR, sensitive BOOLEAN, in_stock BOOLEAN)"
         )
 
 
@@ -200,7 +201,9 @@ def stage_picks(
     batch_size: int,
     progress: bool,
 ) -> None:
-    """Ask the model for each customer's picks in batches; an empty table when there is no model."""
+    """Ask the model for each customer's picks in batches (keeping at most `k` per customer, best
+    first: `final_sql` keeps the first `options.picks_k` of them that are allowed); an empty table
+    when there is no model."""
     schema = pa.schema(
         [(col.USER_ID, pa.string()), ("item_id", pa.string()), ("score", pa.float64()), ("rank", pa.int32())]
     )
@@ -324,11 +327,15 @@ rhythm AS (
                  list_transform(weeks, lambda w, i: w - i) AS islands
           FROM rhythm_lists)),
 picks AS (
-    SELECT p.user_id, list({{'item_id': p.item_id, 'name': coalesce(i.name, p.item_id), 'category': i.category,
-                            'score': round(p.score, 6)}} ORDER BY p.rank) AS picks
-    FROM picks_in p SEMI JOIN cur ON p.user_id = cur.user_id LEFT JOIN items i USING (item_id)
-    -- the job already asks the model without them; this holds for any recommender passed in
-    WHERE NOT coalesce(i.sensitive, FALSE)
+    SELECT p.user_id,
+           list_slice(list({{'item_id': p.item_id, 'name': coalesce(i.name, p.item_id), 'category': i.category,
+                             'score': round(p.score, 6)}} ORDER BY p.rank), 1, {options.picks_k}) AS picks
+    FROM picks_in p SEMI JOIN cur ON p.user_id = cur.user_id
+    -- never an item the customer bought this year (whatever the model saw), a sold-out or a
+    -- sensitive one: the job asks the model without them, and this holds for any recommender
+    ANTI JOIN user_item b ON b.part = {part} AND b.user_id = p.user_id AND b.item_id = p.item_id
+    LEFT JOIN items i ON i.item_id = p.item_id
+    WHERE NOT coalesce(i.sensitive, FALSE) AND coalesce(i.in_stock, TRUE)
     GROUP BY p.user_id),
 features AS (
     SELECT cur.*, cur.units / cur.orders AS units_per_order, coalesce(tc.categories, 0) AS categories,

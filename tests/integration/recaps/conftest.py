@@ -1,3 +1,3 @@
 """The recap fixtures of the unit tests, for the job's end-to-end tests."""
 
-from tests.unit.recaps.conftest import YEAR, store  # noqa: F401
+from tests.unit.recaps.conftest import YEAR, brand, store  # noqa: F401

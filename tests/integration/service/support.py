@@ -116,14 +116,22 @@ def _publish_recaps(store: Path, settings: Any) -> list[str]:
     online store gets them with the world's materialize); returns two customers with a full recap.
     The first one's persona name carries markup, to check the email page escapes it."""
     from training.data.load import load_catalog, load_purchases
+    from training.recaps.brand import Brand
     from training.recaps.build import RecapResult, build_recaps
-    from training.recaps.job import publish_recaps
+    from training.recaps.job import publish_recaps, with_links
     from training.recaps.rules import RecapOptions
 
     purchases, _ = load_purchases(store / "purchases.parquet")
     catalog, _ = load_catalog(store / "catalog.parquet")
     result = build_recaps(purchases=purchases, catalog=catalog, options=RecapOptions(year=2025))
-    records = list(result.records())
+    # The customer's links, as the job adds them for a shop with unsubscribe and view-in-browser pages.
+    brand = Brand(
+        name="Test Shop",
+        unsubscribe_url="https://shop.example/unsubscribe?u={user_id}&t={token}",
+        view_url="https://shop.example/v1/users/{user_id}/recaps/{year}?format=html&t={token}",
+    )
+    records = list(with_links(result.recaps, brand=brand, key=b"test-signing-key", year=2025).column("recap_json"))
+    records = [json.loads(r.as_py()) for r in records]
     chosen = [r["user_id"] for r in records if r["kind"] == "full"][:2]
     for record in records:
         if record["user_id"] == chosen[0]:

@@ -1,4 +1,5 @@
-"""Recap fixtures: the `messy_store` loaded, its 2025 recaps built once, and a small known catalog."""
+"""Recap fixtures: the `messy_store` loaded, its 2025 recaps built once, a small known catalog, and the
+checked-in example brand (docs/brand.example.toml)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,22 @@ import pytest
 
 from training.data.contract import PURCHASE_SCHEMA
 from training.data.load import load_catalog, load_purchases
+from training.recaps.brand import Brand, load_brand
 from training.recaps.build import build_recaps
 from training.recaps.rules import RecapOptions
 
 YEAR = 2025
 SENSITIVE = ("Pharmacy",)
+EXAMPLE_BRAND = Path(__file__).resolve().parents[3] / "docs" / "brand.example.toml"
+SIGNING_KEY = b"unit-test-signing-key"
+
+
+@pytest.fixture(scope="session")
+def brand() -> Brand:
+    """The shop of docs/brand.example.toml: every link, a logo and product images."""
+    from training.settings import load_settings
+
+    return load_brand(load_settings(), EXAMPLE_BRAND)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from tests.unit.recaps.conftest import CATALOG, SENSITIVE, YEAR, purchases_table
@@ -352,8 +353,47 @@ def test_picks_come_from_the_recommender_with_its_version(store: dict[str, Any])
     )
     records = list(result.records())
     assert sorted(asked) == sorted(r["user_id"] for r in records)
-    assert all(r["model_version"] == "7" and [p["item_id"] for p in r["picks"]] == [items[0]] for r in records)
-    assert records[0]["picks"][0]["name"] == store["catalog"].column("name")[0].as_py()
+    # The model's first candidate, unless the customer bought it this year (or it is sold out): then its second.
+    rows = store["purchases"].filter(pc.equal(pc.year(store["purchases"].column("timestamp")), YEAR))
+    bought = set(zip(rows.column("user_id").to_pylist(), rows.column("item_id").to_pylist(), strict=True))
+    stock = dict(zip(items, store["catalog"].column("in_stock").to_pylist(), strict=True))
+    assert stock[items[0]] and stock[items[1]]
+    for r in records:
+        expected = [i for i in items[:2] if (r["user_id"], i) not in bought][:1]
+        assert r["model_version"] == "7" and [p["item_id"] for p in r["picks"]] == expected, r["user_id"]
+    assert {r["picks"][0]["item_id"] for r in records if r["picks"]} == {items[0], items[1]}  # both cases occur
+    named = next(r for r in records if r["picks"] and r["picks"][0]["item_id"] == items[0])
+    assert named["picks"][0]["name"] == store["catalog"].column("name")[0].as_py()
+
+
+def test_picks_are_never_bought_this_year_sold_out_or_sensitive() -> None:
+    """Whatever the recommender says: the customer bought milk and coffee in 2025 (bread only in
+    2024), tea is sold out, pills are sensitive; jam is not in the catalog (kept: nothing says no).
+    A recap keeps the first `picks_k` allowed among the first 2 × `picks_k` candidates."""
+    catalog = CATALOG.append_column("in_stock", pa.array([True, True, True, True, False]))
+    rows = [("u", "milk", f"2025-0{m}-01T10:00:00+00:00", 1, 1.0, f"o{m}") for m in range(1, 5)]
+    rows += [
+        ("u", "coffee", "2025-05-02T10:00:00+00:00", 1, 3.0, "o5"),
+        ("u", "bread", "2024-03-01T10:00:00+00:00", 1, 2.0, "b"),
+    ]
+    candidates = [
+        ("milk", 0.9),
+        ("bread", 0.8),
+        ("tea", 0.7),
+        ("jam", 0.6),
+        ("coffee", 0.5),
+        ("pills", 0.4),
+        ("x", 0.1),
+    ]
+    for k, expected in ((1, ["bread"]), (2, ["bread", "jam"]), (3, ["bread", "jam"]), (4, ["bread", "jam", "x"])):
+        result = build_recaps(
+            purchases=purchases_table(rows),
+            catalog=catalog,
+            options=RecapOptions(year=YEAR, picks_k=k),
+            recommend=lambda users: [candidates for _ in users],
+        )
+        (recap,) = result.records()
+        assert [p["item_id"] for p in recap["picks"]] == expected, k
 
 
 def test_partitioned_build_gives_the_same_recaps(store: dict[str, Any], built: dict[str, dict]) -> None:
