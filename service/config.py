@@ -110,13 +110,14 @@ class ServiceSettings(Settings):
         description='"Because you bought X" only when X adds more to the item\'s score than this share of item '
         "pairs add to each other (the model's own item-item similarity); otherwise a generic reason.",
     )
-    home_explore_share: float = Field(
-        default=0.2,
+    home_explore_share: float | None = Field(
+        default=None,
         ge=0,
         le=1,
         validation_alias="RECO_HOME_EXPLORE_SHARE",
         description="Share of `context=home` items that are new to the customer (explore slots; the request's "
-        "`diversity` overrides it; 0: the plain blend).",
+        "`diversity` overrides it; 0: the plain blend). Unset: the model's own share (`reco train --param "
+        "explore_share`, default 0.1), the list its offline metrics measured.",
     )
 
     @field_validator("api_keys_json")

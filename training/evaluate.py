@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from training.algorithms.base import blas_single_thread
-from training.core.blend import Blend, Signals, top_blended
+from training.core.blend import Blend, Signals, mix_explore, top_blended
 from training.core.bundle import ModelBundle
 from training.metrics import KS, metrics_from_hits, ranked_hits
 from training.split import Holdout
@@ -177,12 +177,26 @@ def _ranked(
     signals: Signals, *, blend: Blend, context: str, k: int, targets: np.ndarray, shared: dict[object, object]
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(the ranked item ids, −1 for empty places; the hits among all, repeat and new items) of one
-    blend's `context` list."""
+    blend's `context` list, as the service serves it: `home` with its explore slots filled from the
+    customer's `discover` list when the blend has them (`Blend.home_explore`)."""
     ids, vals = top_blended(signals, blend=blend, context=context, k=k, shared=shared)
     ids = np.where(np.isfinite(vals), ids, -1)
+    if context == "home" and blend.home_explore and not blend.home_excludes_bought:
+        new_ids, new_vals = top_blended(signals, blend=blend, context="discover", k=k, shared=shared)
+        ids = _with_explore(ids, np.where(np.isfinite(new_vals), new_ids, -1), k=k, share=blend.home_explore)
     hit = ranked_hits(top=ids, targets=targets)
     bought = np.take_along_axis(signals.bought, np.maximum(ids, 0), axis=1)
     return ids, {"all": hit, "repeat": hit & bought, "new": hit & ~bought}
+
+
+def _with_explore(home: np.ndarray, discover: np.ndarray, *, k: int, share: float) -> np.ndarray:
+    """Each row's home list with its explore slots taken from its discover list (core.blend.mix_explore,
+    as the service mixes them), −1 for empty places."""
+    out = np.full((len(home), k), -1, dtype=np.int64)
+    for row, (regular, explore) in enumerate(zip(home.tolist(), discover.tolist(), strict=True)):
+        mixed = mix_explore([i for i in regular if i >= 0], [i for i in explore if i >= 0], k=k, share=share)
+        out[row, : len(mixed)] = mixed
+    return out
 
 
 def customer_scores(

@@ -16,7 +16,7 @@ from service.deps import ModelDep, RecommendKey, ServicesDep, authorize
 from service.errors import InvalidInput
 from service.fastlane import api_key, fast_lane, query_model
 from service.recommendations.schemas import MAX_EXCLUDE, RecommendationsQuery, SimilarQuery
-from service.recommendations.service import recommend_for_customer, similar_to_item
+from service.recommendations.service import explore_share, recommend_for_customer, similar_to_item
 from service.schemas import ERRORS, ItemId, Recommendations, UserId
 from training.core.columns import ID_MAX_LENGTH
 
@@ -32,6 +32,7 @@ async def recommendations(
 ) -> Response:
     """Top-k items for a customer; unknown customers get the fallback chain, named in `source`."""
     excluded = _split_ids(query.exclude)
+    share = explore_share(diversity=query.diversity, setting=services.settings.home_explore_share, model=model)
     live = await customer_context(services, user_id)
     ranked = recommend_for_customer(
         model=model,
@@ -45,7 +46,7 @@ async def recommendations(
         features=live.features,
         explain=query.explain,
         sensitive=services.settings.sensitive_categories,
-        explore_share=services.settings.home_explore_share if query.diversity is None else query.diversity,
+        explore_share=share,
         fallback=query.fallback,
     )
     return recommendations_answer(

@@ -39,6 +39,16 @@ FALLBACK_CHAIN = ("model", "item-to-item", "popular-in-category", "popular")
 SEED_ITEMS = 5  # an unknown customer's recent purchases that seed item-to-item
 
 
+def explore_share(*, diversity: float | None, setting: float | None, model: LoadedModel | None) -> float:
+    """The share of `home` slots for items new to the customer: the request's `diversity`, else
+    RECO_HOME_EXPLORE_SHARE, else the model's own (what its offline metrics measured)."""
+    if diversity is not None:
+        return diversity
+    if setting is not None:
+        return setting
+    return model.bundle.blend.home_explore if model is not None else 0.0
+
+
 def recommend_for_customer(
     *,
     model: LoadedModel | None,

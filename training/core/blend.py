@@ -32,6 +32,9 @@ from training.core.errors import UnknownContext
 from training.core.topk import top_k, top_of_candidates
 
 CONTEXTS = ("home", "buy-again", "discover")
+# The share of a `home` list the trainer gives to items new to the customer (its discover list),
+# in `explore_slots`: so home is not a copy of buy-again, and offline metrics measure that list.
+DEFAULT_HOME_EXPLORE = 0.1
 
 
 def check_context(context: str) -> str:
@@ -54,6 +57,8 @@ class Blend:
     # of the validation baskets on its own (None: the home weights).
     discover_collaborative: float | None = None
     discover_popularity: float | None = None
+    # Share of `home`'s slots that hold the customer's `discover` list (`mix_explore`; 0: the blend alone).
+    home_explore: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for config.json and MLflow params."""
@@ -65,6 +70,7 @@ class Blend:
             "home_excludes_bought": self.home_excludes_bought,
             "discover_collaborative": self.discover_collaborative,
             "discover_popularity": self.discover_popularity,
+            "home_explore": self.home_explore,
         }
 
     def for_context(self, context: str) -> Blend:

@@ -21,7 +21,7 @@ from training import algorithms
 from training.algorithms.base import DEFAULTS, FittedCollaborative, blas_single_thread
 from training.algorithms.blends import HYBRID_START, baseline_blend
 from training.algorithms.repurchase import history_matrix
-from training.core.blend import Blend
+from training.core.blend import DEFAULT_HOME_EXPLORE, Blend
 from training.core.bundle import ModelBundle
 from training.core.collaborative import Collaborative
 from training.core.errors import RecoError
@@ -69,7 +69,7 @@ class Fitted:
 def parse_params(pairs: Sequence[str]) -> dict[str, str]:
     """KEY=VALUE strings → dict (one sentence for a malformed pair or an unknown key)."""
     params: dict[str, str] = {}
-    known = {*DEFAULTS, "candidates", "refit", "eval_users", "half_life", "popularity_half_life"}
+    known = {*DEFAULTS, "candidates", "refit", "eval_users", "half_life", "popularity_half_life", "explore_share"}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
@@ -77,7 +77,20 @@ def parse_params(pairs: Sequence[str]) -> dict[str, str]:
         if key not in known:
             raise RecoError(f"Unknown --param {key!r}: use one of {', '.join(sorted(known))}.")
         params[key] = value
+    explore_share(params)  # checked before any work
     return params
+
+
+def explore_share(params: Mapping[str, Any]) -> float:
+    """`--param explore_share` (0..1; default core.blend.DEFAULT_HOME_EXPLORE), one sentence when invalid."""
+    raw = params.get("explore_share", DEFAULT_HOME_EXPLORE)
+    try:
+        share = float(raw)
+    except (TypeError, ValueError):
+        share = -1.0
+    if not 0.0 <= share <= 1.0:
+        raise RecoError(f"explore_share must be a number from 0 to 1, got {raw!r}.")
+    return share
 
 
 def _rounded(scores: Mapping[Any, float]) -> dict[str, float]:
@@ -234,6 +247,10 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
         }
         choice["chosen"] = chosen
         _step(bar, "discover mix")
+    # Home as served: a share of its slots for items new to the customer (a fixed policy, not tuned,
+    # so home is not a copy of buy-again); the test and the gate measure that list.
+    if not blend.home_excludes_bought:
+        blend = replace(blend, home_explore=explore_share(params))
     if chosen and chosen_params.get(chosen):
         choice["chosen_params"] = chosen_params[chosen]
     # 3. The test-time bundle; ALS customers folded in.

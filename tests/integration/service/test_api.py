@@ -166,14 +166,14 @@ def test_cached_candidates_give_exactly_the_ranking_cores_answer(live: Live, w: 
     table = live.app.state.services.holder.current.candidates
     bundle = live.app.state.services.holder.current.bundle
     assert table is not None
-    from training.core.blend import mix_explore
+    from training.core.blend import DEFAULT_HOME_EXPLORE, mix_explore
 
     with live.client() as c:
         for n, user in enumerate(w.users[20:45]):  # no posted events for these
             exclude = [] if n % 2 else _ids(c.get(f"/v1/users/{user}/recommendations", params={"k": 3}).json())[:2]
             params = {"k": 10, "exclude": ",".join(exclude)}
             plain = c.get(f"/v1/users/{user}/recommendations", params={**params, "diversity": 0})
-            mixed = c.get(f"/v1/users/{user}/recommendations", params=params)  # RECO_HOME_EXPLORE_SHARE, 0.2
+            mixed = c.get(f"/v1/users/{user}/recommendations", params=params)  # the model's explore share
             live_context = asyncio.run(customer_context(live.app.state.services, user))
             held = [] if "Pharmacy" in bundle.bought_categories(user) else ["Pharmacy"]  # the policy's default
             excluded = [*exclude, *live_context.just_bought]
@@ -185,7 +185,9 @@ def test_cached_candidates_give_exactly_the_ranking_cores_answer(live: Live, w: 
             new = bundle.recommend_batch(
                 [user], k=10, context="discover", exclude_items=excluded, exclude_categories=held
             )[0]
-            assert _ids(mixed.json()) == mix_explore([i for i, _ in core], [i for i, _ in new], k=10, share=0.2)
+            share = bundle.blend.home_explore
+            assert share == DEFAULT_HOME_EXPLORE, "the trainer's default explore share"
+            assert _ids(mixed.json()) == mix_explore([i for i, _ in core], [i for i, _ in new], k=10, share=share)
     assert table.filled[[bundle.user_index[u] for u in w.users[20:45]]].all()
 
 

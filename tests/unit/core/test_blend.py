@@ -80,3 +80,37 @@ def test_discover_uses_its_own_mix_and_survives_the_bundle(small_store: Path, tm
         catalog=prepared.catalog,
     )
     assert load_bundle_dir(save_bundle(bundle, path=tmp_path / "b")).blend == blend
+
+
+def test_home_is_evaluated_as_served_with_its_explore_slots(hybrid: ModelBundle) -> None:
+    """Offline `home` metrics rank the list the service serves: the home list with its explore slots
+    filled from the customer's discover list (core.blend.mix_explore). Known answer: each customer's
+    held-out item is the served list's explore item, so the served list hits every time."""
+    import scipy.sparse as sp
+
+    from training.core.blend import mix_explore
+    from training.evaluate import Candidate, evaluate
+    from training.split import Holdout
+
+    hybrid = replace(hybrid, in_stock=np.ones(hybrid.n_items, dtype=bool))  # evaluation knows no stock
+    mixed = replace(hybrid.blend, home_explore=0.1)
+    plain = replace(hybrid.blend, home_explore=0.0)
+    users = np.arange(0, len(hybrid.user_ids), 7)[:60]
+    home = hybrid.with_blend(plain).recommend_batch(hybrid.user_ids[users].tolist(), k=10, context="home")
+    new = hybrid.with_blend(plain).recommend_batch(hybrid.user_ids[users].tolist(), k=10, context="discover")
+    explore = [
+        mix_explore([hybrid.item_index[i] for i, _ in h], [hybrid.item_index[i] for i, _ in n], k=10, share=0.1)[5]
+        for h, n in zip(home, new, strict=True)
+    ]
+    targets = sp.csr_matrix(
+        (np.ones(len(users), dtype=bool), (np.arange(len(users)), explore)), shape=(len(users), hybrid.n_items)
+    )
+    holdout = Holdout(users, np.full(len(users), hybrid.history.reference_day), targets, np.full(len(users), 5))
+    results = evaluate(
+        candidates=[Candidate("mixed", hybrid, mixed, ("home",)), Candidate("plain", hybrid, plain, ("home",))],
+        holdout=holdout,
+        ks=(10,),
+        detail=False,
+    )
+    assert results["mixed"]["home/hit_rate_at_10"] == 1.0
+    assert results["plain"]["home/hit_rate_at_10"] < 0.5
