@@ -112,9 +112,9 @@ def top_from_candidates(
     """The first k cached candidates that pass the live filters, with the discover list's first in
     the explore slots (`explore_share`, core.blend.mix_explore); None when the filters leave too few."""
     listed, scores = table.row(bundle, user_row)
-    # The one filter every list goes through.
-    allowed = bundle.allowed_items(exclude_items=excluded, exclude_categories=exclude_categories)
-    chosen = np.flatnonzero(allowed[listed])[:k]
+    # The one filter every list goes through, on the cached candidates only.
+    allowed = bundle.allowed_items(exclude_items=excluded, exclude_categories=exclude_categories, among=listed)
+    chosen = np.flatnonzero(allowed)[:k]
     if len(chosen) < k and len(listed) == table.size:
         return None  # filters ate too many of a full list: the core ranks on the spot
     # Fewer than k only when the customer's whole list is shorter than N.
@@ -122,7 +122,10 @@ def top_from_candidates(
     wanted = len(explore_slots(k=k, share=explore_share))
     if wanted:
         explore_listed, explore_scores = table.explore_row(bundle, user_row)
-        picked = np.flatnonzero(allowed[explore_listed])[: wanted + k]
+        explore_allowed = bundle.allowed_items(
+            exclude_items=excluded, exclude_categories=exclude_categories, among=explore_listed
+        )
+        picked = np.flatnonzero(explore_allowed)[: wanted + k]
         if len(picked) < wanted and len(explore_listed) == table.explore_size:
             return None
         explore = list(zip(explore_listed[picked].tolist(), explore_scores[picked].tolist(), strict=True))

@@ -11,15 +11,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
+from training.core.bundle import ModelBundle
+
 
 def held_back(
-    *, categories: Iterable[str], sensitive: Sequence[str], anchors: Callable[[], Iterable[str | None]]
+    *,
+    bundle: ModelBundle,
+    sensitive: Sequence[str],
+    anchors: Callable[[], Iterable[str | None]] = lambda: (),
+    customer: str | None = None,
 ) -> list[str]:
-    """The sensitive ones of `categories` (compared without case) that no anchor category matches;
-    `anchors` is called only when some category is sensitive (it reads a history)."""
-    wanted = {c.strip().lower() for c in sensitive if c.strip()}
-    present = [c for c in categories if c.lower() in wanted] if wanted else []
+    """The sensitive categories of the catalog (named without case) that no anchor category matches
+    and, when `customer` is given, that they never bought in. `anchors` is called only when some
+    category is sensitive."""
+    present = bundle.categories_named(sensitive)
     if not present:
         return []
-    own = {a.strip().lower() for a in anchors() if a}
+    own = {a.lower() for a in anchors() if a}
+    if customer is not None:
+        own |= {c.lower() for c in bundle.bought_in(customer, present)}
     return [c for c in present if c.lower() not in own]

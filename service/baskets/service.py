@@ -65,7 +65,7 @@ def complete_basket(
                 catalog=catalog, k=k, category=None, exclude={*basket, *just_bought}, explain=explain
             )
             return Ranked(answer.items, answer.source, answer.degraded_reasons, fallback=unknown)
-        held = held_back(categories=model.bundle.categories, sensitive=sensitive, anchors=lambda: ())
+        held = held_back(bundle=model.bundle, sensitive=sensitive)
         items = popular(model=model, k=k, category=None, exclude=[*basket, *just_bought], explain=explain, held=held)
         return Ranked(items, "popular", fallback=unknown)
     if model is None:
@@ -101,12 +101,10 @@ def complete_basket(
     if usual:
         substitute[list(usual)] = False
     held = held_back(
-        categories=bundle.categories,
+        bundle=bundle,
         sensitive=sensitive,
-        anchors=lambda: [
-            *(bundle.category_of(str(bundle.item_ids[s])) for s in seeds),
-            *(bundle.bought_categories(str(user_id)) if personal else ()),
-        ],
+        anchors=lambda: [bundle.category_of(str(bundle.item_ids[s])) for s in seeds],
+        customer=str(user_id) if personal else None,
     )
     allowed = bundle.allowed_items(exclude_items=[*basket, *just_bought], exclude_categories=held) & ~substitute
     if not (scores > 0).any():

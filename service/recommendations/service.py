@@ -81,7 +81,7 @@ def recommend_for_customer(
                 catalog=catalog, k=k, category=None, exclude={*exclude, *just_bought}, explain=explain
             )
             return replace(answer, fallback=unknown)
-        held = held_back(categories=model.bundle.categories, sensitive=sensitive, anchors=lambda: ())
+        held = held_back(bundle=model.bundle, sensitive=sensitive)
         items = popular(
             model=model, k=k, category=None, exclude=[*exclude, *sorted(just_bought)], explain=explain, held=held
         )
@@ -96,11 +96,7 @@ def recommend_for_customer(
         held = (
             []
             if context == "buy-again"  # their own items: nothing is cross-sold
-            else held_back(
-                categories=bundle.categories,
-                sensitive=sensitive,
-                anchors=lambda: [*bundle.bought_categories(user_id), category],
-            )
+            else held_back(bundle=bundle, sensitive=sensitive, anchors=lambda: [category], customer=user_id)
         )
         share = explore_share if context == "home" and category is None else 0.0
         ranked = None
@@ -143,9 +139,7 @@ def recommend_for_customer(
         return recent_purchases(model=model, recent=recent, k=k, category=category, excluded=excluded, explain=explain)
     recent = list(dict.fromkeys([*sorted(i for i in just_bought if bundle.knows_item(i)), *recent]))[:SEED_ITEMS]
     held = held_back(
-        categories=bundle.categories,
-        sensitive=sensitive,
-        anchors=lambda: [*(bundle.category_of(i) for i in recent), category],
+        bundle=bundle, sensitive=sensitive, anchors=lambda: [*(bundle.category_of(i) for i in recent), category]
     )
     if recent and bundle.collaborative is not None:
         items = item_to_item(
@@ -249,7 +243,7 @@ def similar_to_item(
                 catalog_popular(catalog=catalog, k=k, category=None, exclude={item_id}, explain=explain),
                 fallback=unknown,
             )
-        held = held_back(categories=model.bundle.categories, sensitive=sensitive, anchors=lambda: ())
+        held = held_back(bundle=model.bundle, sensitive=sensitive)
         items = popular(model=model, k=k, category=None, exclude=[item_id], explain=explain, held=held)
         return Ranked(items, "popular", fallback=unknown)
     if model is None:
@@ -257,7 +251,7 @@ def similar_to_item(
         return catalog_popular(catalog=catalog, k=k, category=category, exclude={item_id}, explain=explain)
     bundle = model.bundle
     category = bundle.category_of(item_id) or catalog.get(item_id).category
-    held = held_back(categories=bundle.categories, sensitive=sensitive, anchors=lambda: [category])
+    held = held_back(bundle=bundle, sensitive=sensitive, anchors=lambda: [category])
     if bundle.knows_item(item_id) and bundle.collaborative is not None:
         ranked = bundle.similar_items(item_id, k=k, exclude_categories=held)
         if any(s > 0 for _, s in ranked):

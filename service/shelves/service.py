@@ -132,9 +132,7 @@ class _Builder:
         h = bundle.history
         row = bundle.user_index[user_id]
         signals = bundle.signals(rows=np.array([row]))  # the one scoring of this customer
-        held = held_back(
-            categories=bundle.categories, sensitive=sensitive, anchors=lambda: bundle.bought_categories(user_id)
-        )
+        held = held_back(bundle=bundle, sensitive=sensitive, customer=user_id)
         allowed = bundle.allowed_items(exclude_items=sorted(just_bought), exclude_categories=held)
         positions = h.row(row)
         bought = h.indices[positions]
@@ -232,11 +230,7 @@ class _Builder:
         bundle = self.bundle
         recent = [i for i in (features.recent_items if features else ()) if bundle.knows_item(i)]
         recent = list(dict.fromkeys([*sorted(i for i in just_bought if bundle.knows_item(i)), *recent]))
-        held = held_back(
-            categories=bundle.categories,
-            sensitive=sensitive,
-            anchors=lambda: [bundle.category_of(i) for i in recent],
-        )
+        held = held_back(bundle=bundle, sensitive=sensitive, anchors=lambda: [bundle.category_of(i) for i in recent])
         allowed = bundle.allowed_items(exclude_items=[*sorted(just_bought), *recent], exclude_categories=held)
         links: list[str] = []
         cf = bundle.collaborative

@@ -47,6 +47,8 @@ class ModelBundle:
     _user_index: dict[str, int] | None = field(default=None, repr=False)
     _item_index: dict[str, int] | None = field(default=None, repr=False)
     _co_buyers: CoBuyers | None = field(default=None, repr=False)
+    _category_codes: dict[str, int] | None = field(default=None, repr=False)
+    _categories_lower: dict[str, str] | None = field(default=None, repr=False)
 
     # --- id maps ------------------------------------------------------------------------------
 
@@ -256,31 +258,49 @@ class ModelBundle:
         exclude_items: Sequence[str] = (),
         category: str | None = None,
         exclude_categories: Sequence[str] = (),
+        among: np.ndarray | None = None,
     ) -> np.ndarray:
         """Bool per item: in stock, not excluded, not of an excluded category and, when `category` is
-        given, of that category.
+        given, of that category; per item of `among` (item indices) when given, else per catalog item.
 
         Strict: an unknown or sold-out category allows nothing (the caller's fallback chain decides
         what to serve instead and says so), never items of other categories."""
-        allowed = self.in_stock.copy()
-        for item_id in exclude_items:
-            i = self.item_index.get(str(item_id))
-            if i is not None:
-                allowed[i] = False
+        excluded = [i for i in (self.item_index.get(str(item_id)) for item_id in exclude_items) if i is not None]
+        if among is None:
+            allowed, codes = self.in_stock.copy(), self.item_category
+            allowed[excluded] = False
+        else:
+            items = np.asarray(among)
+            allowed, codes = self.in_stock[items], self.item_category[items]
+            if excluded:
+                allowed &= ~_member(items, np.asarray(excluded))
         if category is not None:
-            allowed &= np.isin(self.item_category, np.flatnonzero(self.categories == category))
-        codes = np.flatnonzero(np.isin(self.categories, list(exclude_categories))) if exclude_categories else ()
-        for code in codes:
-            allowed &= self.item_category != code
+            allowed &= _member(codes, self.category_codes([category]))
+        if exclude_categories:
+            allowed &= ~_member(codes, self.category_codes(exclude_categories))
         return allowed
 
-    def bought_categories(self, user_id: str) -> set[str]:
-        """The categories of every item the customer bought (empty for customers without a history)."""
+    def categories_named(self, names: Sequence[str]) -> list[str]:
+        """The catalog's categories among `names`, compared without case (as settings spell them)."""
+        if self._categories_lower is None:
+            self._categories_lower = {str(name).lower(): str(name) for name in self.categories.tolist()}
+        lower = self._categories_lower
+        return [lower[n.strip().lower()] for n in names if n.strip().lower() in lower]
+
+    def category_codes(self, names: Sequence[str]) -> np.ndarray:
+        """The codes of the categories named (unknown names have none)."""
+        if self._category_codes is None:
+            self._category_codes = {str(name): code for code, name in enumerate(self.categories.tolist())}
+        lookup = self._category_codes
+        return np.array([lookup[n] for n in names if n in lookup], dtype=np.int32)
+
+    def bought_in(self, user_id: str, categories: Sequence[str]) -> list[str]:
+        """Those of `categories` the customer bought an item of (none for customers without a history)."""
         row = self.user_index.get(str(user_id))
-        if row is None:
-            return set()
-        codes = np.unique(self.item_category[self.history.indices[self.history.row(row)]])
-        return {str(self.categories[c]) for c in codes if c >= 0}
+        if row is None or not categories:
+            return []
+        bought = self.item_category[self.history.indices[self.history.row(row)]]
+        return [name for name in categories if _member(bought, self.category_codes([name])).any()]
 
     @property
     def co_buyers(self) -> CoBuyers:
@@ -288,3 +308,14 @@ class ModelBundle:
         if self._co_buyers is None:
             self._co_buyers = CoBuyers.of(self.history, n_items=self.n_items)
         return self._co_buyers
+
+
+def _member(values: np.ndarray, of: np.ndarray) -> np.ndarray:
+    """`np.isin(values, of)`, by direct comparison when `of` has a few entries (a serving filter holds
+    one or two categories and a few excluded items; np.isin's set-up costs tens of µs per call)."""
+    if len(of) > 16:
+        return np.isin(values, of)
+    found = np.zeros(len(values), dtype=bool)
+    for value in of.tolist():
+        found |= values == value
+    return found

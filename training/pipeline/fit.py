@@ -342,5 +342,6 @@ def refit_all(*, fitted: Fitted, prepared: Prepared, refit: str, log: Log) -> tu
         blend=fitted.blend,
         collaborative=scorer,
         catalog=prepared.catalog,
+        copurchase=True,
     )
     return bundle, mode

@@ -241,8 +241,11 @@ class Lines:
         collaborative: Collaborative | None,
         catalog: Catalog,
         timeline: bool = False,
+        copurchase: bool = False,
     ) -> ModelBundle:
-        """A bundle of these lines; `timeline` adds popularity as of past days, for evaluation on held-out baskets."""
+        """A bundle of these lines; `timeline` adds popularity as of past days, for evaluation on held-out
+        baskets; `copurchase` the aisles' basket counts that basket completion explains with (the
+        served bundle's: evaluation does not read them)."""
         interactions = self.interactions
         return ModelBundle(
             user_ids=interactions.user_ids,
@@ -254,7 +257,7 @@ class Lines:
             categories=catalog.categories,
             blend=blend,
             collaborative=collaborative,
-            category_baskets=self.category_baskets(catalog),
+            category_baskets=self.category_baskets(catalog) if copurchase else None,
             popularity_timeline=self.timeline(popularity_half_life) if timeline else None,
         )
 

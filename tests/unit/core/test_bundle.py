@@ -83,3 +83,22 @@ def test_bundle_save_load_gives_identical_recommendations(hybrid: ModelBundle, t
     item = hybrid.item_ids[3]
     assert loaded.similar_items(item, k=5) == hybrid.similar_items(item, k=5)
     assert not any(p.suffix == ".pkl" for p in (tmp_path / "b").iterdir())
+
+
+def test_the_filter_on_some_items_equals_the_catalog_filter(hybrid: ModelBundle) -> None:
+    """`allowed_items(among=...)` (the candidate cache filters its few listed items) gives what the
+    catalog-wide filter gives for those items, whatever the filters."""
+    rng = np.random.default_rng(3)
+    among = rng.choice(hybrid.n_items, size=120, replace=True)
+    some = hybrid.item_ids[rng.choice(hybrid.n_items, size=15)].tolist()
+    category = str(hybrid.categories[0])
+    for filters in (
+        {},
+        {"exclude_items": some},
+        {"category": category},
+        {"category": "No Such Aisle"},
+        {"exclude_categories": [category, str(hybrid.categories[1]), "No Such Aisle"]},
+        {"exclude_items": some, "category": category, "exclude_categories": [str(hybrid.categories[2])]},
+    ):
+        full = hybrid.allowed_items(**filters)
+        np.testing.assert_array_equal(hybrid.allowed_items(**filters, among=among), full[among], err_msg=str(filters))

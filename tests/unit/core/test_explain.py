@@ -104,8 +104,11 @@ def test_excluded_categories_leave_every_list(hybrid: ModelBundle) -> None:
     assert all(hybrid.category_of(i) != category for i, _ in similar)
     h = hybrid.history
     bought = hybrid.item_ids[h.indices[h.row(hybrid.user_index[user])]]
-    assert hybrid.bought_categories(user) == {hybrid.category_of(i) for i in bought} - {None}
-    assert hybrid.bought_categories("nobody") == set()
+    categories = sorted({hybrid.category_of(i) for i in bought} - {None})
+    others = sorted(set(hybrid.categories.tolist()) - set(categories))
+    assert hybrid.bought_in(user, [*categories, *others]) == categories
+    assert hybrid.bought_in("nobody", categories) == []
+    assert hybrid.categories_named([c.upper() for c in categories]) == categories
 
 
 def test_explore_slots_spread_the_share_over_the_list() -> None:
