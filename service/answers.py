@@ -8,6 +8,7 @@ of every answer by source and degradation, and the JSON of a ranking endpoint.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import math
 from datetime import timedelta
 
 import orjson
@@ -17,6 +18,7 @@ from service.model import LoadedModel
 from service.observability import ANSWER_SOURCE, DEGRADED, current_request_id, labelled
 from service.online.features import CustomerFeatures
 from service.state import Services
+from training.core.bundle import SECONDS_PER_DAY
 
 
 @dataclass
@@ -43,10 +45,19 @@ class CustomerContext:
 
 
 async def customer_context(services: Services, user_id: str) -> CustomerContext:
-    """Read recommend_v1 (bounded by the feature timeout) and the posted events of this customer."""
+    """Read recommend_v1 (bounded by the feature timeout) and the posted events of this customer.
+
+    Without the online store's answer (down, slow, emptied) what the customer bought recently is
+    taken from the model's own history instead, by whole days: never recommend what may have been
+    bought an hour ago just because the features are missing."""
     read = await services.features.customer(user_id)
     since = services.settings.clock() - timedelta(hours=services.settings.just_bought_hours)
-    just_bought = read.features.bought_since(since) if read.features is not None else set()
+    if read.features is not None:
+        just_bought = read.features.bought_since(since)
+    else:
+        model = services.holder.current
+        day = math.floor(since.timestamp() / SECONDS_PER_DAY)
+        just_bought = model.bundle.bought_since(user_id, day=day) if model is not None else set()
     try:
         just_bought |= services.events.bought_since(user_id, since)
         reasons = [read.degraded_reason] if read.degraded_reason else []

@@ -59,6 +59,7 @@ class Ready(BaseModel):
                     "features": {
                         "online_store": "redis",
                         "available": True,
+                        "materialized": True,
                         "items_cached": 50000,
                         "items_stale": 0,
                         "items_refreshed_at": "2026-11-23T19:01:00+00:00",

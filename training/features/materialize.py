@@ -11,6 +11,10 @@ Incremental runs only send rows whose event_timestamp is newer than what *this* 
 received (a watermark per store under RECO_HOME/feast/), so a rebuild after new purchases writes
 only the customers and items whose values changed. A full run (`full=True`) rewrites every row;
 on Redis it also skips the read-timestamps-first round trip (`skip_dedup`) since every row goes.
+
+A run that has written every view leaves the `MATERIALIZED` marker in the online store
+(training.features.online_state). An incremental run that finds no marker (the store was emptied,
+or a run was cut short before the end) rewrites every row instead of trusting the watermarks.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import pyarrow.parquet as pq
 from training.core.errors import RecoError
 from training.features.encoding import string_entity_keys
 from training.features.names import ALL_VIEWS, EVENT_TIMESTAMP
+from training.features.online_state import MATERIALIZED, OnlineState
 from training.features.store import (
     BULK_TIMEOUT_S,
     apply_definitions,
@@ -70,6 +75,7 @@ class MaterializeResult:
     online_store: str  # "sqlite" or "redis"
     full: bool
     views: list[ViewResult] = field(default_factory=list)
+    why_full: str | None = None  # an incremental run made full: why
 
     @property
     def rows_written(self) -> int:
@@ -81,6 +87,8 @@ class MaterializeResult:
 
     def format_text(self) -> str:
         lines = [f"materialized to {self.online_store} ({'full' if self.full else 'incremental'}):"]
+        if self.why_full:
+            lines.insert(0, f"rewriting every row: {self.why_full}")
         for v in self.views:
             if v.skipped:
                 lines.append(f"  {v.view:<24} skipped: {v.skipped}")
@@ -115,6 +123,13 @@ def _materialize(*, settings: Settings, views: list[str] | None, full: bool, pro
         raise RecoError(f"Unknown feature view(s) {', '.join(unknown)}; known: {', '.join(ALL_VIEWS)}.")
     store = open_store(settings, socket_timeout=BULK_TIMEOUT_S, skip_dedup=full)
     apply_definitions(store, settings)
+    state = _online_state(store)
+    complete = state.get(MATERIALIZED) is not None
+    why_full = None
+    if not full and not complete:
+        why_full = "the online store holds no complete materialization (emptied, or a run cut short)"
+        full = True
+        store = open_store(settings, socket_timeout=BULK_TIMEOUT_S, skip_dedup=True)
     marks = Watermarks(settings, store)
     results = []
     for name in views or list(ALL_VIEWS):
@@ -129,7 +144,16 @@ def _materialize(*, settings: Settings, views: list[str] | None, full: bool, pro
             write_view(store, fv, path, marks=marks, full=full, progress=progress, workers=settings.materialize_workers)
         )
     marks.save()
-    return MaterializeResult(online_store=online_store_kind(store.config), full=full, views=results)
+    if views is None or complete:  # every view is now in the store
+        written = {r.view: r.rows_written for r in results}
+        state.set(MATERIALIZED, json.dumps({"at": datetime.now(UTC).isoformat(), "full": full, "rows": written}))
+    return MaterializeResult(online_store=online_store_kind(store.config), full=full, views=results, why_full=why_full)
+
+
+def _online_state(store: feast.FeatureStore) -> OnlineState:
+    from feast.infra.online_stores.helpers import get_online_store_from_config
+
+    return OnlineState(config=store.config, online_store=get_online_store_from_config(store.config.online_store))
 
 
 def write_view(
