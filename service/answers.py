@@ -7,8 +7,8 @@ of every answer by source and degradation, and the JSON of a ranking endpoint.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import math
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import orjson

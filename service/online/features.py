@@ -43,7 +43,6 @@ from typing import TYPE_CHECKING, Any
 
 from service.observability import FEATURE_SECONDS, STALE_FEATURES, labelled, redact
 from service.online.items import ItemCatalog, ItemStats
-from training.features.online_state import MATERIALIZED, RELOAD, OnlineState
 from training.core.columns import UNREQUESTABLE_ID
 from training.features.names import (
     CUSTOMER_YEAR_RECAP,
@@ -53,6 +52,7 @@ from training.features.names import (
     RECOMMEND_SERVICE,
     USER_ID,
 )
+from training.features.online_state import MATERIALIZED, RELOAD, OnlineState
 
 if TYPE_CHECKING:
     from service.config import ServiceSettings

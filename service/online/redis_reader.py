@@ -21,13 +21,13 @@ from typing import Any
 
 import redis
 import redis.asyncio
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from feast import FeatureView, RepoConfig
 from feast.infra.online_stores.redis import RedisOnlineStore, RedisOnlineStoreConfig
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from google.protobuf.timestamp_pb2 import Timestamp
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from training.features.encoding import RedisLayout, python_of, view_name
 
