@@ -20,6 +20,8 @@ from service.online.features import CustomerFeatures
 from service.state import Services
 from training.core.bundle import SECONDS_PER_DAY
 
+CUSTOMER_MISSING = "customer-features-missing"  # a customer the model knows has no row in the online store
+
 
 @dataclass
 class Ranked:
@@ -52,17 +54,22 @@ async def customer_context(services: Services, user_id: str) -> CustomerContext:
     bought an hour ago just because the features are missing."""
     read = await services.features.customer(user_id)
     since = services.settings.clock() - timedelta(hours=services.settings.just_bought_hours)
-    if read.features is not None:
+    model = services.holder.current
+    missing = read.degraded_reason
+    if read.features is not None and not read.features.known and model is not None and model.bundle.knows_user(user_id):
+        # The model knows them, so the features built from the same purchases should too: the online
+        # store lost them (emptied a moment ago, before its marker's poll says so).
+        missing = CUSTOMER_MISSING
+    if missing is None and read.features is not None:
         just_bought = read.features.bought_since(since)
     else:
-        model = services.holder.current
         day = math.floor(since.timestamp() / SECONDS_PER_DAY)
         just_bought = model.bundle.bought_since(user_id, day=day) if model is not None else set()
     try:
         just_bought |= services.events.bought_since(user_id, since)
-        reasons = [read.degraded_reason] if read.degraded_reason else []
+        reasons = [missing] if missing else []
     except Exception:  # the event log is a local file; a broken one must not fail the answer
-        reasons = [*([read.degraded_reason] if read.degraded_reason else []), "event-log-error"]
+        reasons = [*([missing] if missing else []), "event-log-error"]
     return CustomerContext(read.features, just_bought, reasons)
 
 

@@ -57,6 +57,13 @@ class ServiceSettings(Settings):
         description="Skip the online store this long after it failed (answers degraded at once); then one "
         "read probes it and the first success ends the back-off.",
     )
+    registry_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        validation_alias="RECO_REGISTRY_TIMEOUT_SECONDS",
+        description="Longest wait for MLflow to say where RECO_MODEL_URI points; at start-up without an answer "
+        "the version served last is loaded from the local model cache.",
+    )
     state_poll_seconds: float = Field(
         default=1.0,
         ge=0,

@@ -48,6 +48,7 @@ class Ready(BaseModel):
                         "version": "3",
                         "uri": "models:/reco@champion",
                         "resolved_uri": "models:/reco/3",
+                        "source": "registry",
                         "loaded_at": "2026-11-23T19:00:00+00:00",
                         "load_seconds": 1.8,
                         "items": 50000,

@@ -52,6 +52,7 @@ def readiness(
             "version": current.version if current else None,
             "uri": settings.model_uri,
             "resolved_uri": current.resolved_uri if current else None,
+            "source": current.source if current else None,
             "loaded_at": current.loaded_at.isoformat() if current else None,
             "load_seconds": round(current.load_seconds, 3) if current else None,
             "items": int(current.bundle.n_items) if current else None,

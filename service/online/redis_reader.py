@@ -69,7 +69,8 @@ class HashReader:
 
         Not bounded in time (the client has no socket timeout): callers bound it."""
         client = await self._async_client()
-        return list(await client.hmget(key, self.fields))
+        reply: list[bytes | None] = await client.execute_command("HMGET", key, *self.fields)
+        return reply
 
     async def _async_client(self) -> redis.asyncio.Redis:
         """redis-py's asyncio client for per-request reads, one per event loop (a connection belongs
@@ -81,7 +82,7 @@ class HashReader:
             feast_client = await self._store._get_client_async(self._online)
             pool = feast_client.connection_pool
             if type(pool) is not redis.asyncio.ConnectionPool:  # cluster, sentinel: Feast's client as it is
-                return feast_client  # type: ignore[no-any-return]
+                return feast_client
             retry = Retry(NoBackoff(), retries=1, supported_errors=(redis.ConnectionError,))
             kwargs = {**pool.connection_kwargs, "socket_timeout": None, "retry": retry}
             self._async = redis.asyncio.Redis(

@@ -4,12 +4,15 @@
     resolve_version(model_uri, *, settings) -> (name, version or None, artifact URI)
 
 A registered version is downloaded once into RECO_HOME/model-cache/<name>/<version> (atomically: a
-half-finished download is never used) and memory-mapped from there. Importing this module is
-cheap: MLflow is imported inside the functions that talk to the registry.
+half-finished download is never used) and memory-mapped from there. The service records which
+version each model URI served (`remember_served`), so a start-up without the registry (MLflow
+missing, corrupt or hung) can serve that version from the cache (`cached_bundle`). Importing this
+module is cheap: MLflow is imported inside the functions that talk to the registry.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -35,6 +38,12 @@ def _quiet_mlflow_env() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
+def import_mlflow() -> None:
+    """Import MLflow (seconds on a busy machine) with the fail-fast client settings, nothing else."""
+    _quiet_mlflow_env()
+    import mlflow  # noqa: F401
+
+
 def client(*, settings: Settings) -> Any:
     """An MlflowClient on the settings' tracking URI (also the registry URI)."""
     _quiet_mlflow_env()
@@ -51,6 +60,7 @@ def resolve_version(model_uri: str, *, settings: Settings) -> tuple[str, str | N
     """models:/name@alias, models:/name/version or runs:/id/path → (name, version or None, artifact URI)."""
     if model_uri.startswith("models:/"):
         ref = model_uri[len("models:/") :].strip("/")
+        _require_sqlite_store(settings.tracking_uri)
         mlflow_client = client(settings=settings)
         try:
             if "@" in ref:
@@ -85,6 +95,49 @@ def load_bundle(model_uri: str, *, settings: Settings | None = None) -> ModelBun
     if not (cache / "READY").exists():
         _download(artifact_uri=artifact_uri, into=cache, settings=settings)
     return load_bundle_dir(_bundle_dir(cache / "model"), version=label)
+
+
+def _require_sqlite_store(uri: str) -> None:
+    """A SQLite tracking store that does not exist is an error for a reader: MLflow would create it
+    empty and answer "no such model" (a wrong RECO_HOME or a deleted file looks like no model)."""
+    scheme, sep, rest = uri.partition("://")
+    if sep and scheme.split("+")[0] == "sqlite":
+        path = Path(rest[1:]) if rest.startswith("/") else Path(rest)
+        if not path.expanduser().exists():
+            raise ModelNotFound(f"The MLflow tracking store {path} does not exist (MLFLOW_TRACKING_URI, RECO_HOME).")
+
+
+def _served_file(settings: Settings) -> Path:
+    return settings.home / "model-cache" / "served.json"
+
+
+def remember_served(*, settings: Settings, model_uri: str, name: str, version: str) -> None:
+    """Record that `model_uri` (e.g. models:/reco@champion) resolved to `name` `version`, whose
+    artifacts are in the cache: what `cached_bundle` serves when the registry cannot answer."""
+    path = _served_file(settings)
+    served = json.loads(path.read_text()) if path.exists() else {}
+    served[model_uri] = {"name": name, "version": version}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(served, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def served_version(*, settings: Settings, model_uri: str) -> tuple[str, str] | None:
+    """(name, version) `model_uri` last served from this RECO_HOME, when that version is in the local
+    cache; None otherwise. Asks nothing of the registry."""
+    path = _served_file(settings)
+    try:
+        entry = json.loads(path.read_text())[model_uri]
+        name, version = str(entry["name"]), str(entry["version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return (name, version) if (settings.home / "model-cache" / name / version / "READY").exists() else None
+
+
+def cached_bundle(*, settings: Settings, name: str, version: str) -> ModelBundle:
+    """The bundle of a version in the local cache (see `served_version`), without the registry."""
+    return load_bundle_dir(_bundle_dir(settings.home / "model-cache" / name / version / "model"), version=version)
 
 
 def _download(*, artifact_uri: str, into: Path, settings: Settings) -> None:
