@@ -117,6 +117,7 @@ class Shop:
     redis_url: str
     now: datetime
     recent: dict[str, set[str]]  # customer → items bought in the 24 h before `now`
+    train_seconds: float = 30.0  # how long `reco train` took on this shop
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def env(self, **overrides: str) -> dict[str, str]:
@@ -164,7 +165,9 @@ def make_shop(reco: str, root: Path, redis_url: str, *, users: int = 600, items:
     for user, item, ts in zip(*(table.column(c).to_pylist() for c in ("user_id", "item_id", "timestamp")), strict=True):
         if ts >= since:
             shop.recent.setdefault(str(user), set()).add(str(item))
+    started = time.monotonic()
     _check(shop.train())
+    shop.train_seconds = time.monotonic() - started
     _check(
         shop.run(
             "features",
@@ -371,4 +374,6 @@ def copy_home(shop: Shop, root: Path) -> Shop:
     """A copy of the shop's RECO_HOME (to break it without breaking the original)."""
     home = root / f"home-{free_port()}"
     shutil.copytree(shop.home, home, symlinks=True)
-    return Shop(shop.reco, home, shop.data, shop.redis_url, shop.now, shop.recent, dict(shop.extra_env))
+    return Shop(
+        shop.reco, home, shop.data, shop.redis_url, shop.now, shop.recent, shop.train_seconds, dict(shop.extra_env)
+    )
