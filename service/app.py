@@ -159,8 +159,8 @@ def _start(settings: ServiceSettings) -> Services:
 def _refresh_items(services: Services, *, full: bool = True) -> None:
     """Item attributes and availability from item_stats; availability goes into the served bundle."""
     current = services.holder.current
-    if not services.features.available:
-        return
+    if not services.features.available or services.features.populated is False:
+        return  # an emptied store would only empty the catalog: keep the previous one
     try:
         item_ids = current.bundle.item_ids.tolist() if current is not None else offline_item_ids(services.settings)
         catalog = services.features.items.refresh(item_ids, full=full)

@@ -320,7 +320,9 @@ class Load:
 
 
 def _whole(answer: Answer) -> bool:
-    return answer.status < 500 and not answer.degraded
+    """A whole answer: no error, nothing skipped, and nothing offered that was bought in the last 24 h
+    (an answer that filters with features that are not there is not whole, flagged or not)."""
+    return answer.status < 500 and not answer.degraded and not answer.just_bought
 
 
 @dataclass
@@ -357,6 +359,9 @@ def summarize(probe: str, answers: list[Answer], *, out: float, back: float | No
     if back is not None:
         late = [a.at for a in window if a.at >= back and not _whole(a)]
         outcome.recovery_seconds = round(max(late) - back, 2) if late else 0.0
+        if late and max(late) > end - 1.0:  # still not whole when the probe stopped watching
+            outcome.recovery_seconds = None
+            outcome.notes = f"not whole again {end - back:.0f} s after the return"
     return outcome
 
 

@@ -75,7 +75,8 @@ def redis_emptied(server: Server, shop: Shop, redis: RedisServer, *, how: str) -
     name = "redis flushed" if how == "flush" else "redis restarted empty"
     outcome = summarize(name, load.answers, out=out, back=back, end=time.monotonic())
     written = [line.strip() for line in done.stdout.splitlines() if "customer_profile" in line]
-    outcome.notes = f"materialize: {written[0] if written else done.stdout.strip()[-80:]}"
+    written_note = f"materialize: {' '.join(written[0].split()) if written else done.stdout.strip()[-80:]}"
+    outcome.notes = f"{outcome.notes}; {written_note}" if outcome.notes else written_note
     if redis.cli("HEXISTS", "reco:reco:state", "materialized") != "1":
         shop.materialize("--full")  # leave the store whole for the next probe, whatever the code under test did
     return outcome
