@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -141,11 +142,13 @@ def cached_bundle(*, settings: Settings, name: str, version: str) -> ModelBundle
 
 
 def _download(*, artifact_uri: str, into: Path, settings: Settings) -> None:
-    """Download a model's artifacts atomically (a half-finished download is never used)."""
+    """Download a model's artifacts atomically (a half-finished download is never used). Each process
+    (and thread) downloads beside the others (the workers of one `reco serve` start together); the
+    first to finish puts its copy in place, the others drop theirs."""
     import mlflow
 
     client(settings=settings)
-    tmp = into.with_name(into.name + ".partial")
+    tmp = into.with_name(f"{into.name}.partial-{os.getpid()}-{threading.get_ident()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
@@ -154,8 +157,13 @@ def _download(*, artifact_uri: str, into: Path, settings: Settings) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         raise ModelNotFound(f"Could not download {artifact_uri} ({first_line(exc)}).") from None
     (tmp / "READY").write_text("ok\n")
-    shutil.rmtree(into, ignore_errors=True)
-    tmp.rename(into)
+    try:
+        tmp.rename(into)
+        return
+    except OSError:  # another process put its copy in place first: never remove one that may be in use
+        if not (into / "READY").exists():
+            raise
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _bundle_dir(path: Path) -> Path:
