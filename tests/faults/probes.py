@@ -179,14 +179,19 @@ def train_killed(shop: Shop, *, runs: int = 2, seed: int = 0) -> Outcome:
     outcome = Outcome("reco train killed, re-run")
     length = shop.train_seconds
     for n in range(runs):
+        running = _running_runs(shop)
         proc = subprocess.Popen(
             [shop.reco, "train", "--purchases", str(shop.data / "purchases.parquet")],
             env=shop.env(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(rng.uniform(0.3, 0.9) * length)
-        proc.send_signal(signal.SIGTERM if n == 0 else signal.SIGKILL)
+        if n == 0:  # SIGTERM once its run is open: the handler must end it
+            wait_until(lambda before=running: _running_runs(shop) > before, timeout=length * 2, every=0.1)
+            proc.send_signal(signal.SIGTERM)
+        else:  # SIGKILL anywhere
+            time.sleep(rng.uniform(0.3, 0.9) * length)
+            proc.kill()
         proc.wait()
     _killed_after_registration(shop)
     done = shop.train()
@@ -194,6 +199,17 @@ def train_killed(shop: Shop, *, runs: int = 2, seed: int = 0) -> Outcome:
     outcome.errors_5xx = int(done.returncode != 0)
     outcome.notes = registry_report(shop)
     return outcome
+
+
+def _running_runs(shop: Shop) -> int:
+    """Runs RUNNING in the shop's SQLite tracking store (read directly: no MLflow import per look)."""
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{shop.home / 'mlflow.db'}?mode=ro", uri=True, timeout=5)
+    try:
+        return int(con.execute("SELECT count(*) FROM runs WHERE status = 'RUNNING'").fetchone()[0])
+    finally:
+        con.close()
 
 
 KILL_AFTER_REGISTER = """
