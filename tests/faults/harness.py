@@ -128,6 +128,9 @@ class Shop:
             RECO_API_KEYS=KEYS,
             RECO_NOW=self.now.isoformat(),
             RECO_ITEM_REFRESH_SECONDS="0",
+            # A read budget a busy 2-core machine keeps: at 50 ms a few percent of reads timed out
+            # beside the probes' own processes, which says nothing about a dependency.
+            RECO_FEATURE_TIMEOUT_MS="200",
             OPENBLAS_NUM_THREADS="1",
         )
         env.update(self.extra_env)
