@@ -48,6 +48,13 @@ class Settings(BaseSettings):
         validation_alias="REDIS_URL",
         description="Redis online store, e.g. redis://127.0.0.1:6379/0 (unset: the SQLite online store).",
     )
+    redis_cluster: bool = Field(
+        default=False,
+        validation_alias="RECO_REDIS_CLUSTER",
+        description="REDIS_URL names one node of a Redis Cluster (redis://host:port, no database number): the online "
+        "store (Feast's redis_type redis_cluster), the service's reads and the events use the cluster client, which "
+        "finds the other nodes.",
+    )
     model_uri: str = Field(
         default="models:/reco@champion",
         validation_alias="RECO_MODEL_URI",

@@ -73,7 +73,7 @@ class HashReader:
         if self._direct is None:
             # Feast's store owns the connection settings (connection_string): its pool's, reused.
             client = await self._store._get_client_async(self._online)
-            if type(client.connection_pool) is not redis.asyncio.ConnectionPool:  # cluster, sentinel
+            if type(getattr(client, "connection_pool", None)) is not redis.asyncio.ConnectionPool:  # cluster, sentinel
                 return list(await client.hmget(key, self.fields))
             self._direct = _DirectConnections(client.connection_pool)
         reply: list[bytes | None] = await self._direct.execute(self._hmget_head + _resp_bulk(key) + self._fields_wire)
