@@ -44,6 +44,10 @@ class CustomerContext:
     degraded_reasons: list[str] = field(default_factory=list)
 
 
+# The feature read's reasons that say the online store itself failed (not merely that it is not configured).
+STORE_FAILED = frozenset({"online-store-timeout", "online-store-error", "online-store-backoff"})
+
+
 async def customer_context(services: Services, user_id: str) -> CustomerContext:
     """Read recommend_v1 and the purchases this customer posted as events (from any replica when
     the event log is in Redis), each bounded by the feature timeout; a failed read degrades."""
@@ -51,6 +55,8 @@ async def customer_context(services: Services, user_id: str) -> CustomerContext:
     since = services.settings.clock() - timedelta(hours=services.settings.just_bought_hours)
     just_bought = read.features.bought_since(since) if read.features is not None else set()
     reasons = [read.degraded_reason] if read.degraded_reason else []
+    if services.events.kind == "redis" and read.degraded_reason in STORE_FAILED:
+        return CustomerContext(read.features, just_bought, reasons)  # the same Redis just failed: don't wait twice
     try:
         async with asyncio.timeout(services.settings.feature_timeout_ms / 1000.0):
             just_bought |= await services.events.bought_since(user_id, since)

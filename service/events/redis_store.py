@@ -46,7 +46,9 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from service.events.store import (
     EXPORT_BATCH,
@@ -117,7 +119,7 @@ class RedisEventStore:
             options: dict[str, Any] = {
                 "socket_timeout": self.timeout,
                 "socket_connect_timeout": self.timeout,
-                "retry": redis.Retry(ExponentialBackoff(cap=0.1, base=0.01), 1),
+                "retry": Retry(ExponentialBackoff(cap=0.1, base=0.01), 1),
             }
             if self.cluster:
                 self._client = redis.RedisCluster.from_url(self.url, **options)
@@ -132,7 +134,7 @@ class RedisEventStore:
             options: dict[str, Any] = {
                 "socket_timeout": self.timeout,
                 "socket_connect_timeout": self.timeout,
-                "retry": redis.asyncio.Retry(ExponentialBackoff(cap=0.1, base=0.01), 1),
+                "retry": AsyncRetry(ExponentialBackoff(cap=0.1, base=0.01), 1),
             }
             if self.cluster:
                 self._async = redis.asyncio.RedisCluster.from_url(self.url, **options)
