@@ -94,7 +94,16 @@ class SQLiteEventStore:
                     cursor = conn.execute(
                         "INSERT OR IGNORE INTO events (event_id, user_id, item_id, ts_us, quantity, price, order_id,"
                         " received_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (e.event_id, e.user_id, e.item_id, to_us(e.timestamp), e.quantity, e.price, e.order_id, received),
+                        (
+                            e.event_id,
+                            e.user_id,
+                            e.item_id,
+                            to_us(e.timestamp),
+                            e.quantity,
+                            e.price,
+                            e.order_id,
+                            received,
+                        ),
                     )
                     stored.append(cursor.rowcount == 1)
                 conn.execute("COMMIT")
@@ -115,7 +124,9 @@ class SQLiteEventStore:
         try:
             rows = (
                 self._conn()
-                .execute("SELECT DISTINCT item_id FROM events WHERE user_id = ? AND ts_us >= ?", (user_id, to_us(since)))
+                .execute(
+                    "SELECT DISTINCT item_id FROM events WHERE user_id = ? AND ts_us >= ?", (user_id, to_us(since))
+                )
                 .fetchall()
             )
         except sqlite3.Error as exc:

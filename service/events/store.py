@@ -38,7 +38,6 @@ EXPORT_BATCH = 100_000  # events per exported file at most
 FUTURE_SLACK = timedelta(days=1)
 
 
-
 @dataclass(frozen=True)
 class Event:
     """One validated purchase event."""
@@ -221,7 +220,9 @@ def write_export_file(events: Sequence[Event], path: Path) -> None:
         {
             col.USER_ID: pa.array([e.user_id for e in events], pa.string()),
             col.ITEM_ID: pa.array([e.item_id for e in events], pa.string()),
-            col.TIMESTAMP: pa.array([to_us(e.timestamp) for e in events], pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            col.TIMESTAMP: pa.array([to_us(e.timestamp) for e in events], pa.int64()).cast(
+                pa.timestamp("us", tz="UTC")
+            ),
             col.QUANTITY: pa.array([e.quantity for e in events], pa.int64()),
             col.PRICE: pa.array([e.price for e in events], pa.float64()),
             col.ORDER_ID: pa.array([e.order_id for e in events], pa.string()),

@@ -71,14 +71,16 @@ def events_export(
     event is exported once, also when a previous run was killed midway (run one export at a time)."""
     from service.config import load_service_settings
     from service.events.store import EventLogDown, open_event_store
+    from training.core.errors import RecoError
 
     settings = load_service_settings()
     store = open_event_store(settings)
     try:
         result = store.export(out, batch=batch)
     except EventLogDown as exc:
-        typer.echo(f"reco: the event log ({store.kind}) cannot be read: {str(exc)[:200]}", err=True)
-        raise typer.Exit(1) from None
+        raise RecoError(
+            f"The event log ({store.kind}) cannot be read, nothing was exported: {str(exc)[:200]}"
+        ) from None
     finally:
         store.close()
     if not result.files:

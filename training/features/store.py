@@ -38,9 +38,7 @@ def feast_dir(settings: Settings) -> Path:
     return settings.home / "feast"
 
 
-def redis_connection_string(
-    redis_url: str, *, socket_timeout: float = SERVING_TIMEOUT_S, cluster: bool = False
-) -> str:
+def redis_connection_string(redis_url: str, *, socket_timeout: float = SERVING_TIMEOUT_S, cluster: bool = False) -> str:
     """Translate `redis://[user:pass@]host:port/db` into Feast's `host:port,db=N,...` form,
     with short timeouts and no retries (a dead Redis costs one timeout, not 7.5 s). For a Redis
     Cluster (RECO_REDIS_CLUSTER) the URL names one node and no database (a cluster has only 0)."""

@@ -221,7 +221,5 @@ def test_concurrent_events_on_one_redis_are_exported_once(on_redis: Replicas, w:
 
 
 @pytest.mark.heavy
-def test_concurrent_events_on_a_redis_cluster_are_exported_once(
-    on_cluster: Replicas, w: World, tmp_path: Path
-) -> None:
+def test_concurrent_events_on_a_redis_cluster_are_exported_once(on_cluster: Replicas, w: World, tmp_path: Path) -> None:
     check_concurrent_events_exported_once(on_cluster, w, tmp_path / "out")
