@@ -62,6 +62,7 @@ from service.events.store import (
     to_us,
     write_export_file,
 )
+from service.online.direct import DirectConnections, resp_command
 
 if TYPE_CHECKING:
     from service.config import ServiceSettings
@@ -105,6 +106,7 @@ class RedisEventStore:
         self._client: Any = None
         self._async: Any = None
         self._ingest: Any = None
+        self._direct: DirectConnections | None = None
 
     @classmethod
     def from_settings(cls, settings: ServiceSettings) -> RedisEventStore:
@@ -146,7 +148,7 @@ class RedisEventStore:
         if self._client is not None:
             self._client.close()
             self._client = None
-        self._async = None  # its connections close with their event loop
+        self._async = self._direct = None  # their connections close with their event loop
 
     # --- the interface ------------------------------------------------------------------------
 
@@ -187,10 +189,18 @@ class RedisEventStore:
             pipe.execute()
 
     async def bought_since(self, user_id: str, since: datetime) -> set[str]:
-        """Items this customer bought at or after `since`, posted to any replica (one ZRANGEBYSCORE)."""
+        """Items this customer bought at or after `since`, posted to any replica: one ZRANGEBYSCORE,
+        on every request. Not bounded in time on a single Redis (the fast path's connections have no
+        socket timeout): the caller bounds it."""
+        key, low = (BOUGHT_KEY + user_id).encode(), repr(since.timestamp()).encode()
         try:
-            items = await self.async_client().zrangebyscore(BOUGHT_KEY + user_id, since.timestamp(), "+inf")
-        except redis.RedisError as exc:
+            if self.cluster:  # redis-py's client: the readable reference of the fast path below
+                items = await self.async_client().zrangebyscore(key, low, b"+inf")
+            else:  # about 85 → 30 µs of CPU per read (service.online.direct)
+                if self._direct is None:
+                    self._direct = DirectConnections(self.async_client().connection_pool)
+                items = await self._direct.execute(resp_command(b"ZRANGEBYSCORE", key, low, b"+inf"))
+        except (redis.RedisError, OSError) as exc:
             raise EventLogDown(f"{type(exc).__name__}: {exc}") from None
         return {i.decode() for i in items}
 
