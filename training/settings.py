@@ -35,7 +35,8 @@ class Settings(BaseSettings):
         default_factory=_default_home,
         validation_alias="RECO_HOME",
         description="Every piece of generated state: MLflow's SQLite store, the Feast registry, offline "
-        "Parquet, the SQLite online store, the model cache, accepted events (without REDIS_URL). Two homes never touch each other. "
+        "Parquet, the SQLite online store, the model cache, accepted events (without REDIS_URL). Two homes never "
+        "touch each other. "
         "Default: `.reco/` in the source checkout, else in the working directory.",
     )
     mlflow_tracking_uri: str | None = Field(
