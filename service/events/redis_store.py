@@ -14,7 +14,8 @@ Storing a batch is two steps, each safe on its own:
    stream only when the claim is new. A script runs alone on its node, so a claim and its append
    happen together or not at all, and two replicas posting the same event store it once. `{log}`
    is a hash tag: in a cluster the stream and every id key share one slot, which a script's keys
-   must.
+   must. A call retried after a lost reply finds its events claimed and reports them as
+   duplicates: stored once either way.
 2. Each customer's recent purchases get the batch's items with `ZADD GT` (a newer time replaces an
    older one, never the reverse), for every valid event, new or duplicate. Writing it twice
    changes nothing, so when a request fails between the steps (the answer is then a 503), the
@@ -38,6 +39,7 @@ connection (a connection that Redis closed on restart fails its first use).
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -107,6 +109,7 @@ class RedisEventStore:
         self._async: Any = None
         self._ingest: Any = None
         self._direct: DirectConnections | None = None
+        self._lock = threading.Lock()  # concurrent ingests (worker threads) create one client
 
     @classmethod
     def from_settings(cls, settings: ServiceSettings) -> RedisEventStore:
@@ -116,19 +119,22 @@ class RedisEventStore:
     # --- clients: redis-py's own, created on first use ----------------------------------------
 
     def client(self) -> Any:
-        """The blocking client (ingest runs in a worker thread, export in the CLI)."""
-        if self._client is None:
-            options: dict[str, Any] = {
-                "socket_timeout": self.timeout,
-                "socket_connect_timeout": self.timeout,
-                "retry": Retry(ExponentialBackoff(cap=0.1, base=0.01), 1),
-            }
-            if self.cluster:
-                self._client = redis.RedisCluster.from_url(self.url, **options)
-            else:
-                self._client = redis.Redis.from_url(self.url, health_check_interval=30, **options)
-            self._ingest = self._client.register_script(INGEST)
-        return self._client
+        """The blocking client (ingest runs in worker threads, export in the CLI)."""
+        with self._lock:
+            if self._client is None:
+                self._client = self._connect()
+                self._ingest = self._client.register_script(INGEST)
+            return self._client
+
+    def _connect(self) -> Any:
+        options: dict[str, Any] = {
+            "socket_timeout": self.timeout,
+            "socket_connect_timeout": self.timeout,
+            "retry": Retry(ExponentialBackoff(cap=0.1, base=0.01), 1),  # once, on a fresh connection
+        }
+        if self.cluster:
+            return redis.RedisCluster.from_url(self.url, **options)
+        return redis.Redis.from_url(self.url, health_check_interval=30, **options)
 
     def async_client(self) -> Any:
         """The asyncio client of the per-request read (its connections belong to the running loop)."""
