@@ -8,19 +8,21 @@ Layout (a single Redis and a Redis Cluster alike):
                                         (epoch seconds; a sorted set, entries older than KEEP_DAYS
                                         trimmed)
 
-Storing a batch is two steps, each safe on its own:
+Storing a batch is two steps, in this order:
 
-1. `INGEST` (the Lua script below) claims each event_id with SET NX and appends the event to the
+1. Each customer's recent purchases get the batch's items with `ZADD GT` (a newer time replaces an
+   older one, never the reverse), for every valid event, new or repeated. Writing it twice changes
+   nothing. The customer's key lives on the customer's own slot: in a cluster, the per-request
+   reads spread over the nodes with the customers.
+2. `INGEST` (the Lua script below) claims each event_id with SET NX and appends the event to the
    stream only when the claim is new. A script runs alone on its node, so a claim and its append
    happen together or not at all, and two replicas posting the same event store it once. `{log}`
-   is a hash tag: in a cluster the stream and every id key share one slot, which a script's keys
-   must. A call retried after a lost reply finds its events claimed and reports them as
-   duplicates: stored once either way.
-2. Each customer's recent purchases get the batch's items with `ZADD GT` (a newer time replaces an
-   older one, never the reverse), for every valid event, new or duplicate. Writing it twice
-   changes nothing, so when a request fails between the steps (the answer is then a 503), the
-   client's retry finds its events duplicates and completes step 2. The customer's key lives on
-   the customer's own slot: reads spread over the cluster with the customers.
+   is a hash tag: in a cluster the stream and every id key share one slot, as a script's keys
+   must.
+
+A failure at either step answers 503 having claimed nothing (the storefront retries the batch); at
+worst step 1 already hid items the customer did buy. A call that redis-py retries after a lost
+reply finds its events claimed and reports them as duplicates: stored once either way.
 
 A replica reads `reco:bought:<user_id>` on each request (`bought_since`): a purchase posted to any
 replica is "just bought" on every replica's next read.
@@ -159,8 +161,8 @@ class RedisEventStore:
     # --- the interface ------------------------------------------------------------------------
 
     def ingest(self, raw_events: Iterable[Any], *, now: datetime) -> IngestResult:
-        """Validate every event; claim and append the new ones (INGEST), then update each
-        customer's recent purchases (see module docstring); EventLogDown when Redis fails."""
+        """Validate every event; update each customer's recent purchases, then claim and append the
+        new events (INGEST; see module docstring); EventLogDown when Redis fails."""
         result, valid = check_batch(raw_events, now=now)
         if not valid:
             return result
@@ -168,9 +170,8 @@ class RedisEventStore:
         for e in valid:
             args += [e.event_id, e.user_id, e.item_id, to_us(e.timestamp), e.quantity, _text(e.price), e.order_id or ""]
         try:
-            client = self.client()
+            self._remember_purchases(self.client(), valid, now=now)
             stored = self._ingest(keys=[STREAM, *(ID_KEY + e.event_id for e in valid)], args=args)
-            self._remember_purchases(client, valid, now=now)
         except redis.RedisError as exc:
             raise EventLogDown(f"{type(exc).__name__}: {exc}") from None
         result.accepted += sum(stored)
