@@ -6,6 +6,9 @@ acknowledging it."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -123,3 +126,17 @@ def test_a_redis_that_is_down_claims_nothing_and_says_so_fast() -> None:
     with pytest.raises(EventLogDown):
         asyncio.run(store.bought_since("C1", NOW))
     assert time.perf_counter() - started < 2.0
+
+
+def test_export_from_a_redis_that_is_down_is_one_sentence(tmp_path: Path) -> None:
+    env = {**os.environ, "RECO_HOME": str(tmp_path), "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    run = subprocess.run(
+        [sys.executable, "-m", "training.cli", "events", "export", "--out", str(tmp_path / "out")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "The event log (redis) cannot be read, nothing was exported" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
