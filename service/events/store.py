@@ -146,6 +146,7 @@ def _timestamp(value: Any) -> datetime | None:
 
 
 def to_us(when: datetime) -> int:
+    """An aware datetime → epoch microseconds."""
     return int(when.timestamp() * 1_000_000)
 
 
