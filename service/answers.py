@@ -7,6 +7,7 @@ of every answer by source and degradation, and the JSON of a ranking endpoint.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -14,6 +15,7 @@ from datetime import timedelta
 import orjson
 from fastapi import Response
 
+from service.events.store import EventLogDown
 from service.model import LoadedModel
 from service.observability import ANSWER_SOURCE, DEGRADED, current_request_id, labelled
 from service.online.features import CustomerFeatures
@@ -46,8 +48,13 @@ class CustomerContext:
     degraded_reasons: list[str] = field(default_factory=list)
 
 
+# The feature read's reasons that say the online store itself failed (not merely that it is not configured).
+STORE_FAILED = frozenset({"online-store-timeout", "online-store-error", "online-store-backoff"})
+
+
 async def customer_context(services: Services, user_id: str) -> CustomerContext:
-    """Read recommend_v1 (bounded by the feature timeout) and the posted events of this customer.
+    """Read recommend_v1 and the purchases this customer posted as events (from any replica when
+    the event log is in Redis), each bounded by the feature timeout; a failed read degrades.
 
     Without the online store's answer (down, slow, emptied) what the customer bought recently is
     taken from the model's own history instead, by whole days: never recommend what may have been
@@ -65,11 +72,14 @@ async def customer_context(services: Services, user_id: str) -> CustomerContext:
     else:
         day = math.floor(since.timestamp() / SECONDS_PER_DAY)
         just_bought = model.bundle.bought_since(user_id, day=day) if model is not None else set()
+    reasons = [missing] if missing else []
+    if services.events.kind == "redis" and read.degraded_reason in STORE_FAILED:
+        return CustomerContext(read.features, just_bought, reasons)  # the same Redis just failed: don't wait twice
     try:
-        just_bought |= services.events.bought_since(user_id, since)
-        reasons = [missing] if missing else []
-    except Exception:  # the event log is a local file; a broken one must not fail the answer
-        reasons = [*([missing] if missing else []), "event-log-error"]
+        async with asyncio.timeout(services.settings.feature_timeout_ms / 1000.0):
+            just_bought |= await services.events.bought_since(user_id, since)
+    except (EventLogDown, TimeoutError):  # the answer goes on without them, marked degraded
+        reasons.append("event-log-error")
     return CustomerContext(read.features, just_bought, reasons)
 
 

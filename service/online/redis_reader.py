@@ -80,7 +80,7 @@ class HashReader:
         loop = asyncio.get_running_loop()
         if self._async is None or self._async_loop is not loop:
             feast_client = await self._store._get_client_async(self._online)
-            pool = feast_client.connection_pool
+            pool = getattr(feast_client, "connection_pool", None)
             if type(pool) is not redis.asyncio.ConnectionPool:  # cluster, sentinel: Feast's client as it is
                 return feast_client
             retry = Retry(NoBackoff(), retries=1, supported_errors=(redis.ConnectionError,))
