@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.schemas import MAX_K, Id
+from service.schemas import MAX_K, Id, WholeNumber
 from training.core.columns import ID_MAX_LENGTH
 
 MAX_BASKET_ITEMS = 100
@@ -22,7 +22,7 @@ class BasketRequest(BaseModel):
 
     user_id: str | None = Field(default=None, min_length=1, max_length=ID_MAX_LENGTH)
     items: list[Id] = Field(min_length=1, max_length=MAX_BASKET_ITEMS)
-    k: int = Field(default=10, ge=1, le=MAX_K)
+    k: WholeNumber = Field(default=10, ge=1, le=MAX_K)
     explain: bool = False
     fallback: Literal["popular"] | None = Field(
         default=None,

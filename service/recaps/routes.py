@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from service.deps import FeaturesDep, ServicesDep, api_key_header
 from service.recaps.schemas import EXAMPLE
 from service.recaps.service import authorize_recap, recap_page, stored_recap
-from service.schemas import ERRORS, UserId
+from service.schemas import ERRORS, UserId, WholeNumber
 
 router = APIRouter(tags=["recaps"])
 
@@ -25,12 +25,13 @@ router = APIRouter(tags=["recaps"])
         },
         403: ERRORS[401] | {"description": "The key lacks the recaps scope, or the link's token is not this recap's."},
         404: ERRORS[401] | {"description": "No recap for this customer and year."},
-        503: ERRORS[401] | {"description": "The online store holding recaps is unavailable."},
+        503: ERRORS[401]
+        | {"description": "The online store holding recaps is unavailable, or too many requests in flight."},
     },
 )
 async def recap(
     user_id: UserId,
-    year: Annotated[int, Path(ge=1970, le=2100, examples=[2025])],
+    year: Annotated[WholeNumber, Path(ge=1970, le=2100, examples=[2025])],
     key: Annotated[str | None, Security(api_key_header)],
     features: FeaturesDep,
     services: ServicesDep,
