@@ -26,16 +26,23 @@ def has_control_or_surrogate(text: str) -> bool:
     return _CONTROL_OR_SURROGATE.search(text) is not None
 
 
-def _whole_number(value: Any) -> Any:
-    """A count or a year as written: digits (a query string) or a JSON integer; pydantic alone takes
-    "10.0" and 10.0 as 10."""
-    text = value.strip().lstrip("+") if isinstance(value, str) else None
-    if isinstance(value, bool | float) or (text is not None and not text.isdigit()):
+def whole_number(value: Any) -> Any:
+    """A count or a year in a query string or a path: digits only (pydantic alone takes "10.0" as
+    10). A JSON number is left to pydantic: 10.0 is an integer for JSON Schema too, 10.5 is not."""
+    if isinstance(value, bool) or (isinstance(value, str) and not value.strip().lstrip("+").isdigit()):
         raise PydanticCustomError("int_type", "Input should be a whole number, without a decimal point")
     return value
 
 
-WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
+def json_whole_number(value: Any) -> Any:
+    """A count in a JSON body: a JSON number without a fraction (10 or 10.0), not "10" or true."""
+    if isinstance(value, bool | str):
+        raise PydanticCustomError("int_type", "Input should be a JSON number without a fraction")
+    return value
+
+
+WholeNumber = Annotated[int, BeforeValidator(whole_number)]  # query strings and paths
+JsonWholeNumber = Annotated[int, BeforeValidator(json_whole_number)]  # JSON bodies
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
 UserId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN, examples=["C0001"])]
@@ -116,5 +123,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 BODY_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
+    400: {"model": ErrorBody, "description": "The body cannot be read as UTF-8 JSON text."},
     413: {"model": ErrorBody, "description": "The body is larger than RECO_MAX_BODY_BYTES."},
 }

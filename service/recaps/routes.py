@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from service.deps import FeaturesDep, ServicesDep, api_key_header
 from service.recaps.schemas import EXAMPLE
 from service.recaps.service import authorize_recap, recap_page, stored_recap
-from service.schemas import ERRORS, UserId, WholeNumber
+from service.schemas import ERRORS, UserId
 
 router = APIRouter(tags=["recaps"])
 
@@ -31,7 +31,7 @@ router = APIRouter(tags=["recaps"])
 )
 async def recap(
     user_id: UserId,
-    year: Annotated[WholeNumber, Path(ge=1970, le=2100, examples=[2025])],
+    year: Annotated[int, Path(ge=1970, le=2100, examples=[2025])],
     key: Annotated[str | None, Security(api_key_header)],
     features: FeaturesDep,
     services: ServicesDep,
