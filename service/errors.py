@@ -101,7 +101,7 @@ class Overloaded(ServiceError):
 
 
 class EventsUnavailable(ServiceError):
-    """The event log (a local SQLite file) cannot be written: the caller should retry."""
+    """The event log (Redis, or the local SQLite file) cannot be written; nothing was stored: retry."""
 
     status = 503
     headers: ClassVar[dict[str, str] | None] = {"Retry-After": "5"}
