@@ -71,4 +71,9 @@ def readiness(
             "error": error,
         },
         events=events,
+        checks={
+            "model": current is not None,
+            "online_store": bool(features.available) and features.populated is not False,
+            "event_log": events.get("error") is None,
+        },
     )
