@@ -356,8 +356,9 @@ def summarize(probe: str, answers: list[Answer], *, out: float, back: float | No
     outcome.errors_5xx = sum(a.status >= 500 for a in window)
     outcome.degraded = sum(a.degraded for a in window)
     outcome.just_bought = sum(a.just_bought for a in window)
-    # While out: from a second after the fault (answers read just before it may complete late).
-    during = [a for a in window if out + 1.0 <= a.at <= (back if back is not None else end)]
+    # While out: from a second after the fault (answers read just before it may complete late) to a
+    # quarter second before the return (the probe sees the return up to a poll late).
+    during = [a for a in window if out + 1.0 <= a.at <= (back - 0.25 if back is not None else end)]
     outcome.answers_while_out = len(during)
     outcome.flagged_while_out = sum(a.degraded or a.status >= 500 for a in during)
     if back is not None:
