@@ -1,21 +1,32 @@
-"""Customer entity and its feature views: profile (cumulative stats) and recent items."""
+"""Customer entity and its feature views: profile (cumulative stats), recent items, and the top
+candidates of a model version (written by `reco candidates build`).
 
+The repo imports only Feast (and the standard library): the names are spelled here and in
+training/features/names.py, and a test checks both agree. Offline sources are Parquet files under
+$RECO_HOME/features/ (`reco` points them at its own home when it applies the definitions).
+"""
+
+import os
 from datetime import timedelta
 
 from feast import Entity, FeatureView, Field, FileSource, ValueType
 from feast.types import Array, Float64, Int64, String, UnixTimestamp
 
-from training.features.names import CUSTOMER_PROFILE, CUSTOMER_RECENT_ITEMS, USER_ID, offline_source
+
+def offline_source(view: str) -> str:
+    """The offline Parquet file of a view under RECO_HOME (default `.reco` in the working directory)."""
+    return os.path.join(os.environ.get("RECO_HOME", ".reco"), "features", f"{view}.parquet")
+
 
 customer = Entity(
     name="customer",
-    join_keys=[USER_ID],
+    join_keys=["user_id"],
     value_type=ValueType.STRING,
     description="A shopper of the store, identified by the purchase file's user_id.",
 )
 
 customer_profile = FeatureView(
-    name=CUSTOMER_PROFILE,
+    name="customer_profile",
     entities=[customer],
     # Cumulative over the whole history: valid until a newer row replaces it.
     ttl=timedelta(0),
@@ -32,8 +43,8 @@ customer_profile = FeatureView(
         Field(name="top_categories", dtype=Array(String), description="Up to 3 categories by quantity."),
     ],
     source=FileSource(
-        name=f"{CUSTOMER_PROFILE}_source",
-        path=offline_source(CUSTOMER_PROFILE),
+        name="customer_profile_source",
+        path=offline_source("customer_profile"),
         timestamp_field="event_timestamp",
     ),
     online=True,
@@ -41,7 +52,7 @@ customer_profile = FeatureView(
 )
 
 customer_recent_items = FeatureView(
-    name=CUSTOMER_RECENT_ITEMS,
+    name="customer_recent_items",
     entities=[customer],
     ttl=timedelta(days=365),
     schema=[
@@ -51,10 +62,32 @@ customer_recent_items = FeatureView(
         Field(name="buy_again_orders", dtype=Array(Int64), description="Orders containing each buy-again item."),
     ],
     source=FileSource(
-        name=f"{CUSTOMER_RECENT_ITEMS}_source",
-        path=offline_source(CUSTOMER_RECENT_ITEMS),
+        name="customer_recent_items_source",
+        path=offline_source("customer_recent_items"),
         timestamp_field="event_timestamp",
     ),
     online=True,
     tags={"owner": "features", "entity": "customer"},
+)
+
+customer_candidates = FeatureView(
+    name="customer_candidates",
+    entities=[customer],
+    # Valid until the next build replaces it; the service uses a row only when its model_version is
+    # the version it serves (and ranks on the spot otherwise).
+    ttl=timedelta(0),
+    schema=[
+        Field(name="model_version", dtype=String, description="The model version that ranked these candidates."),
+        Field(name="home_items", dtype=Array(String), description="Top home items, best first, before live filters."),
+        Field(name="home_scores", dtype=Array(Float64), description="Their scores."),
+        Field(name="discover_items", dtype=Array(String), description="Top items never bought, best first."),
+        Field(name="discover_scores", dtype=Array(Float64), description="Their scores."),
+    ],
+    source=FileSource(
+        name="customer_candidates_source",
+        path=offline_source("customer_candidates"),
+        timestamp_field="event_timestamp",
+    ),
+    online=True,
+    tags={"owner": "candidates", "entity": "customer"},
 )

@@ -1,6 +1,7 @@
 """Online features for serving, read through Feast with short timeouts and a back-off.
 
-* Customer features (feature service `recommend_v1`: profile + recent items) are read per request,
+* Customer features (feature service `recommend_v1`: profile, recent items and the customer's offline
+  candidates of a model version, service.candidates) are read per request,
   bounded by `RECO_FEATURE_TIMEOUT_MS`: on Redis with one HMGET on the event loop (both views
   live in the customer's hash; service.online.redis_reader.HashReader), on other stores through
   the online store's `online_read` in a small dedicated thread pool. A failed or slow read
@@ -64,8 +65,24 @@ CUSTOMER_FIELDS = (
     "top_categories",
     "recent_items",
     "recent_item_times",
+    "model_version",
+    "home_items",
+    "home_scores",
+    "discover_items",
+    "discover_scores",
 )
 RECAP_FIELD = "recap_json"
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """A customer's offline candidates (view customer_candidates): unfiltered, best first."""
+
+    version: str  # the model version that ranked them
+    home: list[str]
+    home_scores: list[float]
+    discover: list[str]
+    discover_scores: list[float]
 
 
 @dataclass(frozen=True)
@@ -76,6 +93,7 @@ class CustomerFeatures:
     recent_items: tuple[str, ...] = ()
     recent_item_times: tuple[int, ...] = ()  # epoch seconds UTC
     top_categories: tuple[str, ...] = ()
+    candidates: Candidates | None = None
 
     def bought_since(self, since: datetime) -> set[str]:
         """Items last bought at or after `since`."""
@@ -318,9 +336,19 @@ def _customer_features(row: dict[str, Any]) -> CustomerFeatures:
     recent = tuple(row.get("recent_items") or ())
     if not recent and row.get("orders") is None:
         return CustomerFeatures(known=False)
+    version = row.get("model_version")
     return CustomerFeatures(
         known=True,
         recent_items=recent,
         recent_item_times=tuple(row.get("recent_item_times") or ()),  # Array(Int64): epoch seconds
         top_categories=tuple(row.get("top_categories") or ()),
+        candidates=None
+        if version is None
+        else Candidates(
+            version=version,
+            home=row.get("home_items") or [],
+            home_scores=row.get("home_scores") or [],
+            discover=row.get("discover_items") or [],
+            discover_scores=row.get("discover_scores") or [],
+        ),
     )

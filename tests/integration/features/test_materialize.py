@@ -186,6 +186,7 @@ def test_feature_view_ttls_and_redis_key_ttl(redis_home: Settings, sample) -> No
         "customer_recent_items": timedelta(days=365),
         "item_stats": timedelta(days=30),
         "customer_year_recap": timedelta(0),
+        "customer_candidates": timedelta(0),  # replaced by each build; the service checks its model_version
     }
     _, items = sample
     got = store.get_online_features(

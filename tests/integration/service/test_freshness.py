@@ -98,7 +98,7 @@ def test_first_recap_read_after_start_up_fits_the_feature_timeout(w: World) -> N
         "    r = c.get(f'/v1/users/{user}/recaps/2025')\n"
         "    print(json.dumps({'status': r.status_code, 'body': r.text[:200]}))\n"
     )
-    env = w.env(RECO_FEATURE_TIMEOUT_MS="20", RECO_PRECOMPUTE_CANDIDATES="false")
+    env = w.env(RECO_FEATURE_TIMEOUT_MS="20")
     run = subprocess.run(
         [sys.executable, "-c", script, json.dumps(env), w.recap_users[0]],
         cwd=REPO,

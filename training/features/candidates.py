@@ -1,0 +1,154 @@
+"""Each customer's top candidates for one model version, computed offline for the online store.
+
+The service answers `home` from these lists: it filters them per request (excluded, just bought,
+out of stock, held-back categories) and ranks on the spot only when too few survive or when the
+row was ranked by another model version. Scores depend only on the model version (the ranking
+core ranks as of the model's reference day), so the lists are computed once per version, here, and
+not in every API worker after every load.
+
+    build_candidates(settings=..., model_uri=None, size=50) -> CandidatesResult
+
+writes `$RECO_HOME/features/customer_candidates.parquet` (feature view `customer_candidates`:
+model_version, home_items/home_scores (top `size`), discover_items/discover_scores (top
+size/2, home's explore slots come from them)), materializes it, and tags the registered version
+`reco.candidates` so the service's readiness can tell that its candidates are published.
+
+Lists are not filtered by stock: availability changes between builds, and a list that still holds
+an item that is back in stock needs no rebuild. The per-request filter drops what is out of stock.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from training.core.topk import top_k
+from training.features.names import CUSTOMER_CANDIDATES, EVENT_TIMESTAMP, USER_ID
+from training.features.store import source_path
+from training.registry import CANDIDATES_TAG
+
+if TYPE_CHECKING:
+    from training.core.bundle import ModelBundle
+    from training.features.materialize import ViewResult
+    from training.settings import Settings
+
+BATCH = 256  # customers scored per matrix product
+DEFAULT_SIZE = 50
+
+
+@dataclass(frozen=True)
+class CandidatesResult:
+    """What `build_candidates` did."""
+
+    model_version: str
+    customers: int
+    size: int
+    seconds: float
+    materialized: ViewResult | None
+
+    def format_text(self) -> str:
+        written = f"; {self.materialized.rows_written:,} rows materialized" if self.materialized else ""
+        return (
+            f"candidates of model version {self.model_version}: {self.customers:,} customers x {self.size} "
+            f"in {self.seconds:.1f} s{written}"
+        )
+
+
+SCHEMA = pa.schema(
+    [
+        pa.field(USER_ID, pa.string()),
+        pa.field("model_version", pa.string()),
+        pa.field("home_items", pa.list_(pa.string())),
+        pa.field("home_scores", pa.list_(pa.float64())),
+        pa.field("discover_items", pa.list_(pa.string())),
+        pa.field("discover_scores", pa.list_(pa.float64())),
+        pa.field(EVENT_TIMESTAMP, pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+def candidate_lists(
+    bundle: ModelBundle, rows: np.ndarray, *, size: int
+) -> dict[str, list[list[str]] | list[list[float]]]:
+    """The unfiltered top-`size` home list and top-`size`/2 discover list of history rows, best
+    first (item ids and scores; only finite scores: a context that excludes an item leaves it out)."""
+    scored = bundle.score_contexts(rows=rows, contexts=("home", "discover"))
+    out: dict[str, list[list[str]] | list[list[float]]] = {}
+    for context, k in (("home", size), ("discover", max(1, size // 2))):
+        ids, values = top_k(scored[context], k=k)
+        finite = np.isfinite(values)
+        out[f"{context}_items"] = [bundle.item_ids[i[f]].tolist() for i, f in zip(ids, finite, strict=True)]
+        out[f"{context}_scores"] = [v[f].astype(np.float64).tolist() for v, f in zip(values, finite, strict=True)]
+    return out
+
+
+def write_candidates(
+    bundle: ModelBundle,
+    *,
+    version: str,
+    path: str | object,
+    size: int = DEFAULT_SIZE,
+    stamp: datetime | None = None,
+    progress: Callable[[int], object] = lambda n: None,
+) -> int:
+    """Write the candidates of every customer with a history to a Parquet file; returns the customers written."""
+    known = np.flatnonzero(np.diff(bundle.history.indptr) > 0)
+    stamp = stamp or datetime.now(UTC)
+    tmp = f"{path}.tmp"
+    with pq.ParquetWriter(tmp, SCHEMA) as writer:
+        for start in range(0, len(known), BATCH):
+            rows = known[start : start + BATCH]
+            lists = candidate_lists(bundle, rows, size=size)
+            writer.write_table(
+                pa.table(
+                    {
+                        USER_ID: bundle.user_ids[rows].tolist(),
+                        "model_version": [version] * len(rows),
+                        **lists,
+                        EVENT_TIMESTAMP: [stamp] * len(rows),
+                    },
+                    schema=SCHEMA,
+                )
+            )
+            progress(len(rows))
+    os.replace(tmp, str(path))
+    return len(known)
+
+
+def build_candidates(
+    *, settings: Settings, model_uri: str | None = None, size: int = DEFAULT_SIZE, materialize: bool = True
+) -> CandidatesResult:
+    """Compute every known customer's candidates for the model at `model_uri` (default: the settings'
+    RECO_MODEL_URI, e.g. models:/reco@champion), write the view's source, materialize it and tag the
+    registered version as published."""
+    from training.features.materialize import materialize as push
+    from training.registry.loading import load_bundle, resolve_version
+    from training.registry.publishing import tag_version
+
+    started = time.perf_counter()
+    uri = model_uri or settings.model_uri
+    name, version, resolved = resolve_version(uri, settings=settings)
+    # Load the resolved version, not the alias: it may move meanwhile.
+    bundle = load_bundle(resolved if version is not None else uri, settings=settings)
+    label = version if version is not None else bundle.version or resolved  # as the service labels it
+    path = source_path(CUSTOMER_CANDIDATES, settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    customers = write_candidates(bundle, version=str(label), path=path, size=size)
+    materialized = None
+    if materialize:
+        [materialized] = push(settings=settings, views=[CUSTOMER_CANDIDATES]).views
+        if version is not None:
+            tag_version(settings=settings, name=name, version=version, key=CANDIDATES_TAG, value=_now_text())
+    return CandidatesResult(str(label), customers, size, time.perf_counter() - started, materialized)
+
+
+def _now_text() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
