@@ -73,8 +73,8 @@ customer_recent_items = FeatureView(
 customer_candidates = FeatureView(
     name="customer_candidates",
     entities=[customer],
-    # Valid until the next build replaces it; the service uses a row only when its model_version is
-    # the version it serves (and ranks on the spot otherwise).
+    # Valid until the next build replaces it; the service uses the lists whose version is the one it
+    # serves (and ranks on the spot when neither is).
     ttl=timedelta(0),
     schema=[
         Field(name="model_version", dtype=String, description="The model version that ranked these candidates."),
@@ -82,6 +82,13 @@ customer_candidates = FeatureView(
         Field(name="home_scores", dtype=Array(Float64), description="Their scores."),
         Field(name="discover_items", dtype=Array(String), description="Top items never bought, best first."),
         Field(name="discover_scores", dtype=Array(Float64), description="Their scores."),
+        # The same for the version published before, so that it keeps its lists while a new version's
+        # are written and until the alias moves (or moves back).
+        Field(name="previous_version", dtype=String),
+        Field(name="previous_home_items", dtype=Array(String)),
+        Field(name="previous_home_scores", dtype=Array(Float64)),
+        Field(name="previous_discover_items", dtype=Array(String)),
+        Field(name="previous_discover_scores", dtype=Array(Float64)),
     ],
     source=FileSource(
         name="customer_candidates_source",

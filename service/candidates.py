@@ -3,11 +3,12 @@
 `reco candidates build` (training/features/candidates.py) ranks every known customer once per model
 version and materializes the unfiltered top-N home list and top-N/2 discover list (home's explore
 slots, RECO_HOME_EXPLORE_SHARE, come from it) into the view `customer_candidates`; the service reads
-them in the same online read as the customer's other features. A request applies its live filters
-(excluded, just bought, out of stock, held-back categories: the bundle's `allowed_items`) to those
-lists, which gives exactly the core's answer as long as at least k candidates survive; otherwise,
-or when the lists were ranked by another model version than the one served, the core ranks on the
-spot (`None` here).
+them in the same online read as the customer's other features, beside the lists of the version
+published before (so the version served keeps its own while the next one is published). A request
+applies its live filters (excluded, just bought, out of stock, held-back categories: the bundle's
+`allowed_items`) to the lists of the version it is served by, which gives exactly the core's answer
+as long as at least k candidates survive; otherwise, or when neither list is of that version, the
+core ranks on the spot (`None` here).
 """
 
 from __future__ import annotations
@@ -29,20 +30,16 @@ def top_from_candidates(
     bundle: ModelBundle,
     candidates: Candidates | None,
     *,
-    version: str,
     k: int,
     excluded: Sequence[str],
     exclude_categories: Sequence[str] = (),
     explore_share: float = 0.0,
 ) -> list[tuple[str, float]] | None:
     """The first k candidates that pass the live filters, with the discover list's first in the explore
-    slots (`explore_share`, core.blend.mix_explore); None when there are no candidates of `version`
-    (the served model's) or the filters leave too few: the caller ranks on the spot."""
+    slots (`explore_share`, core.blend.mix_explore); None when there are none (of the served model's
+    version: `CustomerFeatures.candidates_of`) or the filters leave too few: the caller ranks on the spot."""
     if candidates is None:
         labelled(CANDIDATE_READS, "none").inc()
-        return None
-    if candidates.version != version:
-        labelled(CANDIDATE_READS, "other-version").inc()
         return None
     listed, chosen = _surviving(bundle, candidates.home, excluded, exclude_categories)
     if len(chosen) < k:

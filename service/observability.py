@@ -66,8 +66,8 @@ MODEL_INFO = Gauge(
 )
 CANDIDATE_READS = Counter(
     "reco_candidates_total",
-    "Home answers by what the customer's offline candidates gave: used, none (no row), other-version (ranked "
-    "by another model version than the one served), filtered (too few passed the live filters).",
+    "Home answers by what the customer's offline candidates gave: used, none (none of the served model "
+    "version), filtered (too few passed the live filters; ranked on the spot).",
     ["outcome"],
 )
 MODEL_RELOADS = Counter("reco_model_reloads_total", "Model reload attempts by outcome.", ["outcome"])

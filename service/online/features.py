@@ -70,6 +70,11 @@ CUSTOMER_FIELDS = (
     "home_scores",
     "discover_items",
     "discover_scores",
+    "previous_version",
+    "previous_home_items",
+    "previous_home_scores",
+    "previous_discover_items",
+    "previous_discover_scores",
 )
 RECAP_FIELD = "recap_json"
 
@@ -93,7 +98,11 @@ class CustomerFeatures:
     recent_items: tuple[str, ...] = ()
     recent_item_times: tuple[int, ...] = ()  # epoch seconds UTC
     top_categories: tuple[str, ...] = ()
-    candidates: Candidates | None = None
+    candidates: tuple[Candidates, ...] = ()  # the lists of up to two model versions
+
+    def candidates_of(self, version: str) -> Candidates | None:
+        """The candidates ranked by model `version`, None when the store holds none of it."""
+        return next((c for c in self.candidates if c.version == version), None)
 
     def bought_since(self, since: datetime) -> set[str]:
         """Items last bought at or after `since`."""
@@ -336,19 +345,20 @@ def _customer_features(row: dict[str, Any]) -> CustomerFeatures:
     recent = tuple(row.get("recent_items") or ())
     if not recent and row.get("orders") is None:
         return CustomerFeatures(known=False)
-    version = row.get("model_version")
     return CustomerFeatures(
         known=True,
         recent_items=recent,
         recent_item_times=tuple(row.get("recent_item_times") or ()),  # Array(Int64): epoch seconds
         top_categories=tuple(row.get("top_categories") or ()),
-        candidates=None
-        if version is None
-        else Candidates(
-            version=version,
-            home=row.get("home_items") or [],
-            home_scores=row.get("home_scores") or [],
-            discover=row.get("discover_items") or [],
-            discover_scores=row.get("discover_scores") or [],
+        candidates=tuple(
+            Candidates(
+                version=row[version],
+                home=row.get(f"{prefix}home_items") or [],
+                home_scores=row.get(f"{prefix}home_scores") or [],
+                discover=row.get(f"{prefix}discover_items") or [],
+                discover_scores=row.get(f"{prefix}discover_scores") or [],
+            )
+            for version, prefix in (("model_version", ""), ("previous_version", "previous_"))
+            if row.get(version) is not None
         ),
     )

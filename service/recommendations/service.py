@@ -103,8 +103,7 @@ def recommend_for_customer(
         if context == "home" and category is None:
             ranked = top_from_candidates(
                 bundle,
-                features.candidates if features is not None else None,
-                version=model.version,
+                features.candidates_of(model.version) if features is not None else None,
                 k=k,
                 excluded=excluded,
                 exclude_categories=held,

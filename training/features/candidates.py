@@ -10,8 +10,9 @@ not in every API worker after every load.
 
 writes `$RECO_HOME/features/customer_candidates.parquet` (feature view `customer_candidates`:
 model_version, home_items/home_scores (top `size`), discover_items/discover_scores (top
-size/2, home's explore slots come from them)), materializes it, and tags the registered version
-`reco.candidates` so the service's readiness can tell that its candidates are published.
+size/2, home's explore slots come from them), and the same of the version published before,
+`previous_*`), materializes it, and tags the registered version `reco.candidates` so the
+service's readiness can tell that its candidates are published.
 
 Lists are not filtered by stock: availability changes between builds, and a list that still holds
 an item that is back in stock needs no rebuild. The per-request filter drops what is out of stock.
@@ -21,13 +22,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from training.core.topk import top_k
@@ -62,14 +64,27 @@ class CandidatesResult:
         )
 
 
+# The lists of the version being published, and of the one published before it (`write_candidates`).
+CURRENT_SLOT = ("model_version", "home_items", "home_scores", "discover_items", "discover_scores")
+PREVIOUS_SLOT = (
+    "previous_version",
+    "previous_home_items",
+    "previous_home_scores",
+    "previous_discover_items",
+    "previous_discover_scores",
+)
+_SLOT_TYPES = (
+    pa.string(),
+    pa.list_(pa.string()),
+    pa.list_(pa.float64()),
+    pa.list_(pa.string()),
+    pa.list_(pa.float64()),
+)
 SCHEMA = pa.schema(
     [
         pa.field(USER_ID, pa.string()),
-        pa.field("model_version", pa.string()),
-        pa.field("home_items", pa.list_(pa.string())),
-        pa.field("home_scores", pa.list_(pa.float64())),
-        pa.field("discover_items", pa.list_(pa.string())),
-        pa.field("discover_scores", pa.list_(pa.float64())),
+        *(pa.field(name, kind) for name, kind in zip(CURRENT_SLOT, _SLOT_TYPES, strict=True)),
+        *(pa.field(name, kind) for name, kind in zip(PREVIOUS_SLOT, _SLOT_TYPES, strict=True)),
         pa.field(EVENT_TIMESTAMP, pa.timestamp("us", tz="UTC")),
     ]
 )
@@ -94,33 +109,56 @@ def write_candidates(
     bundle: ModelBundle,
     *,
     version: str,
-    path: str | object,
+    path: Path,
     size: int = DEFAULT_SIZE,
     stamp: datetime | None = None,
-    progress: Callable[[int], object] = lambda n: None,
 ) -> int:
-    """Write the candidates of every customer with a history to a Parquet file; returns the customers written."""
+    """Write the candidates of every customer with a history to the view's Parquet file; returns the
+    customers written.
+
+    Each row keeps the lists of the version published before in its `previous_` slot (from the file
+    it replaces; a rebuild of the same version keeps that file's previous slot): while the new lists
+    are written and until the alias moves, the version being served still finds its own lists, so a
+    model swap never goes through a stretch of answers ranked per request."""
     known = np.flatnonzero(np.diff(bundle.history.indptr) > 0)
     stamp = stamp or datetime.now(UTC)
-    tmp = f"{path}.tmp"
+    before = _previous_slots(path, version)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with pq.ParquetWriter(tmp, SCHEMA) as writer:
         for start in range(0, len(known), BATCH):
             rows = known[start : start + BATCH]
+            users = pa.array(bundle.user_ids[rows].tolist(), pa.string())
             lists = candidate_lists(bundle, rows, size=size)
-            writer.write_table(
-                pa.table(
-                    {
-                        USER_ID: bundle.user_ids[rows].tolist(),
-                        "model_version": [version] * len(rows),
-                        **lists,
-                        EVENT_TIMESTAMP: [stamp] * len(rows),
-                    },
-                    schema=SCHEMA,
-                )
-            )
-            progress(len(rows))
-    os.replace(tmp, str(path))
+            columns: dict[str, Any] = {USER_ID: users, "model_version": [version] * len(rows), **lists}
+            if before is not None:
+                carried = before.take(pc.index_in(users, value_set=before.column(USER_ID)))
+                columns.update({name: carried.column(name) for name in PREVIOUS_SLOT})
+            else:
+                columns.update({name: pa.nulls(len(rows), SCHEMA.field(name).type) for name in PREVIOUS_SLOT})
+            columns[EVENT_TIMESTAMP] = [stamp] * len(rows)
+            writer.write_table(pa.table(columns, schema=SCHEMA))
+    os.replace(tmp, path)
     return len(known)
+
+
+def _previous_slots(path: Path, version: str) -> pa.Table | None:
+    """user_id and the lists the new file keeps as `previous_`: the old file's current lists, or its
+    previous ones when it holds this same version already (None: no old file)."""
+    if not path.exists():
+        return None
+    old = pq.read_table(path)
+    if not set(SCHEMA.names) <= set(old.column_names):
+        return None  # an older layout: nothing to carry
+    same = pc.equal(old.column("model_version"), version)
+    return pa.table(
+        {
+            USER_ID: old.column(USER_ID),
+            **{
+                new: pc.if_else(same, old.column(new), old.column(current))
+                for new, current in zip(PREVIOUS_SLOT, CURRENT_SLOT, strict=True)
+            },
+        }
+    )
 
 
 def build_candidates(

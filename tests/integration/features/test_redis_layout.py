@@ -86,7 +86,6 @@ def test_one_hmget_reader_returns_what_feasts_async_read_returns(redis_home: Set
     from feast.protos.feast.types.Value_pb2 import Value
 
     from service.online.redis_reader import HashReader
-
     from training.features.materialize import iter_rows
 
     users, items = sample
@@ -104,6 +103,11 @@ def test_one_hmget_reader_returns_what_feasts_async_read_returns(redis_home: Set
             "home_scores": [[0.9, 0.5, 0.25]] * len(users[::2]),
             "discover_items": [items[3:4]] * len(users[::2]),
             "discover_scores": [[0.125]] * len(users[::2]),
+            "previous_version": ["3"] * len(users[::2]),
+            "previous_home_items": [items[1:3]] * len(users[::2]),
+            "previous_home_scores": [[0.5, 0.25]] * len(users[::2]),
+            "previous_discover_items": pa.nulls(len(users[::2]), pa.list_(pa.string())),
+            "previous_discover_scores": pa.nulls(len(users[::2]), pa.list_(pa.float64())),
             "event_timestamp": pa.array([datetime.now(UTC)] * len(users[::2]), pa.timestamp("us", tz="UTC")),
         }
     )

@@ -84,7 +84,7 @@ def offline(bundle: ModelBundle, user: str, *, version: str = "7", size: int = 4
         lists[f][0] for f in ("home_items", "home_scores", "discover_items", "discover_scores")
     )
     candidates = Candidates(version, home, home_scores, discover, discover_scores)  # type: ignore[arg-type]
-    return CustomerFeatures(known=True, candidates=candidates)
+    return CustomerFeatures(known=True, candidates=(candidates,))
 
 
 def test_offline_candidates_answer_as_the_core_ranks(bundle: ModelBundle, catalog: ItemCatalog) -> None:
@@ -93,15 +93,18 @@ def test_offline_candidates_answer_as_the_core_ranks(bundle: ModelBundle, catalo
         ids, _, _ = _recommend(served, catalog, user, k=3, exclude=exclude, features=offline(bundle, user))
         assert ids == [i for i, _ in bundle.recommend_batch([user], k=3, exclude_items=exclude)[0]], (user, exclude)
     # The answer comes from the lists: reversed lists give a reversed answer.
-    features = offline(bundle, "C1")
-    assert features.candidates is not None
-    flipped = replace(features.candidates, home=features.candidates.home[::-1])
-    ids, _, _ = _recommend(served, catalog, "C1", k=3, features=replace(features, candidates=flipped))
+    [lists] = offline(bundle, "C1").candidates
+    flipped = replace(lists, home=lists.home[::-1])
+    ids, _, _ = _recommend(served, catalog, "C1", k=3, features=CustomerFeatures(known=True, candidates=(flipped,)))
     assert (
         ids
         == [i for i in flipped.home if i not in SOLD_OUT][:3]
         != [i for i, _ in bundle.recommend_batch(["C1"], k=3)[0]]
     )
+    # The store holds the lists of two versions: the served version's are used, whichever slot.
+    newer = replace(flipped, version="8")
+    ids, _, _ = _recommend(served, catalog, "C1", k=3, features=CustomerFeatures(known=True, candidates=(newer, lists)))
+    assert ids == [i for i, _ in bundle.recommend_batch(["C1"], k=3)[0]]
     # Lists of another model version, or more excluded than the lists hold: the core ranks on the spot.
     for features, exclude in (
         (offline(bundle, "C1", version="6"), ("I0",)),
