@@ -245,7 +245,14 @@ def worker_memory(pgid: int) -> list[dict[str, float]]:
             )
         except (OSError, ValueError, IndexError):
             continue
-        out.append({"pid": pid, "rss_mib": rollup["Rss"], "uss_mib": rollup["Private_Clean"] + rollup["Private_Dirty"]})
+        out.append(
+            {
+                "pid": pid,
+                "rss_mib": rollup["Rss"],
+                "uss_mib": rollup["Private_Clean"] + rollup["Private_Dirty"],
+                "anon_mib": rollup["Anonymous"],
+            }
+        )
     # With several workers the group leader is uvicorn's supervisor, not a worker.
     workers = [m for m in out if m["pid"] != pgid]
     return workers or out
