@@ -10,7 +10,7 @@ import os
 from datetime import timedelta
 
 from feast import Entity, FeatureView, Field, FileSource, ValueType
-from feast.types import Array, Float64, Int64, String, UnixTimestamp
+from feast.types import Array, Bytes, Float64, Int64, String, UnixTimestamp
 
 
 def offline_source(view: str) -> str:
@@ -77,18 +77,19 @@ customer_candidates = FeatureView(
     # serves (and ranks on the spot when neither is).
     ttl=timedelta(0),
     schema=[
-        Field(name="model_version", dtype=String, description="The model version that ranked these candidates."),
-        Field(name="home_items", dtype=Array(String), description="Top home items, best first, before live filters."),
-        Field(name="home_scores", dtype=Array(Float64), description="Their scores."),
-        Field(name="discover_items", dtype=Array(String), description="Top items never bought, best first."),
-        Field(name="discover_scores", dtype=Array(Float64), description="Their scores."),
+        Field(name="model_version", dtype=String, description="The model version that ranked these lists."),
+        Field(
+            name="home",
+            dtype=Bytes,
+            description="Top home items before live filters, best first: the version's item indices "
+            "(int32, little-endian), then their scores (float32).",
+        ),
+        Field(name="discover", dtype=Bytes, description="Top items never bought, packed the same way."),
         # The same for the version published before, so that it keeps its lists while a new version's
         # are written and until the alias moves (or moves back).
         Field(name="previous_version", dtype=String),
-        Field(name="previous_home_items", dtype=Array(String)),
-        Field(name="previous_home_scores", dtype=Array(Float64)),
-        Field(name="previous_discover_items", dtype=Array(String)),
-        Field(name="previous_discover_scores", dtype=Array(Float64)),
+        Field(name="previous_home", dtype=Bytes),
+        Field(name="previous_discover", dtype=Bytes),
     ],
     source=FileSource(
         name="customer_candidates_source",

@@ -45,27 +45,28 @@ def top_from_candidates(
     if len(chosen) < k:
         labelled(CANDIDATE_READS, "filtered").inc()
         return None  # filters ate too many (or the list is short): the core ranks on the spot
-    regular = [(int(listed[j]), candidates.home_scores[j]) for j in chosen[:k].tolist()]
+    regular = list(zip(listed[chosen[:k]].tolist(), candidates.home_scores[chosen[:k]].tolist(), strict=True))
     wanted = len(explore_slots(k=k, share=explore_share))
     if wanted:
         explore_listed, picked = _surviving(bundle, candidates.discover, excluded, exclude_categories)
         if len(picked) < wanted:
             labelled(CANDIDATE_READS, "filtered").inc()
             return None
-        explore = [(int(explore_listed[j]), candidates.discover_scores[j]) for j in picked[: wanted + k].tolist()]
+        picked = picked[: wanted + k]
+        explore = list(zip(explore_listed[picked].tolist(), candidates.discover_scores[picked].tolist(), strict=True))
         regular = mixed(regular, explore, k=k, share=explore_share)
     labelled(CANDIDATE_READS, "used").inc()
     return [(str(bundle.item_ids[i]), s) for i, s in regular]
 
 
 def _surviving(
-    bundle: ModelBundle, items: Sequence[str], excluded: Sequence[str], exclude_categories: Sequence[str]
+    bundle: ModelBundle, items: np.ndarray, excluded: Sequence[str], exclude_categories: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(item indices of the listed ids, positions of those that pass the live filters, in list order)."""
-    index = bundle.item_index
-    listed = np.fromiter((index.get(i, -1) for i in items), dtype=np.int64, count=len(items))
+    """(the listed item indices, positions of those that pass the live filters, in list order).
+    Indices out of the catalog's range (a corrupt row) never pass."""
+    listed = np.where((items >= 0) & (items < bundle.n_items), items, 0)
     allowed = bundle.allowed_items(exclude_items=excluded, exclude_categories=exclude_categories, among=listed)
-    return listed, np.flatnonzero(allowed & (listed >= 0))
+    return listed, np.flatnonzero(allowed & (listed == items))
 
 
 def mixed(

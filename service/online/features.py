@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from service.observability import FEATURE_SECONDS, STALE_FEATURES, labelled, redact
 from service.online.items import ItemCatalog, ItemStats
 from training.core.columns import UNREQUESTABLE_ID
@@ -66,28 +68,32 @@ CUSTOMER_FIELDS = (
     "recent_items",
     "recent_item_times",
     "model_version",
-    "home_items",
-    "home_scores",
-    "discover_items",
-    "discover_scores",
+    "home",
+    "discover",
     "previous_version",
-    "previous_home_items",
-    "previous_home_scores",
-    "previous_discover_items",
-    "previous_discover_scores",
+    "previous_home",
+    "previous_discover",
 )
 RECAP_FIELD = "recap_json"
 
 
 @dataclass(frozen=True)
 class Candidates:
-    """A customer's offline candidates (view customer_candidates): unfiltered, best first."""
+    """A customer's offline candidates (view customer_candidates): unfiltered, best first, as item
+    indices of the model version that ranked them and their scores."""
 
-    version: str  # the model version that ranked them
-    home: list[str]
-    home_scores: list[float]
-    discover: list[str]
-    discover_scores: list[float]
+    version: str
+    home: np.ndarray  # int32 item indices
+    home_scores: np.ndarray  # float32
+    discover: np.ndarray
+    discover_scores: np.ndarray
+
+    @classmethod
+    def unpacked(cls, version: str, home: bytes | None, discover: bytes | None) -> Candidates:
+        """From the view's packed lists (training.features.encoding.pack_ranked)."""
+        from training.features.encoding import unpack_ranked
+
+        return cls(version, *unpack_ranked(home or b""), *unpack_ranked(discover or b""))
 
 
 @dataclass(frozen=True)
@@ -351,13 +357,7 @@ def _customer_features(row: dict[str, Any]) -> CustomerFeatures:
         recent_item_times=tuple(row.get("recent_item_times") or ()),  # Array(Int64): epoch seconds
         top_categories=tuple(row.get("top_categories") or ()),
         candidates=tuple(
-            Candidates(
-                version=row[version],
-                home=row.get(f"{prefix}home_items") or [],
-                home_scores=row.get(f"{prefix}home_scores") or [],
-                discover=row.get(f"{prefix}discover_items") or [],
-                discover_scores=row.get(f"{prefix}discover_scores") or [],
-            )
+            Candidates.unpacked(row[version], row.get(f"{prefix}home"), row.get(f"{prefix}discover"))
             for version, prefix in (("model_version", ""), ("previous_version", "previous_"))
             if row.get(version) is not None
         ),

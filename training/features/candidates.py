@@ -9,9 +9,11 @@ not in every API worker after every load.
     build_candidates(settings=..., model_uri=None, size=50) -> CandidatesResult
 
 writes `$RECO_HOME/features/customer_candidates.parquet` (feature view `customer_candidates`:
-model_version, home_items/home_scores (top `size`), discover_items/discover_scores (top
-size/2, home's explore slots come from them), and the same of the version published before,
-`previous_*`), materializes it, and tags the registered version `reco.candidates` so the
+model_version, home (top `size`) and discover (top size/2, home's explore slots come from them),
+each packed as the version's item indices and their scores (training.features.encoding.pack_ranked:
+the service reads them on every request, and decoding two lists of Feast strings and doubles cost
+more than a third of a cached answer), and the same of the version published before, `previous_*`),
+materializes it, and tags the registered version `reco.candidates` so the
 service's readiness can tell that its candidates are published.
 
 Lists are not filtered by stock: availability changes between builds, and a list that still holds
@@ -33,6 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from training.core.topk import top_k
+from training.features.encoding import pack_ranked
 from training.features.names import CUSTOMER_CANDIDATES, EVENT_TIMESTAMP, USER_ID
 from training.features.store import source_path
 from training.registry import CANDIDATES_TAG
@@ -65,21 +68,10 @@ class CandidatesResult:
 
 
 # The lists of the version being published, and of the one published before it (`write_candidates`).
-CURRENT_SLOT = ("model_version", "home_items", "home_scores", "discover_items", "discover_scores")
-PREVIOUS_SLOT = (
-    "previous_version",
-    "previous_home_items",
-    "previous_home_scores",
-    "previous_discover_items",
-    "previous_discover_scores",
-)
-_SLOT_TYPES = (
-    pa.string(),
-    pa.list_(pa.string()),
-    pa.list_(pa.float64()),
-    pa.list_(pa.string()),
-    pa.list_(pa.float64()),
-)
+# Each list is packed (encoding.pack_ranked: the version's item indices, then their scores).
+CURRENT_SLOT = ("model_version", "home", "discover")
+PREVIOUS_SLOT = ("previous_version", "previous_home", "previous_discover")
+_SLOT_TYPES = (pa.string(), pa.binary(), pa.binary())
 SCHEMA = pa.schema(
     [
         pa.field(USER_ID, pa.string()),
@@ -90,18 +82,16 @@ SCHEMA = pa.schema(
 )
 
 
-def candidate_lists(
-    bundle: ModelBundle, rows: np.ndarray, *, size: int
-) -> dict[str, list[list[str]] | list[list[float]]]:
+def candidate_lists(bundle: ModelBundle, rows: np.ndarray, *, size: int) -> dict[str, list[bytes]]:
     """The unfiltered top-`size` home list and top-`size`/2 discover list of history rows, best
-    first (item ids and scores; only finite scores: a context that excludes an item leaves it out)."""
+    first, packed (item indices and scores; only finite scores: a context that excludes an item
+    leaves it out)."""
     scored = bundle.score_contexts(rows=rows, contexts=("home", "discover"))
-    out: dict[str, list[list[str]] | list[list[float]]] = {}
+    out: dict[str, list[bytes]] = {}
     for context, k in (("home", size), ("discover", max(1, size // 2))):
         ids, values = top_k(scored[context], k=k)
         finite = np.isfinite(values)
-        out[f"{context}_items"] = [bundle.item_ids[i[f]].tolist() for i, f in zip(ids, finite, strict=True)]
-        out[f"{context}_scores"] = [v[f].astype(np.float64).tolist() for v, f in zip(values, finite, strict=True)]
+        out[context] = [pack_ranked(i[f], v[f]) for i, v, f in zip(ids, values, finite, strict=True)]
     return out
 
 

@@ -260,7 +260,7 @@ def _converter(dtype: Any) -> Callable[[pa.Array], list[Any]]:
     """Arrow column → list of ValueProto for one Feast type (None → an empty ValueProto: null)."""
     from feast.protos.feast.types.Value_pb2 import DoubleList, Int64List, StringList
     from feast.protos.feast.types.Value_pb2 import Value as ValueProto
-    from feast.types import Array, Bool, Float32, Float64, Int32, Int64, String, UnixTimestamp
+    from feast.types import Array, Bool, Bytes, Float32, Float64, Int32, Int64, String, UnixTimestamp
 
     # Equal values share one ValueProto: fewer objects to build, and the Redis store serializes
     # each distinct object once per batch. The protos are only read downstream.
@@ -328,6 +328,7 @@ def _converter(dtype: Any) -> Callable[[pa.Array], list[Any]]:
         Float64: distinct(double, pa.float64()),
         Float32: scalar(lambda v: ValueProto(float_val=v), pa.float32()),
         Bool: scalar(lambda v: ValueProto(bool_val=v), pa.bool_()),
+        Bytes: distinct(lambda v: ValueProto(bytes_val=v), pa.binary()),
         UnixTimestamp: epoch_seconds,
         Array(String): listed(lambda v: ValueProto(string_list_val=StringList(val=v)), pa.string()),
         Array(Int64): listed(lambda v: ValueProto(int64_list_val=Int64List(val=v)), pa.int64()),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -86,9 +87,10 @@ def test_one_hmget_reader_returns_what_feasts_async_read_returns(redis_home: Set
     from feast.protos.feast.types.Value_pb2 import Value
 
     from service.online.redis_reader import HashReader
+    from training.features.encoding import pack_ranked
     from training.features.materialize import iter_rows
 
-    users, items = sample
+    users, _ = sample
     store = open_store(redis_home)
     provider = store._get_provider()
     views = _recommend_views(store)
@@ -99,15 +101,11 @@ def test_one_hmget_reader_returns_what_feasts_async_read_returns(redis_home: Set
         {
             "user_id": users[::2],
             "model_version": ["4"] * len(users[::2]),
-            "home_items": [items[:3]] * len(users[::2]),
-            "home_scores": [[0.9, 0.5, 0.25]] * len(users[::2]),
-            "discover_items": [items[3:4]] * len(users[::2]),
-            "discover_scores": [[0.125]] * len(users[::2]),
+            "home": [pack_ranked(np.array([3, 1, 2]), np.array([0.9, 0.5, 0.25]))] * len(users[::2]),
+            "discover": [pack_ranked(np.array([7]), np.array([0.125]))] * len(users[::2]),
             "previous_version": ["3"] * len(users[::2]),
-            "previous_home_items": [items[1:3]] * len(users[::2]),
-            "previous_home_scores": [[0.5, 0.25]] * len(users[::2]),
-            "previous_discover_items": pa.nulls(len(users[::2]), pa.list_(pa.string())),
-            "previous_discover_scores": pa.nulls(len(users[::2]), pa.list_(pa.float64())),
+            "previous_home": [pack_ranked(np.array([1, 2]), np.array([0.5, 0.25]))] * len(users[::2]),
+            "previous_discover": pa.nulls(len(users[::2]), pa.binary()),
             "event_timestamp": pa.array([datetime.now(UTC)] * len(users[::2]), pa.timestamp("us", tz="UTC")),
         }
     )

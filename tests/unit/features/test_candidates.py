@@ -11,6 +11,12 @@ import pyarrow.parquet as pq
 
 from tests.unit.service.shop import make_bundle
 from training.features.candidates import PREVIOUS_SLOT, candidate_lists, write_candidates
+from training.features.encoding import unpack_ranked
+
+
+def ranked(bundle, packed: bytes) -> tuple[list[str], list[float]]:  # type: ignore[no-untyped-def]
+    items, scores = unpack_ranked(packed)
+    return bundle.item_ids[items].tolist(), scores.tolist()
 
 
 def test_lists_are_the_cores_ranking_before_live_filters(tmp_path: Path) -> None:
@@ -24,11 +30,12 @@ def test_lists_are_the_cores_ranking_before_live_filters(tmp_path: Path) -> None
         row = rows[user]
         # Out-of-stock items stay in the lists (the service filters per request): the core without stock.
         core = replace(bundle, in_stock=np.ones_like(bundle.in_stock)).recommend_batch([user], k=4)[0]
-        assert row["home_items"] == [i for i, _ in core] and row["model_version"] == "1"
-        assert row["home_scores"] == [float(np.float32(s)) for _, s in core]
-        assert len(row["discover_items"]) <= 2 and not {i for i in row["discover_items"]} & set(
-            bundle.item_ids[bundle.history.indices[bundle.history.row(bundle.user_index[user])]].tolist()
-        )
+        home, scores = ranked(bundle, row["home"])
+        assert home == [i for i, _ in core] and row["model_version"] == "1"
+        assert scores == [float(np.float32(s)) for _, s in core]
+        discover, _ = ranked(bundle, row["discover"])
+        bought = bundle.item_ids[bundle.history.indices[bundle.history.row(bundle.user_index[user])]].tolist()
+        assert 0 < len(discover) <= 2 and not set(discover) & set(bought)
         assert all(row[name] is None for name in PREVIOUS_SLOT)
 
 
@@ -41,9 +48,9 @@ def test_a_new_version_keeps_the_lists_of_the_one_before(tmp_path: Path) -> None
     write_candidates(bundle, version="2", path=path, size=3)  # a rebuild of the same version
     second = {r["user_id"]: r for r in pq.read_table(path).to_pylist()}
     user = next(iter(second))
-    assert second[user]["model_version"] == "2" and len(second[user]["home_items"]) == 3
+    assert second[user]["model_version"] == "2" and len(ranked(bundle, second[user]["home"])[0]) == 3
     assert second[user]["previous_version"] == "1"
-    assert second[user]["previous_home_items"] == first[user]["home_items"]
-    assert second[user]["previous_discover_scores"] == first[user]["discover_scores"]
+    assert second[user]["previous_home"] == first[user]["home"]
+    assert second[user]["previous_discover"] == first[user]["discover"]
     lists = candidate_lists(bundle, np.array([bundle.user_index[user]]), size=3)
-    assert second[user]["discover_items"] == lists["discover_items"][0]
+    assert second[user]["discover"] == lists["discover"][0]

@@ -80,11 +80,9 @@ def test_a_sold_out_item_leaves_the_answer(model: LoadedModel, catalog: ItemCata
 def offline(bundle: ModelBundle, user: str, *, version: str = "7", size: int = 4) -> CustomerFeatures:
     """The customer's features with the candidates `reco candidates build` computes for `version`."""
     lists = candidate_lists(bundle, np.array([bundle.user_index[user]]), size=size)
-    home, home_scores, discover, discover_scores = (
-        lists[f][0] for f in ("home_items", "home_scores", "discover_items", "discover_scores")
+    return CustomerFeatures(
+        known=True, candidates=(Candidates.unpacked(version, lists["home"][0], lists["discover"][0]),)
     )
-    candidates = Candidates(version, home, home_scores, discover, discover_scores)  # type: ignore[arg-type]
-    return CustomerFeatures(known=True, candidates=(candidates,))
 
 
 def test_offline_candidates_answer_as_the_core_ranks(bundle: ModelBundle, catalog: ItemCatalog) -> None:
@@ -94,11 +92,11 @@ def test_offline_candidates_answer_as_the_core_ranks(bundle: ModelBundle, catalo
         assert ids == [i for i, _ in bundle.recommend_batch([user], k=3, exclude_items=exclude)[0]], (user, exclude)
     # The answer comes from the lists: reversed lists give a reversed answer.
     [lists] = offline(bundle, "C1").candidates
-    flipped = replace(lists, home=lists.home[::-1])
+    flipped = replace(lists, home=lists.home[::-1], home_scores=lists.home_scores[::-1])
     ids, _, _ = _recommend(served, catalog, "C1", k=3, features=CustomerFeatures(known=True, candidates=(flipped,)))
     assert (
         ids
-        == [i for i in flipped.home if i not in SOLD_OUT][:3]
+        == [i for i in bundle.item_ids[flipped.home].tolist() if i not in SOLD_OUT][:3]
         != [i for i, _ in bundle.recommend_batch(["C1"], k=3)[0]]
     )
     # The store holds the lists of two versions: the served version's are used, whichever slot.
