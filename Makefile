@@ -59,7 +59,7 @@ bench-train: install ## reco train vs a raw implicit fit at ≈10M purchase line
 bench-features: install ## Materialization at 1M customers vs raw redis-py pipelines; online read latency (Redis DB 13)
 	REDIS_URL=$(BENCH_REDIS) $(BIN)/python experiments/bench_features.py --customers 1000000
 
-bench-service: install bench-tools ## The API under wrk (100k customers × 50k items) vs the bare stack and mlflow models serve
+bench-service: install bench-tools ## The API under wrk (100k customers × 50k items) vs the bare stack and mlflow models serve; start, swap, worker memory
 	$(BIN)/python experiments/bench_service.py --users 100000 --items 50000
 
 bench-recaps: install ## Recaps of 1M customers vs one DuckDB GROUP BY; emails/s
