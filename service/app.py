@@ -22,9 +22,10 @@ from fastapi import FastAPI
 from service.admin import routes as admin
 from service.baskets import routes as baskets
 from service.config import ServiceSettings, load_service_settings
+from service.edge import install_limits
 from service.errors import install_error_handlers, unexpected_error
 from service.events import routes as events
-from service.events.store import EventStore
+from service.events.store import open_event_store
 from service.model import ModelHolder
 from service.observability import RequestContextMiddleware, configure_logging
 from service.online.features import OnlineFeatures
@@ -75,6 +76,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             services.features.close()
+            services.events.close()
             unfreeze_heap()
 
     app = FastAPI(
@@ -88,8 +90,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     install_offline_docs(app)
-    for module in (recommendations, shelves, baskets, recipes, recaps, events, admin):
-        app.include_router(module.router)
+    routers = [module.router for module in (recommendations, shelves, baskets, recipes, recaps, events, admin)]
+    for router in routers:
+        app.include_router(router)
+    install_limits(app, settings, routers)
     app.add_middleware(RequestContextMiddleware, unexpected=unexpected_error)
     return app
 
@@ -146,7 +150,7 @@ def _start(settings: ServiceSettings) -> Services:
         settings=settings,
         holder=holder,
         features=features,
-        events=EventStore(settings.events_db),
+        events=open_event_store(settings),
         recipes=load_recipes(settings=settings),
     )
     _refresh_items(services)

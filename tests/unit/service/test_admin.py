@@ -52,16 +52,28 @@ def test_readiness_says_what_is_loaded(settings, model: LoadedModel) -> None:
 
 
 def test_a_broken_event_log_is_reported_not_raised(tmp_path) -> None:
-    from service.events.store import EventStore
+    from service.events.sqlite_store import SQLiteEventStore
 
     (tmp_path / "events.db").mkdir()  # a directory where the SQLite file belongs
-    assert event_log_status(store=EventStore(tmp_path / "events.db")) == {"pending": None, "error": "OperationalError"}
+    status = event_log_status(store=SQLiteEventStore(tmp_path / "events.db"))
+    assert status == {"store": "sqlite", "pending": None, "error": "OperationalError"}
 
 
 def test_ready_is_503_until_a_model_is_loaded(make_shop: Callable[..., Shop], model: LoadedModel) -> None:
     shop = make_shop(None)
     assert shop.get("/health/ready", key=None).status_code == 503
     shop.holder.current = model
-    ready = shop.get("/health/ready", key=None)
+    ready = shop.get("/health/ready", key="key-admin")
     assert ready.status_code == 200 and ready.json()["model"]["version"] == "7"
-    assert ready.json()["events"] == {"pending": 0, "error": None}
+    assert ready.json()["events"] == {"store": "sqlite", "pending": 0, "error": None}
+
+
+def test_ready_shows_details_only_to_an_admin_key(make_shop: Callable[..., Shop]) -> None:
+    shop = make_shop(None)
+    shop.holder.last_error = "OperationalError: unable to open database file /srv/reco/mlflow.db (SELECT ...)"
+    for key in (None, "wrong", "key-recommend"):
+        ready = shop.get("/health/ready", key=key)
+        assert ready.status_code == 503
+        assert ready.json() == {"ready": False, "checks": {"model": False, "online_store": True, "event_log": True}}
+    details = shop.get("/health/ready", key="key-admin").json()
+    assert details["model"]["last_error"].startswith("OperationalError")
