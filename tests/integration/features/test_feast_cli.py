@@ -35,6 +35,8 @@ def feast_env(settings: Settings) -> dict[str, str]:
     env["RECO_HOME"] = str(settings.home)
     if settings.redis_url:
         env["REDIS_URL"] = settings.redis_url
+    if settings.redis_cluster:
+        env["RECO_REDIS_CLUSTER"] = "true"
     out = subprocess.run([str(RECO), "features", "env"], env=env, capture_output=True, text=True, check=True)
     for line in out.stdout.splitlines():  # export NAME='value'
         name, value = line.removeprefix("export ").split("=", 1)
@@ -165,3 +167,21 @@ def test_feast_ui_serves_the_registry(messy_store: Path, tmp_path: Path) -> None
     finally:
         ui.terminate()
         ui.wait(timeout=30)
+
+
+@pytest.mark.heavy  # a Redis Cluster: `make test-slow`
+def test_the_stock_cli_and_reco_share_a_redis_cluster(messy_store: Path, tmp_path: Path, redis_cluster) -> None:  # type: ignore[no-untyped-def]
+    from training.features.store import apply_definitions, open_store
+    from training.settings import load_settings
+
+    redis_cluster.flush()
+    settings = load_settings(home=tmp_path / "home", redis_url=redis_cluster.url, redis_cluster=True)
+    build(settings=settings, purchases=messy_store / "purchases.parquet", catalog=messy_store / "catalog.parquet")
+    apply_definitions(open_store(settings), settings)
+    users = sorted(set(pq.read_table(messy_store / "purchases.parquet", columns=["user_id"]).column(0).to_pylist()))
+    items = pq.read_table(messy_store / "catalog.parquet", columns=["item_id"]).column(0).to_pylist()
+    env = feast_env(settings)
+    assert '"redis_type": "redis_cluster"' in env["RECO_FEAST_ONLINE_STORE"]
+    feast(env, "materialize", "2000-01-01T00:00:00", now_text())
+    assert online_counts(settings, users, items) == (len(users), len(items))
+    redis_cluster.flush()
