@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
-from service.candidates import CandidateTable
 from service.observability import MODEL_RELOADS, redact, set_model_info
 from service.runtime import freeze_heap
 
@@ -45,7 +44,6 @@ class LoadedModel:
     resolved_uri: str  # e.g. models:/reco/3
     loaded_at: datetime
     load_seconds: float
-    candidates: CandidateTable | None = None
     source: str = "registry"  # or "local-cache": the registry did not answer at start-up
     # "Because you bought X" needs X's contribution to the item's score above this (reasons.py).
     reason_floor: float = 0.0
@@ -71,6 +69,9 @@ class ModelHolder:
         self.last_check: datetime | None = None
         self._lock = threading.Lock()  # one load at a time; readers never take it
         self._in_stock: dict[str, bool] = {}
+        # Whether `reco candidates build` published the served version's candidates (its registry tag):
+        # until then `home` is ranked per request (service.candidates). None: not a registered version.
+        self.candidates_published: bool | None = None
 
     def reload(self, *, force: bool = False) -> ReloadResult:
         """Resolve the model URI; when it names another version (or `force`), load and swap it in."""
@@ -90,6 +91,7 @@ class ModelHolder:
             previous = self.current
             prev_version = previous.version if previous else None
             origin, why, uri = "registry", "", self.settings.model_uri
+            published: bool | None = None
             try:
                 # With a model to keep serving or a version in the local cache to fall back on, the
                 # registry gets a few seconds; without either there is nothing better to serve, so
@@ -113,7 +115,10 @@ class ModelHolder:
                 else:
                     self.last_check = datetime.now(UTC)
                     if previous is not None and not force and (version is None or version == previous.version):
-                        # Same version (or a plain path/run, which cannot move): nothing to do.
+                        # Same version (or a plain path/run, which cannot move): nothing to do, but
+                        # notice when its candidates get published.
+                        if version is not None and not self.candidates_published:
+                            self.candidates_published = _candidates_published(self.settings, name, version)
                         if previous.source != "registry":
                             self.current, self.last_error = replace(previous, source="registry"), None
                         return ReloadResult(False, prev_version, prev_version, time.perf_counter() - started)
@@ -121,6 +126,7 @@ class ModelHolder:
                     bundle = load_bundle(resolved if version is not None else uri, settings=self.settings)
                     if version is not None:
                         remember_served(settings=self.settings, model_uri=uri, name=name, version=version)
+                        published = _candidates_published(self.settings, name, version)
                 _warm(bundle)
                 floor = reason_floor(bundle, quantile=self.settings.reason_similarity_quantile)
                 bundle = _with_availability(bundle, self._in_stock)
@@ -137,12 +143,12 @@ class ModelHolder:
                 resolved_uri=resolved,
                 loaded_at=datetime.now(UTC),
                 load_seconds=seconds,
-                candidates=self._new_candidates(bundle),
                 source=origin,
                 reason_floor=floor,
             )
-            if previous is not None and previous.candidates is not None:
-                previous.candidates.stop()
+            self.candidates_published = published
+            if published is False:
+                log.warning("no candidates published for version %s yet: home is ranked per request", label)
             self.last_error = None if origin == "registry" else f"registry unreachable at start-up: {why}"
             MODEL_RELOADS.labels(outcome="swapped").inc()
             set_model_info(version=str(label), uri=self.settings.model_uri, previous=prev_version)
@@ -159,24 +165,7 @@ class ModelHolder:
             self._in_stock.update(in_stock)
             current = self.current
             if current is not None:
-                bundle = _with_availability(current.bundle, self._in_stock)
-                candidates = current.candidates
-                if candidates is not None and bool((bundle.in_stock & ~current.bundle.in_stock).any()):
-                    # Items came back: cached lists may lack them, start over.
-                    candidates.stop()
-                    candidates = self._new_candidates(bundle)
-                self.current = replace(current, bundle=bundle, candidates=candidates)
-
-    def _new_candidates(self, bundle: ModelBundle) -> CandidateTable | None:
-        """An empty candidate table for this bundle, filled in the background when configured."""
-        if self.settings.candidates <= 0:
-            return None
-        table = CandidateTable(len(bundle.user_ids), self.settings.candidates)
-        if self.settings.precompute_candidates:
-            threading.Thread(
-                target=table.precompute, args=(bundle,), kwargs={"pause": _yield_gil}, name="candidates", daemon=True
-            ).start()
-        return table
+                self.current = replace(current, bundle=_with_availability(current.bundle, self._in_stock))
 
     async def poll_forever(self, every: float) -> None:
         """Background task: re-resolve the alias every `every` seconds and swap when it moved."""
@@ -219,8 +208,12 @@ def _bounded(call: Callable[[], T], *, seconds: float | None) -> T:
     return value
 
 
-def _yield_gil() -> None:
-    time.sleep(0.001)  # let request threads run between batches
+def _candidates_published(settings: ServiceSettings, name: str, version: str) -> bool:
+    """Whether the registered version carries the tag `reco candidates build` sets once published."""
+    from training.registry import CANDIDATES_TAG
+    from training.registry.loading import version_tags
+
+    return CANDIDATES_TAG in version_tags(settings=settings, name=name, version=version)
 
 
 def reason_floor(bundle: ModelBundle, *, quantile: float) -> float:
