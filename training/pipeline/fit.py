@@ -253,15 +253,30 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
         blend = replace(blend, home_explore=explore_share(params))
     if chosen and chosen_params.get(chosen):
         choice["chosen_params"] = chosen_params[chosen]
-    # 3. The test-time bundle; ALS customers folded in.
+    # 3. The test-time bundle. With the model search (small data) every candidate is fitted again on
+    # all the lines before the test, with the values validation chose: the test then measures what
+    # is registered (a fit on every line known), and the validation lines (a fifth of every
+    # customer's lines under the `lines` protocol) are not missing from its item side. Above
+    # SEARCH_MAX_PAIRS the fits are kept and ALS customers folded in (`reco train`'s time budget).
     cf_fit = fits.get(chosen) if chosen else None
     test_cf = None
-    if cf_fit is not None:
-        # Only the customers evaluated (test and gate) need their factors folded in (the final refit
-        # does all of them).
+    test_fits: dict[str, FittedCollaborative] = {}
+    if fits:
         test_matrix = history_matrix(test_history, n_items=inter.n_items)
-        scored = np.concatenate([prepared.test.users, prepared.gate.users])
-        test_cf = algorithms.fold_in(fitted=cf_fit, matrix=test_matrix, users=scored).scorer
+        if search:
+            for name, fit in fits.items():
+                test_fits[name] = algorithms.fit_collaborative(
+                    name=name, matrix=test_matrix, params={**params, **chosen_params[name]}
+                )
+        else:
+            # Only the customers evaluated (test and gate) need their factors folded in (the final
+            # refit does all of them).
+            scored = np.concatenate([prepared.test.users, prepared.gate.users])
+            test_fits = {
+                name: algorithms.fold_in(fitted=fit, matrix=test_matrix, users=scored) for name, fit in fits.items()
+            }
+    if cf_fit is not None and chosen is not None:
+        test_cf = test_fits[chosen].scorer
     test_bundle = before_test.bundle(
         half_life=half_life,
         popularity_half_life=pop_half_life,
@@ -284,12 +299,18 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
         choice=choice,
         fit_seconds=time.perf_counter() - start,
     )
-    fitted.choice["all_fits"] = {name: f for name, f in fits.items()}  # kept for the baseline table
+    fitted.choice["all_fits"] = test_fits  # the candidates as tested, kept for the baseline table
     return fitted
 
 
 def evaluate_on_test(*, fitted: Fitted, prepared: Prepared) -> dict[str, dict[str, float]]:
     """The model and the baselines (and every fitted collaborative candidate) on the same test customers."""
+    candidates = test_candidates(fitted=fitted, prepared=prepared)
+    return evaluate(candidates=candidates, holdout=prepared.test, ks=KS, item_share=prepared.item_share)
+
+
+def test_candidates(*, fitted: Fitted, prepared: Prepared) -> list[Candidate]:
+    """What the test compares: the model first, the baselines, every collaborative candidate it fitted alone."""
     tb = fitted.test_bundle
     candidates = [Candidate(fitted.label, tb, fitted.blend)]
     candidates += [
@@ -297,17 +318,13 @@ def evaluate_on_test(*, fitted: Fitted, prepared: Prepared) -> dict[str, dict[st
         for name, contexts in (("popularity", ("home", "discover")), ("frequency", ("home", "buy-again")))
         if name != fitted.label
     ]
-    before_matrix = history_matrix(tb.history, n_items=tb.n_items)
     for name, cf in fitted.choice.get("all_fits", {}).items():
         if fitted.model != "hybrid" and name == fitted.collaborative_name:
             continue
-        if name == fitted.collaborative_name:
-            bundle = tb  # the same bundle: its signals are computed once per batch for both candidates
-        else:
-            scorer = algorithms.fold_in(fitted=cf, matrix=before_matrix, users=prepared.test.users).scorer
-            bundle = replace(tb, collaborative=scorer)
+        # The chosen one shares the model's bundle: its signals are computed once per batch for both.
+        bundle = tb if name == fitted.collaborative_name else replace(tb, collaborative=cf.scorer)
         candidates.append(Candidate(name, bundle, baseline_blend(name), ("home", "discover")))
-    return evaluate(candidates=candidates, holdout=prepared.test, ks=KS, item_share=prepared.item_share)
+    return candidates
 
 
 def refit_all(*, fitted: Fitted, prepared: Prepared, refit: str, log: Log) -> tuple[ModelBundle, str]:
