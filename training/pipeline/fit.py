@@ -29,12 +29,24 @@ from training.evaluate import Candidate, Reuse, evaluate
 from training.interactions import Interactions
 from training.metrics import KS, PRIMARY_METRIC
 from training.pipeline.prepare import Prepared
-from training.tuning import HALF_LIVES, best_of, fit_candidate, tune_blend, tune_discover, tune_recency
+from training.tuning import (
+    HALF_LIVES,
+    SEARCH_SECONDS,
+    better_beyond_interval,
+    per_customer,
+    search_candidate,
+    tune_blend,
+    tune_discover,
+    tune_recency,
+)
 
 DEFAULT_EVAL_USERS = 10_000
 REFIT_CHOICES = ("auto", "full", "fold-in", "none")
-# Candidates the hybrid chooses its discovery part from, in order of preference on ties.
-HYBRID_CANDIDATES = ("als", "knn-bm25", "ease")
+# Candidates the hybrid chooses its discovery part from, simplest first: EASE (one value to choose,
+# closed form, deterministic), item neighbours (one value, a truncated similarity), ALS (three values,
+# iterative, seeded). A later one replaces the one kept so far only when its validation score is
+# better beyond the interval (tuning.better_beyond_interval).
+HYBRID_CANDIDATES = ("ease", "knn-bm25", "als")
 # The model search fits every candidate; above this many (customer, item) pairs it keeps ALS only,
 # fitted in a thread beside the recency tuning, so that `reco train` stays near the time of one raw
 # implicit fit (logged as `candidates`; README, Performance).
@@ -69,7 +81,16 @@ class Fitted:
 def parse_params(pairs: Sequence[str]) -> dict[str, str]:
     """KEY=VALUE strings → dict (one sentence for a malformed pair or an unknown key)."""
     params: dict[str, str] = {}
-    known = {*DEFAULTS, "candidates", "refit", "eval_users", "half_life", "popularity_half_life", "explore_share"}
+    known = {
+        *DEFAULTS,
+        "candidates",
+        "refit",
+        "eval_users",
+        "half_life",
+        "popularity_half_life",
+        "explore_share",
+        "search_seconds",
+    }
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
@@ -193,22 +214,24 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
     # 2. Collaborative candidates fitted on the training split; blends tuned on validation.
     fits: dict[str, FittedCollaborative] = {}
     chosen_params: dict[str, dict[str, Any]] = {}
-    scores: dict[float, float]  # validation score per regularization tried (ALS's search)
+    scores: dict[str, float]  # validation score per value tried (the model search)
+    deadline = time.perf_counter() + float(params.get("search_seconds", SEARCH_SECONDS))
     for name in names:
         if fitting is not None:
             fits[name], chosen_params[name], scores = fitting.result()[name], {}, {}
         else:
-            fits[name], chosen_params[name], scores = fit_candidate(
+            fits[name], chosen_params[name], scores = search_candidate(
                 name=name,
                 matrix=matrix,
                 params=params,
                 search=search,
+                deadline=deadline,
                 validation_bundle=lambda cf: bundle(half_life, pop_half_life, baseline_blend("als"), cf),
                 holdout=val,
             )
         if scores:
-            choice[f"{name}_discover_scores"] = {str(k): v for k, v in scores.items()}
-            log(f"  {name} validation discover/ndcg_at_10 by regularization: {_rounded(scores)}")
+            choice[f"{name}_discover_scores"] = scores
+            log(f"  {name} validation discover/ndcg_at_10 by value tried: {_rounded(scores)}")
         chosen_text = "".join(f" {k}={v}" for k, v in chosen_params[name].items())
         log(f"  fitted {name}{chosen_text} on the training split in {fits[name].seconds:.1f} s")
         _step(bar, f"fitted {name}")
@@ -219,7 +242,10 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
     else:
         per_candidate: dict[str, tuple[Blend, float]] = {}
         tune = prepared.tuning
-        best: tuple[ModelBundle, Reuse] | None = None  # the best so far: its signals serve the discover mix
+        # The one kept so far (simplest first; a later candidate replaces it only when better beyond
+        # the interval on validation): its name, bundle (whose signals serve the discover mix) and
+        # per-customer scores.
+        best: tuple[str, ModelBundle, Reuse, Any] | None = None
         for name, fitted_cf in fits.items():
             b, reuse = bundle(half_life, pop_half_life, HYBRID_START, fitted_cf.scorer), Reuse(tune)
             per_candidate[name] = tune_blend(bundle=b, holdout=tune, reuse=reuse)
@@ -228,14 +254,20 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
                 f" with {per_candidate[name][0]}"
             )
             _step(bar, f"blend of hybrid({name})")
-            if best_of({n: score for n, (_, score) in per_candidate.items()}) == name:
-                best = (b, reuse)
-        chosen = best_of({name: score for name, (_, score) in per_candidate.items()})
+            ranked = per_customer({name: (b, per_candidate[name][0])}, holdout=tune, context="home")[name]
+            if best is None:
+                best = (name, b, reuse, ranked)
+                continue
+            wins, comparison = better_beyond_interval(ranked, best[3])
+            choice[f"hybrid_{name}_vs_{best[0]}"] = comparison.to_dict()
+            if wins:
+                best = (name, b, reuse, ranked)
         assert best is not None
+        chosen, kept_bundle, kept_reuse = best[0], best[1], best[2]
         blend, discover_scores = tune_discover(
-            bundle=best[0], holdout=tune, blend=per_candidate[chosen][0], reuse=best[1]
+            bundle=kept_bundle, holdout=tune, blend=per_candidate[chosen][0], reuse=kept_reuse
         )
-        del best, reuse
+        del best, reuse, kept_bundle, kept_reuse
         if discover_scores:
             choice["discover_mix_scores"] = discover_scores
             log(
@@ -264,7 +296,7 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
     if fits:
         test_matrix = history_matrix(test_history, n_items=inter.n_items)
         if search:
-            for name, fit in fits.items():
+            for name in fits:
                 test_fits[name] = algorithms.fit_collaborative(
                     name=name, matrix=test_matrix, params={**params, **chosen_params[name]}
                 )
