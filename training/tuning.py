@@ -47,7 +47,8 @@ DISCOVER_MIXES = ((1.0, 1e-3), (1.0, 0.05), (1.0, 0.2), (1.0, 0.5), (1.0, 2.0), 
 # Each collaborative family's search on validation (discover NDCG@10 of the family alone), one axis
 # after another, when the model search is affordable (training.pipeline.fit: up to SEARCH_MAX_PAIRS),
 # within `search_seconds` (--param; the fit with the defaults always runs): the values the plain
-# references tune. The best depends on the data (ALS's 0.05, implicit's example value, over-fits
+# references tune, within `search_seconds` (--param) shared by the candidates (what one leaves is the
+# next one's). The best depends on the data (ALS's 0.05, implicit's example value, over-fits
 # small or sparse matrices badly; a large one can shrink the factors to nothing).
 SEARCH_GRIDS: dict[str, tuple[tuple[str, tuple[float, ...]], ...]] = {
     "als": (("regularization", (0.05, 1.0, 30.0, 100.0)), ("factors", (32, 64, 128)), ("alpha", (1.0, 10.0))),
@@ -55,7 +56,7 @@ SEARCH_GRIDS: dict[str, tuple[tuple[str, tuple[float, ...]], ...]] = {
     "knn-bm25": (("neighbours", (20, 100, 300)),),
     "knn-cosine": (("neighbours", (20, 100, 300)),),
 }
-SEARCH_SECONDS = 60.0
+SEARCH_SECONDS = 120.0
 
 # Half-lives (days) of the customer's own purchases and of popularity, chosen on validation.
 HALF_LIVES = (30.0, 90.0, 365.0, math.inf)
@@ -153,7 +154,9 @@ def tune_blend(*, bundle: ModelBundle, holdout: Holdout, reuse: Reuse | None = N
     # The search's best replaces the best of the simplest blends only when better beyond the interval.
     simple = best_of({b: tried[b] for b in simplest})
     if best != simple:
-        scores = per_customer({"best": (bundle, best), "simple": (bundle, simple)}, holdout=holdout, context="home")
+        scores = per_customer(
+            {"best": (bundle, best), "simple": (bundle, simple)}, holdout=holdout, context="home", reuse=reuse
+        )
         if not better_beyond_interval(scores["best"], scores["simple"])[0]:
             best = simple
     return best, tried[best]
@@ -177,7 +180,9 @@ def tune_discover(
         return blend, {}
     best, simple = best_of(scores), mixes[0]  # the first mix: the collaborative model alone
     if best != simple:
-        per = per_customer({"best": (bundle, best), "simple": (bundle, simple)}, holdout=holdout, context="discover")
+        per = per_customer(
+            {"best": (bundle, best), "simple": (bundle, simple)}, holdout=holdout, context="discover", reuse=reuse
+        )
         if not better_beyond_interval(per["best"], per["simple"])[0]:
             best = simple
     return best, {f"{b.discover_collaborative}/{b.discover_popularity}": v for b, v in scores.items()}
@@ -192,11 +197,17 @@ def better_beyond_interval(challenger: np.ndarray, incumbent: np.ndarray) -> tup
 
 
 def per_customer(
-    bundle_blends: Mapping[str, tuple[ModelBundle, Blend]], *, holdout: Holdout, context: str
+    bundle_blends: Mapping[str, tuple[ModelBundle, Blend]],
+    *,
+    holdout: Holdout,
+    context: str,
+    reuse: Reuse | None = None,
 ) -> dict[str, np.ndarray]:
-    """Each (bundle, blend)'s NDCG@10 per customer of the holdout on one context."""
+    """Each (bundle, blend)'s NDCG@10 per customer of the holdout on one context (`reuse`: the
+    signals tuning kept for these customers)."""
     candidates = [Candidate(name, b, blend, (context,)) for name, (b, blend) in bundle_blends.items()]
-    return {name: scores[context] for name, scores in customer_scores(candidates=candidates, holdout=holdout).items()}
+    scores = customer_scores(candidates=candidates, holdout=holdout, reuse=reuse)
+    return {name: values[context] for name, values in scores.items()}
 
 
 def search_candidate(
@@ -205,18 +216,20 @@ def search_candidate(
     matrix: Any,
     params: Mapping[str, Any],
     search: bool,
-    deadline: float,
+    seconds: float,
     validation_bundle: Callable[[Collaborative], ModelBundle],
     holdout: Holdout,
-) -> tuple[FittedCollaborative, dict[str, Any], dict[str, float]]:
+) -> tuple[FittedCollaborative, dict[str, Any], dict[str, float], float]:
     """Fit one collaborative model; with `search`, its SEARCH_GRIDS axes one after another (values
     given in `params` are kept as given): on each, the value with the best discover NDCG@10 on
-    validation replaces the current one only when better beyond the interval, and no fit starts
-    after `deadline` (time.perf_counter). Returns (fit, values chosen, validation score per value tried)."""
+    validation replaces the current one only when better beyond the interval. No fit starts that
+    would end more than `seconds` after the first (each is expected to take as long as the first).
+    Returns (fit, values chosen, validation score per value tried, seconds the search took)."""
     fit = algorithms.fit_collaborative(name=name, matrix=matrix, params=params)
     axes = [(key, values) for key, values in SEARCH_GRIDS.get(name, ()) if key not in params]
     if not search or not axes:
-        return fit, {}, {}
+        return fit, {}, {}, 0.0
+    start = time.perf_counter()
     alone = baseline_blend(name)
 
     def scores_of(f: FittedCollaborative) -> np.ndarray:
@@ -225,7 +238,7 @@ def search_candidate(
     chosen: dict[str, Any] = {}
     current, current_scores = fit, scores_of(fit)
     tried: dict[str, float] = {}
-    seconds = fit.seconds
+    fit_seconds = fit.seconds
     for key, values in axes:
         here = {**DEFAULTS, **params, **chosen}[key]
         tried[f"{key}_{here}"] = _mean(current_scores)
@@ -233,11 +246,11 @@ def search_candidate(
         for value in values:
             if value == here:
                 continue
-            if time.perf_counter() > deadline:
+            if time.perf_counter() + fit.seconds > start + seconds:
                 tried["budget_reached"] = 1.0
                 break
             f = algorithms.fit_collaborative(name=name, matrix=matrix, params={**params, **chosen, key: value})
-            seconds += f.seconds
+            fit_seconds += f.seconds
             s = scores_of(f)
             tried[f"{key}_{value}"] = _mean(s)
             if best is None or _mean(s) > _mean(best[2]):
@@ -247,7 +260,7 @@ def search_candidate(
             current, current_scores = best[1], best[2]
         if "budget_reached" in tried:
             break
-    return replace(current, seconds=seconds), chosen, tried
+    return replace(current, seconds=fit_seconds), chosen, tried, time.perf_counter() - start
 
 
 def _mean(scores: np.ndarray) -> float:

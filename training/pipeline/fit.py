@@ -215,20 +215,21 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
     fits: dict[str, FittedCollaborative] = {}
     chosen_params: dict[str, dict[str, Any]] = {}
     scores: dict[str, float]  # validation score per value tried (the model search)
-    deadline = time.perf_counter() + float(params.get("search_seconds", SEARCH_SECONDS))
-    for name in names:
+    budget = float(params.get("search_seconds", SEARCH_SECONDS))  # the model search's, beyond each first fit
+    for n, name in enumerate(names):
         if fitting is not None:
             fits[name], chosen_params[name], scores = fitting.result()[name], {}, {}
         else:
-            fits[name], chosen_params[name], scores = search_candidate(
+            fits[name], chosen_params[name], scores, searched = search_candidate(
                 name=name,
                 matrix=matrix,
                 params=params,
                 search=search,
-                deadline=deadline,
+                seconds=budget / (len(names) - n),
                 validation_bundle=lambda cf: bundle(half_life, pop_half_life, baseline_blend("als"), cf),
                 holdout=val,
             )
+            budget -= searched
         if scores:
             choice[f"{name}_discover_scores"] = scores
             log(f"  {name} validation discover/ndcg_at_10 by value tried: {_rounded(scores)}")
@@ -245,7 +246,11 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
         # The one kept so far (simplest first; a later candidate replaces it only when better beyond
         # the interval on validation): its name, bundle (whose signals serve the discover mix) and
         # per-customer scores.
-        best: tuple[str, ModelBundle, Reuse, Any] | None = None
+        best: tuple[str, ModelBundle, Reuse] | None = None
+
+        def ranked(name: str, b: ModelBundle, reuse: Reuse) -> Any:
+            return per_customer({name: (b, per_candidate[name][0])}, holdout=tune, context="home", reuse=reuse)[name]
+
         for name, fitted_cf in fits.items():
             b, reuse = bundle(half_life, pop_half_life, HYBRID_START, fitted_cf.scorer), Reuse(tune)
             per_candidate[name] = tune_blend(bundle=b, holdout=tune, reuse=reuse)
@@ -254,16 +259,15 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
                 f" with {per_candidate[name][0]}"
             )
             _step(bar, f"blend of hybrid({name})")
-            ranked = per_customer({name: (b, per_candidate[name][0])}, holdout=tune, context="home")[name]
             if best is None:
-                best = (name, b, reuse, ranked)
+                best = (name, b, reuse)
                 continue
-            wins, comparison = better_beyond_interval(ranked, best[3])
+            wins, comparison = better_beyond_interval(ranked(name, b, reuse), ranked(*best))
             choice[f"hybrid_{name}_vs_{best[0]}"] = comparison.to_dict()
             if wins:
-                best = (name, b, reuse, ranked)
+                best = (name, b, reuse)
         assert best is not None
-        chosen, kept_bundle, kept_reuse = best[0], best[1], best[2]
+        chosen, kept_bundle, kept_reuse = best
         blend, discover_scores = tune_discover(
             bundle=kept_bundle, holdout=tune, blend=per_candidate[chosen][0], reuse=kept_reuse
         )
