@@ -243,7 +243,8 @@ def search_candidate(
         here = {**DEFAULTS, **params, **chosen}[key]
         tried[f"{key}_{here}"] = _mean(current_scores)
         best: tuple[Any, FittedCollaborative, np.ndarray] | None = None
-        for value in values:
+        # Farthest from the current value first (on a log scale): under a budget, the search brackets.
+        for value in sorted(values, key=lambda v: -abs(math.log(float(v) / float(here)))):
             if value == here:
                 continue
             if time.perf_counter() + fit.seconds > start + seconds:
