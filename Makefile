@@ -29,8 +29,8 @@ demo: install ## Run the whole loop on embedded defaults (no Redis or MLflow ser
 test: install ## Run the test suite (Redis tests use 127.0.0.1:6379 DBs 12 and 14; CI=true makes them mandatory)
 	$(BIN)/pytest
 
-test-slow: install ## The slow proofs left out of make test: the model in a clean virtualenv from its own requirements, mlflow models serve
-	$(BIN)/pytest -m venv
+test-slow: install ## The slow proofs left out of make test: the model in a clean virtualenv, mlflow models serve, replicas on a Redis Cluster, 10,000 events exported once
+	$(BIN)/pytest -m 'venv or heavy'
 
 lint: install ## ruff, mypy and the import rules (lint-imports, contracts in pyproject.toml)
 	$(BIN)/ruff check training service feature_repo experiments tests

@@ -7,12 +7,14 @@ of every answer by source and degradation, and the JSON of a ranking endpoint.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 import orjson
 from fastapi import Response
 
+from service.events.store import EventLogDown
 from service.model import LoadedModel
 from service.observability import ANSWER_SOURCE, DEGRADED, current_request_id, labelled
 from service.online.features import CustomerFeatures
@@ -42,16 +44,24 @@ class CustomerContext:
     degraded_reasons: list[str] = field(default_factory=list)
 
 
+# The feature read's reasons that say the online store itself failed (not merely that it is not configured).
+STORE_FAILED = frozenset({"online-store-timeout", "online-store-error", "online-store-backoff"})
+
+
 async def customer_context(services: Services, user_id: str) -> CustomerContext:
-    """Read recommend_v1 (bounded by the feature timeout) and the posted events of this customer."""
+    """Read recommend_v1 and the purchases this customer posted as events (from any replica when
+    the event log is in Redis), each bounded by the feature timeout; a failed read degrades."""
     read = await services.features.customer(user_id)
     since = services.settings.clock() - timedelta(hours=services.settings.just_bought_hours)
     just_bought = read.features.bought_since(since) if read.features is not None else set()
+    reasons = [read.degraded_reason] if read.degraded_reason else []
+    if services.events.kind == "redis" and read.degraded_reason in STORE_FAILED:
+        return CustomerContext(read.features, just_bought, reasons)  # the same Redis just failed: don't wait twice
     try:
-        just_bought |= services.events.bought_since(user_id, since)
-        reasons = [read.degraded_reason] if read.degraded_reason else []
-    except Exception:  # the event log is a local file; a broken one must not fail the answer
-        reasons = [*([read.degraded_reason] if read.degraded_reason else []), "event-log-error"]
+        async with asyncio.timeout(services.settings.feature_timeout_ms / 1000.0):
+            just_bought |= await services.events.bought_since(user_id, since)
+    except (EventLogDown, TimeoutError):  # the answer goes on without them, marked degraded
+        reasons.append("event-log-error")
     return CustomerContext(read.features, just_bought, reasons)
 
 

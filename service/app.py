@@ -24,7 +24,7 @@ from service.baskets import routes as baskets
 from service.config import ServiceSettings, load_service_settings
 from service.errors import install_error_handlers, unexpected_error
 from service.events import routes as events
-from service.events.store import EventStore
+from service.events.store import open_event_store
 from service.model import ModelHolder
 from service.observability import RequestContextMiddleware, configure_logging
 from service.online.features import OnlineFeatures
@@ -75,6 +75,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             services.features.close()
+            services.events.close()
             unfreeze_heap()
 
     app = FastAPI(
@@ -146,7 +147,7 @@ def _start(settings: ServiceSettings) -> Services:
         settings=settings,
         holder=holder,
         features=features,
-        events=EventStore(settings.events_db),
+        events=open_event_store(settings),
         recipes=load_recipes(settings=settings),
     )
     _refresh_items(services)

@@ -88,7 +88,7 @@ class RecapsUnavailable(ServiceError):
 
 
 class EventsUnavailable(ServiceError):
-    """The event log (a local SQLite file) cannot be written: the caller should retry."""
+    """The event log (Redis, or the local SQLite file) cannot be written; nothing was stored: retry."""
 
     status = 503
     headers: ClassVar[dict[str, str] | None] = {"Retry-After": "5"}

@@ -1,8 +1,16 @@
-"""Shared fixtures: a small synthetic store (made once per session) and access to the real Redis."""
+"""Shared fixtures: a small synthetic store (made once per session), access to the real Redis, and a
+local 3-master Redis Cluster."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -37,6 +45,108 @@ def redis_url_or_skip(db: int) -> str:
             pytest.fail(f"CI=true but Redis does not answer at {REDIS_HOST}:{REDIS_PORT} ({exc})")
         pytest.skip(f"Redis does not answer at {REDIS_HOST}:{REDIS_PORT}; start redis-server to run this test")
     return url
+
+
+def _skip_or_fail(reason: str) -> None:
+    """Skip a test that needs a local backend; fail instead when CI=true (there it must run)."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true but {reason}")
+    pytest.skip(reason)
+
+
+@dataclass(frozen=True)
+class RedisCluster:
+    """A running local Redis Cluster: its masters' ports on 127.0.0.1."""
+
+    ports: tuple[int, ...]
+
+    @property
+    def url(self) -> str:
+        """REDIS_URL of the cluster (one node; the cluster client finds the others)."""
+        return f"redis://127.0.0.1:{self.ports[0]}"
+
+    def flush(self) -> None:
+        """Empty every master."""
+        import redis
+
+        for port in self.ports:
+            with redis.Redis(port=port) as node:
+                node.flushall()
+
+
+def _free_cluster_ports(n: int) -> list[int]:
+    """n free ports whose cluster bus ports (port + 10000) are free too."""
+    ports: list[int] = []
+    with ExitStack() as held:
+        while len(ports) < n:
+            s = held.enter_context(socket.socket())
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            if port >= 55_000:
+                continue
+            try:
+                with socket.socket() as bus:
+                    bus.bind(("127.0.0.1", port + 10_000))
+            except OSError:
+                continue
+            ports.append(port)
+    return ports
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A 3-master Redis Cluster on loopback, for the session: three `redis-server --cluster-enabled
+    yes` processes (no persistence) joined by `redis-cli --cluster create`, stopped by PID and their
+    directories removed afterwards. Skips without redis-server, fails instead when CI=true."""
+    import redis
+
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if not server or not cli:
+        _skip_or_fail("redis-server and redis-cli are not installed (apt-get install redis-server)")
+    root = tmp_path_factory.mktemp("redis-cluster")
+    ports = _free_cluster_ports(3)
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        for port in ports:
+            (root / str(port)).mkdir()
+            command = [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(root / str(port))]
+            command += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--save", ""]
+            command += ["--appendonly", "no"]
+            processes.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        deadline = time.monotonic() + 20
+        for port in ports:
+            while True:
+                try:
+                    with redis.Redis(port=port, socket_connect_timeout=0.2) as node:
+                        node.ping()
+                    break
+                except redis.ConnectionError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"redis-server on port {port} did not start") from None
+                    time.sleep(0.05)
+        nodes = [f"127.0.0.1:{port}" for port in ports]
+        subprocess.run(
+            [cli, "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        for port in ports:  # every node agrees the slots are covered
+            while redis.Redis(port=port).execute_command("CLUSTER INFO").get("cluster_state") != "ok":
+                if time.monotonic() > deadline + 40:
+                    raise RuntimeError("the Redis Cluster did not become ready")
+                time.sleep(0.1)
+        yield RedisCluster(tuple(ports))
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

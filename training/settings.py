@@ -35,7 +35,8 @@ class Settings(BaseSettings):
         default_factory=_default_home,
         validation_alias="RECO_HOME",
         description="Every piece of generated state: MLflow's SQLite store, the Feast registry, offline "
-        "Parquet, the SQLite online store, the model cache, accepted events. Two homes never touch each other. "
+        "Parquet, the SQLite online store, the model cache, accepted events (without REDIS_URL). Two homes never "
+        "touch each other. "
         "Default: `.reco/` in the source checkout, else in the working directory.",
     )
     mlflow_tracking_uri: str | None = Field(
@@ -47,6 +48,13 @@ class Settings(BaseSettings):
         default=None,
         validation_alias="REDIS_URL",
         description="Redis online store, e.g. redis://127.0.0.1:6379/0 (unset: the SQLite online store).",
+    )
+    redis_cluster: bool = Field(
+        default=False,
+        validation_alias="RECO_REDIS_CLUSTER",
+        description="REDIS_URL names one node of a Redis Cluster (redis://host:port, no database number): the online "
+        "store (Feast's redis_type redis_cluster), the service's reads and the events use the cluster client, which "
+        "finds the other nodes.",
     )
     model_uri: str = Field(
         default="models:/reco@champion",

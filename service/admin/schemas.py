@@ -64,7 +64,7 @@ class Ready(BaseModel):
                         "items_refreshed_at": "2026-11-23T19:01:00+00:00",
                         "error": None,
                     },
-                    "events": {"pending": 12, "error": None},
+                    "events": {"store": "redis", "pending": 12, "error": None},
                 }
             ]
         }

@@ -23,11 +23,11 @@ def reload_model(*, holder: ModelHolder, force: bool) -> ReloadResult:
 
 
 def event_log_status(*, store: EventStore) -> dict[str, Any]:
-    """Pending events of the event log (blocking); a broken log is reported, not raised."""
+    """Where the event log is and its pending events (blocking); a broken log is reported, not raised."""
     try:
-        return {"pending": store.pending(), "error": None}
+        return {"store": store.kind, "pending": store.pending(), "error": None}
     except Exception as exc:  # a broken event log must not turn the health check into a 500
-        return {"pending": None, "error": type(exc).__name__}
+        return {"store": store.kind, "pending": None, "error": str(exc).split(":")[0][:80] or type(exc).__name__}
 
 
 def readiness(

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from service.errors import EventsUnavailable, InvalidInput
-from service.events.store import EventStore, IngestResult
+from service.events.store import EventLogDown, EventStore, IngestResult
 from service.observability import EVENTS
 
 log = logging.getLogger("reco.service.events")
@@ -22,12 +21,12 @@ def check_batch_size(*, events: Sequence[Any], limit: int) -> None:
 
 
 def ingest_events(*, store: EventStore, events: Sequence[Any], now: datetime) -> IngestResult:
-    """Store the valid events durably and count every outcome (blocking: a durable commit fsyncs);
-    EventsUnavailable when the event log cannot be written."""
+    """Store the valid events durably and count every outcome (blocking: SQLite fsyncs, Redis is a
+    round trip); EventsUnavailable when the event log cannot be written (nothing was claimed)."""
     try:
         result = store.ingest(events, now=now)
-    except (sqlite3.Error, OSError) as exc:
-        log.warning("event log write failed: %s: %s", type(exc).__name__, (str(exc).splitlines() or [""])[0][:200])
+    except EventLogDown as exc:
+        log.warning("event log write failed: %s", (str(exc).splitlines() or [""])[0][:200])
         raise EventsUnavailable("The event log cannot be written right now; nothing was stored, retry.") from None
     EVENTS.labels(outcome="accepted").inc(result.accepted)
     EVENTS.labels(outcome="duplicate").inc(result.duplicates)

@@ -1,11 +1,18 @@
-"""Purchase events posted by the storefront: validated one by one, stored durably, exported as Parquet.
+"""Purchase events posted by the storefront: validated one by one, stored, exported as Parquet.
 
-Accepted events go to a SQLite file under RECO_HOME (WAL, synchronous=FULL: an acknowledged event
-survives a crash). `reco events export --out DIR` drains the not-yet-exported events into one
-Parquet file with the purchase contract's columns plus `event_id`, inside one transaction: the
-rows are marked exported only after the file is complete, so a failed export loses nothing.
-Exported rows are kept for `KEEP_DAYS` (duplicate detection by event_id, "just bought" filtering)
-and then deleted.
+One interface (`EventStore`), one implementation per backend, chosen by `open_event_store`:
+
+* SQLite (`sqlite_store.py`), the embedded default: a file under RECO_HOME, seen by this host only.
+* Redis (`redis_store.py`), when REDIS_URL is set: a Redis Stream every replica writes to, with
+  atomic de-duplication by event_id and each customer's recent purchases beside it, so a purchase
+  posted to one replica is "just bought" on every replica's next read.
+
+Both keep an event_id for `KEEP_DAYS` (a repost within that window is a duplicate), and both
+export the same way: `reco events export --out DIR` writes the not-yet-exported events into
+Parquet files with the purchase contract's columns plus `event_id` (`write_export_file`: written
+to a temporary name, fsynced, renamed), and marks them exported only after the rename. A crash
+mid-export loses nothing; a re-run writes the same file again under the same name, so nothing is
+exported twice.
 
 Every rejected event is counted and reported with its index and reason; the batch is never
 rejected as a whole for a bad event.
@@ -14,36 +21,21 @@ rejected as a whole for a bad event.
 from __future__ import annotations
 
 import math
-import sqlite3
-import threading
-import time
-from collections.abc import Iterable, Mapping
+import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from training.core import columns as col
 
-KEEP_DAYS = 7
-FUTURE_SLACK = timedelta(days=1)
+if TYPE_CHECKING:
+    from service.config import ServiceSettings
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_id TEXT NOT NULL UNIQUE,
-    user_id TEXT NOT NULL,
-    item_id TEXT NOT NULL,
-    ts_us INTEGER NOT NULL,
-    quantity INTEGER NOT NULL,
-    price REAL,
-    order_id TEXT,
-    received_us INTEGER NOT NULL,
-    exported INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS events_by_user ON events (user_id, ts_us);
-CREATE INDEX IF NOT EXISTS events_pending ON events (exported, seq);
-"""
+KEEP_DAYS = 7  # how long an event_id is remembered (a repost within it is a duplicate)
+EXPORT_BATCH = 100_000  # events per exported file at most
+FUTURE_SLACK = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -85,10 +77,10 @@ class IngestResult:
 
 @dataclass(frozen=True)
 class ExportResult:
-    """What `reco events export` wrote."""
+    """What `reco events export` wrote: how many events, in which files (none: nothing was pending)."""
 
     events: int
-    path: Path | None
+    files: list[Path]
 
 
 def validate_event(raw: Any, *, now: datetime) -> Event | str:
@@ -153,133 +145,105 @@ def _timestamp(value: Any) -> datetime | None:
     return None
 
 
-def _us(when: datetime) -> int:
+def to_us(when: datetime) -> int:
+    """An aware datetime → epoch microseconds."""
     return int(when.timestamp() * 1_000_000)
 
 
-class EventStore:
-    """The SQLite event log under RECO_HOME (one connection per thread)."""
+class EventLogDown(Exception):
+    """The event log cannot be read or written right now (the backend's error, in one sentence)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._local = threading.local()
-        self._seen_file = False
-        self._next_look = 0.0
 
-    def _exists(self) -> bool:
-        """Whether the log file exists; once seen it is not looked up again, and until then at most
-        once a second (another worker creates it with the shop's first event)."""
-        if not self._seen_file and time.monotonic() >= self._next_look:
-            self._seen_file = self.path.exists()
-            self._next_look = time.monotonic() + 1.0
-        return self._seen_file
+class EventStore(Protocol):
+    """Where accepted events live until exported; one implementation per backend."""
 
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.executescript(_SCHEMA)
-            self._local.conn = conn
-            self._seen_file = True
-        return conn
+    kind: str  # "sqlite" or "redis", for /health/ready
 
     def ingest(self, raw_events: Iterable[Any], *, now: datetime) -> IngestResult:
-        """Validate every event, store the valid new ones in one transaction, report the rest."""
-        result = IngestResult()
-        valid: list[tuple[int, Event]] = []
-        seen: set[str] = set()
-        for index, raw in enumerate(raw_events):
-            result.received += 1
-            checked = validate_event(raw, now=now)
-            if isinstance(checked, str):
-                event_id = raw.get("event_id") if isinstance(raw, Mapping) else None
-                result.rejections.append(Rejection(index, None if event_id is None else str(event_id)[:128], checked))
-            elif checked.event_id in seen:
-                result.duplicates += 1
-            else:
-                seen.add(checked.event_id)
-                valid.append((index, checked))
-        if not valid:
-            return result
-        received = _us(datetime.now(UTC))
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for _, e in valid:
-                cursor = conn.execute(
-                    "INSERT OR IGNORE INTO events (event_id, user_id, item_id, ts_us, quantity, price, order_id,"
-                    " received_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (e.event_id, e.user_id, e.item_id, _us(e.timestamp), e.quantity, e.price, e.order_id, received),
-                )
-                if cursor.rowcount == 1:
-                    result.accepted += 1
-                    result.accepted_events.append(e)
-                else:
-                    result.duplicates += 1
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return result
+        """Validate every event, store the valid new ones, report the rest (blocking); EventLogDown
+        when nothing could be stored."""
+        ...
 
-    def bought_since(self, user_id: str, since: datetime) -> set[str]:
-        """Items this customer bought at or after `since`, according to posted events."""
-        if not self._exists():
-            return set()
-        rows = (
-            self._conn()
-            .execute("SELECT DISTINCT item_id FROM events WHERE user_id = ? AND ts_us >= ?", (user_id, _us(since)))
-            .fetchall()
-        )
-        return {r[0] for r in rows}
+    async def bought_since(self, user_id: str, since: datetime) -> set[str]:
+        """Items this customer bought at or after `since`, according to posted events; EventLogDown."""
+        ...
 
     def pending(self) -> int:
-        """Accepted events not exported yet."""
-        if not self.path.exists():
-            return 0
-        return int(self._conn().execute("SELECT count(*) FROM events WHERE exported = 0").fetchone()[0])
+        """Accepted events not exported yet (blocking); EventLogDown."""
+        ...
 
-    def export(self, out: Path) -> ExportResult:
-        """Drain the pending events into `out/events-<first>-<last>.parquet` (atomic; see module docstring)."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+    def export(self, out: Path, *, batch: int = EXPORT_BATCH) -> ExportResult:
+        """Write the pending events into Parquet files under `out`, then mark them exported (blocking)."""
+        ...
 
-        out.mkdir(parents=True, exist_ok=True)
-        if not self.path.exists():
-            return ExportResult(0, None)
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            rows = conn.execute(
-                "SELECT seq, event_id, user_id, item_id, ts_us, quantity, price, order_id FROM events"
-                " WHERE exported = 0 ORDER BY seq"
-            ).fetchall()
-            path = None
-            if rows:
-                first, last = rows[0][0], rows[-1][0]
-                table = pa.table(
-                    {
-                        col.USER_ID: pa.array([r[2] for r in rows], pa.string()),
-                        col.ITEM_ID: pa.array([r[3] for r in rows], pa.string()),
-                        col.TIMESTAMP: pa.array([r[4] for r in rows], pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-                        col.QUANTITY: pa.array([r[5] for r in rows], pa.int64()),
-                        col.PRICE: pa.array([r[6] for r in rows], pa.float64()),
-                        col.ORDER_ID: pa.array([r[7] for r in rows], pa.string()),
-                        "event_id": pa.array([r[1] for r in rows], pa.string()),
-                    }
-                )
-                path = out / f"events-{first:012d}-{last:012d}.parquet"
-                tmp = path.with_name(f".{path.name}.{time.time_ns()}.tmp")
-                pq.write_table(table, tmp)
-                tmp.replace(path)
-                conn.execute("UPDATE events SET exported = 1 WHERE exported = 0 AND seq <= ?", (last,))
-            cutoff = _us(datetime.now(UTC) - timedelta(days=KEEP_DAYS))
-            conn.execute("DELETE FROM events WHERE exported = 1 AND received_us < ?", (cutoff,))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return ExportResult(len(rows), path)
+    def close(self) -> None: ...
+
+
+def open_event_store(settings: ServiceSettings) -> EventStore:
+    """The event log of these settings: Redis when REDIS_URL is set, else the SQLite file under RECO_HOME."""
+    if settings.redis_url:
+        from service.events.redis_store import RedisEventStore
+
+        return RedisEventStore.from_settings(settings)
+    from service.events.sqlite_store import SQLiteEventStore
+
+    return SQLiteEventStore(settings.events_db)
+
+
+def check_batch(raw_events: Iterable[Any], *, now: datetime) -> tuple[IngestResult, list[Event]]:
+    """Validate a posted batch: the counts so far (rejections, repeats within the batch) and the
+    valid events to store, in order, each event_id once."""
+    result = IngestResult()
+    valid: list[Event] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(raw_events):
+        result.received += 1
+        checked = validate_event(raw, now=now)
+        if isinstance(checked, str):
+            event_id = raw.get("event_id") if isinstance(raw, Mapping) else None
+            result.rejections.append(Rejection(index, None if event_id is None else str(event_id)[:128], checked))
+        elif checked.event_id in seen:
+            result.duplicates += 1
+        else:
+            seen.add(checked.event_id)
+            valid.append(checked)
+    return result, valid
+
+
+def write_export_file(events: Sequence[Event], path: Path) -> None:
+    """Write `events` as a purchase file (+ event_id) at `path`, durably: a temporary name in the
+    same directory, fsynced, renamed over `path`, then the directory fsynced (the rename survives a
+    crash). Writing the same events again gives the same file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        {
+            col.USER_ID: pa.array([e.user_id for e in events], pa.string()),
+            col.ITEM_ID: pa.array([e.item_id for e in events], pa.string()),
+            col.TIMESTAMP: pa.array([to_us(e.timestamp) for e in events], pa.int64()).cast(
+                pa.timestamp("us", tz="UTC")
+            ),
+            col.QUANTITY: pa.array([e.quantity for e in events], pa.int64()),
+            col.PRICE: pa.array([e.price for e in events], pa.float64()),
+            col.ORDER_ID: pa.array([e.order_id for e in events], pa.string()),
+            "event_id": pa.array([e.event_id for e in events], pa.string()),
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        pq.write_table(table, f)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def from_us(us: int) -> datetime:
+    """Epoch microseconds → an aware UTC datetime."""
+    return datetime.fromtimestamp(us / 1_000_000, tz=UTC)

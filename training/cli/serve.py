@@ -64,15 +64,28 @@ def serve(
 
 @events_app.command("export")
 def events_export(
-    out: Annotated[Path, typer.Option(help="Directory for the Parquet file (purchase contract columns + event_id).")],
+    out: Annotated[Path, typer.Option(help="Directory for the Parquet files (purchase contract columns + event_id).")],
+    batch: Annotated[int, typer.Option(min=1, help="Events per file at most.")] = 100_000,
 ) -> None:
-    """Drain the accepted events into OUT/events-<first>-<last>.parquet (each event is exported once)."""
+    """Write the accepted events not exported yet into OUT/events-<first>-<last>.parquet files; each
+    event is exported once, also when a previous run was killed midway (run one export at a time)."""
     from service.config import load_service_settings
-    from service.events.store import EventStore
+    from service.events.store import EventLogDown, open_event_store
+    from training.core.errors import RecoError
 
     settings = load_service_settings()
-    result = EventStore(settings.events_db).export(out)
-    if result.path is None:
+    store = open_event_store(settings)
+    try:
+        result = store.export(out, batch=batch)
+    except EventLogDown as exc:
+        raise RecoError(
+            f"The event log ({store.kind}) cannot be read, nothing was exported: {str(exc)[:200]}"
+        ) from None
+    finally:
+        store.close()
+    if not result.files:
         typer.echo("no new events to export")
     else:
-        typer.echo(f"exported {result.events:,} events to {result.path}")
+        typer.echo(f"exported {result.events:,} events to {len(result.files)} file(s) in {out}")
+        for path in result.files:
+            typer.echo(f"  {path.name}")

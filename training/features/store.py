@@ -38,9 +38,10 @@ def feast_dir(settings: Settings) -> Path:
     return settings.home / "feast"
 
 
-def redis_connection_string(redis_url: str, *, socket_timeout: float = SERVING_TIMEOUT_S) -> str:
+def redis_connection_string(redis_url: str, *, socket_timeout: float = SERVING_TIMEOUT_S, cluster: bool = False) -> str:
     """Translate `redis://[user:pass@]host:port/db` into Feast's `host:port,db=N,...` form,
-    with short timeouts and no retries (a dead Redis costs one timeout, not 7.5 s)."""
+    with short timeouts and no retries (a dead Redis costs one timeout, not 7.5 s). For a Redis
+    Cluster (RECO_REDIS_CLUSTER) the URL names one node and no database (a cluster has only 0)."""
     parts = urlsplit(redis_url if "://" in redis_url else f"redis://{redis_url}")
     if parts.scheme not in ("redis", "rediss"):
         raise RecoError(f"REDIS_URL must start with redis:// or rediss://, got {parts.scheme}://.")
@@ -51,9 +52,11 @@ def redis_connection_string(redis_url: str, *, socket_timeout: float = SERVING_T
     db_text = parts.path.strip("/") or parse_qs(parts.query).get("db", ["0"])[0]
     if not db_text.isdigit():
         raise RecoError(f"REDIS_URL database must be a number, got {db_text!r}.")
+    if cluster and int(db_text) != 0:
+        raise RecoError(f"A Redis Cluster has only database 0: drop /{db_text} from REDIS_URL.")
     options = [
         f"{parts.hostname or '127.0.0.1'}:{port}",
-        f"db={int(db_text)}",
+        *([] if cluster else [f"db={int(db_text)}"]),
         f"socket_timeout={socket_timeout}",
         f"socket_connect_timeout={min(socket_timeout, 1.0)}",
         "retry=null",
@@ -85,7 +88,10 @@ def repo_config(
         online_store = {
             # Feast's Redis store with a faster batch write, same layout (training/features/redis_store.py).
             "type": STORE_TYPE,
-            "connection_string": redis_connection_string(settings.redis_url, socket_timeout=socket_timeout),
+            "connection_string": redis_connection_string(
+                settings.redis_url, socket_timeout=socket_timeout, cluster=settings.redis_cluster
+            ),
+            "redis_type": "redis_cluster" if settings.redis_cluster else "redis",
             "key_ttl_seconds": key_ttl_seconds if key_ttl_seconds is not None else settings.redis_key_ttl_seconds,
             "skip_dedup": skip_dedup,
         }

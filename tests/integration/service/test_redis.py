@@ -71,6 +71,22 @@ def test_redis_down_degrades_without_errors(w: World, redis_url: str) -> None:
         assert unknown["degraded"] is True and unknown["source"] == "popular"
         recap = c.get(f"/v1/users/{w.recap_users[0]}/recaps/2025")
         assert recap.status_code == 503 and recap.json()["detail"] and recap.headers["retry-after"]
+        # the event log is that Redis too: nothing is claimed, the storefront is told to retry
+        event = {
+            "event_id": "e-down",
+            "user_id": w.users[0],
+            "item_id": w.items[0],
+            "timestamp": "2025-12-31T10:00:00Z",
+        }
+        started = time.perf_counter()
+        posted = c.post("/v1/events", json={"events": [event]})
+        assert (
+            posted.status_code == 503
+            and posted.headers["retry-after"]
+            and "nothing was stored" in posted.json()["detail"]
+        )
+        assert time.perf_counter() - started < 2.0
+        assert c.get("/health/ready").json()["events"]["store"] == "redis"
         assert c.get("/health/live").status_code == 200
 
 

@@ -24,6 +24,20 @@ def test_redis_url_becomes_a_fail_fast_connection_string() -> None:
         redis_connection_string("redis://h:1/x")
 
 
+def test_a_cluster_url_names_one_node_and_no_database() -> None:
+    from training.features.store import repo_config
+    from training.settings import load_settings
+
+    assert redis_connection_string("redis://node-1:7000", cluster=True) == (
+        "node-1:7000,socket_timeout=0.1,socket_connect_timeout=0.1,retry=null"
+    )
+    with pytest.raises(RecoError, match="only database 0"):
+        redis_connection_string("redis://node-1:7000/3", cluster=True)
+    settings = load_settings(home="/tmp/reco-unused", redis_url="redis://node-1:7000", redis_cluster=True)
+    assert repo_config(settings).online_store.redis_type == "redis_cluster"
+    assert repo_config(load_settings(redis_url="redis://h:1/0")).online_store.redis_type == "redis"
+
+
 def test_plain_feast_apply_accepts_the_repo(tmp_path: Path) -> None:
     """`feast apply` from inside feature_repo/ with only RECO_HOME set (as the Makefile does)."""
     env = {**os.environ, "RECO_HOME": str(tmp_path)}

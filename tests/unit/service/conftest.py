@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from service.config import ServiceSettings, load_service_settings
 from service.deps import get_events, get_features, get_model, get_services
-from service.events.store import EventStore
+from service.events.sqlite_store import SQLiteEventStore
 from service.model import LoadedModel
 from service.online.items import ItemCatalog
 from service.state import Services
@@ -72,7 +72,7 @@ def make_shop(settings: ServiceSettings, tmp_path: Path) -> Iterator[Callable[..
             settings=settings,
             holder=holder,  # type: ignore[arg-type]
             features=stub,  # type: ignore[arg-type]
-            events=EventStore(tmp_path / "events" / "events.db"),
+            events=SQLiteEventStore(tmp_path / "events" / "events.db"),
             recipes=dict(RECIPES),
         )
         app = create_app(settings)

@@ -52,10 +52,11 @@ def test_readiness_says_what_is_loaded(settings, model: LoadedModel) -> None:
 
 
 def test_a_broken_event_log_is_reported_not_raised(tmp_path) -> None:
-    from service.events.store import EventStore
+    from service.events.sqlite_store import SQLiteEventStore
 
     (tmp_path / "events.db").mkdir()  # a directory where the SQLite file belongs
-    assert event_log_status(store=EventStore(tmp_path / "events.db")) == {"pending": None, "error": "OperationalError"}
+    status = event_log_status(store=SQLiteEventStore(tmp_path / "events.db"))
+    assert status == {"store": "sqlite", "pending": None, "error": "OperationalError"}
 
 
 def test_ready_is_503_until_a_model_is_loaded(make_shop: Callable[..., Shop], model: LoadedModel) -> None:
@@ -64,4 +65,4 @@ def test_ready_is_503_until_a_model_is_loaded(make_shop: Callable[..., Shop], mo
     shop.holder.current = model
     ready = shop.get("/health/ready", key=None)
     assert ready.status_code == 200 and ready.json()["model"]["version"] == "7"
-    assert ready.json()["events"] == {"pending": 0, "error": None}
+    assert ready.json()["events"] == {"store": "sqlite", "pending": 0, "error": None}

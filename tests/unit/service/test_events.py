@@ -3,7 +3,7 @@ once into Parquet with the purchase contract's columns."""
 
 from __future__ import annotations
 
-import sqlite3
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,7 +11,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from service.events.store import EventStore, validate_event
+from service.events.sqlite_store import SQLiteEventStore
+from service.events.store import EventLogDown, validate_event
 from tests.unit.service.shop import Shop
 from training.data.load import load_purchases
 
@@ -58,7 +59,7 @@ def test_epoch_seconds_and_defaults_are_accepted() -> None:
 
 
 def test_ingest_counts_everything_and_export_drains_once(tmp_path: Path) -> None:
-    store = EventStore(tmp_path / "events.db")
+    store = SQLiteEventStore(tmp_path / "events.db")
     batch = [_event(1), _event(2), _event(3, quantity=0), _event(1), "not an object"]
     result = store.ingest(batch, now=NOW)
     assert (result.received, result.accepted, result.duplicates, result.rejected) == (5, 2, 1, 2)
@@ -69,20 +70,20 @@ def test_ingest_counts_everything_and_export_drains_once(tmp_path: Path) -> None
 
     out = tmp_path / "out"
     first = store.export(out)
-    assert first.events == 3 and first.path is not None and store.pending() == 0
-    assert store.export(out).path is None  # drained: nothing twice
-    table = pq.read_table(first.path)
+    assert first.events == 3 and len(first.files) == 1 and store.pending() == 0
+    assert store.export(out).files == []  # drained: nothing twice
+    table = pq.read_table(first.files[0])
     assert table.column_names == ["user_id", "item_id", "timestamp", "quantity", "price", "order_id", "event_id"]
     assert sorted(table.column("event_id").to_pylist()) == ["e1", "e2", "e4"]
     # the export is a valid purchase file for the data contract
-    _, report = load_purchases(first.path)
+    _, report = load_purchases(first.files[0])
     assert report.ok and report.rows_accepted == 3
 
 
 def test_bought_since_feeds_just_bought(tmp_path: Path) -> None:
-    store = EventStore(tmp_path / "events.db")
+    store = SQLiteEventStore(tmp_path / "events.db")
     store.ingest([_event(1, timestamp="2025-12-31T11:00:00Z"), _event(4, timestamp="2025-12-01T11:00:00Z")], now=NOW)
-    assert store.bought_since("C1", datetime(2025, 12, 31, tzinfo=UTC)) == {"P001"}
+    assert asyncio.run(store.bought_since("C1", datetime(2025, 12, 31, tzinfo=UTC))) == {"P001"}
 
 
 # --- through the route ------------------------------------------------------------------------------
@@ -111,7 +112,7 @@ def test_the_route_reports_every_event_and_counts_them(make_shop: Callable[..., 
     assert body["request_id"] == r.headers["x-request-id"]
     after = {o: _events_counted(o) for o in before}
     assert {o: after[o] - before[o] for o in before} == {"accepted": 1, "duplicate": 1, "rejected": 1}
-    assert shop.services.events.bought_since("C1", now - timedelta(hours=1)) == {"P001"}
+    assert asyncio.run(shop.services.events.bought_since("C1", now - timedelta(hours=1))) == {"P001"}
 
 
 def test_more_events_than_allowed_is_a_422_and_stores_nothing(make_shop: Callable[..., Shop]) -> None:
@@ -127,7 +128,7 @@ def test_an_event_log_that_cannot_be_written_is_a_503(
     shop = make_shop(None)
 
     def broken(*args: object, **kwargs: object) -> None:
-        raise sqlite3.OperationalError("disk I/O error")
+        raise EventLogDown("OperationalError: disk I/O error")
 
     monkeypatch.setattr(shop.services.events, "ingest", broken)
     r = shop.post("/v1/events", key="key-events", json={"events": [_event(1)]})
