@@ -237,7 +237,7 @@ def log_run(
             elif key.startswith("hybrid_") and "_vs_" in key:  # a candidate against the one kept before it
                 mlflow.log_metrics(
                     {
-                        f"validation/{key}/home/ndcg_at_10_{part}": value[part]
+                        f"validation/{key}/home_plus_discover/ndcg_at_10_{part}": value[part]
                         for part in ("difference", "difference_low", "difference_high")
                         if math.isfinite(value[part])
                     }
