@@ -349,10 +349,10 @@ def run(dataset: Dataset, cache: Path, log: Callable[[str], None]) -> dict[str, 
     return {
         "dataset": dataset.name,
         "source": (purchases_path.parent / "SOURCE").read_text().strip(),
-        "lines": report.rows_accepted if hasattr(report, "rows_accepted") else purchases.num_rows,
+        "lines": report.rows_accepted,
+        "rows_rejected": report.rows_rejected,
         "context": context,
         "split": prepared.summary(),
-        "protocol": getattr(prepared, "protocol", "baskets"),
         "chosen": fitted.label,
         "blend": fitted.blend.to_dict(),
         "choice": {k: v for k, v in fitted.choice.items() if k != "all_fits"},
@@ -368,17 +368,14 @@ def run(dataset: Dataset, cache: Path, log: Callable[[str], None]) -> dict[str, 
 def table(record: dict[str, Any]) -> str:
     """The markdown table of one dataset."""
     ctx = record["context"]
-    lines = [
-        f"| model | {ctx} NDCG@10 (95% interval) | {ctx} recall@10 (95% interval) | default − model, NDCG@10 (95% interval) |",
-        "|---|---|---|---|",
-    ]
+    header = f"| model | {ctx} NDCG@10 (95% interval) | {ctx} recall@10 (95% interval) |"
+    lines = [header + " default − model, NDCG@10 (95% interval) |", "|---|---|---|---|"]
     for r in record["rows"]:
         n, rc = r["ndcg"], r["recall"]
         diff = "–" if r["kind"] == "default" else "{:+.4f} ({:+.4f} to {:+.4f})".format(*r["ndcg_difference"])
         point = f" {r['point']}" if r["point"] is not None else ""
-        lines.append(
-            f"| {r['model']}{point} | {n[0]:.4f} ({n[1]:.4f}–{n[2]:.4f}) | {rc[0]:.4f} ({rc[1]:.4f}–{rc[2]:.4f}) | {diff} |"
-        )
+        ndcg, recall = f"{n[0]:.4f} ({n[1]:.4f}–{n[2]:.4f})", f"{rc[0]:.4f} ({rc[1]:.4f}–{rc[2]:.4f})"
+        lines.append(f"| {r['model']}{point} | {ndcg} | {recall} | {diff} |")
     return "\n".join(lines)
 
 
@@ -395,10 +392,8 @@ def main() -> None:
         record = run(dataset, cache, lambda s: print(s, flush=True))
         print(f"customers tested: {record['rows'][0]['customers']:,}; split {record['split']}")
         print(table(record))
-        print(
-            f"default / top-frequency: {record['ratio_to_top_frequency']}×; default / best reference ({record['best_reference']}): {record['ratio_to_best_reference']}×\n",
-            flush=True,
-        )
+        best = f"default / best reference ({record['best_reference']}): {record['ratio_to_best_reference']}×"
+        print(f"default / top-frequency: {record['ratio_to_top_frequency']}×; {best}\n", flush=True)
         records.append(record)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
