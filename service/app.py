@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from service.admin import routes as admin
 from service.baskets import routes as baskets
 from service.config import ServiceSettings, load_service_settings
+from service.edge import install_limits
 from service.errors import install_error_handlers, unexpected_error
 from service.events import routes as events
 from service.events.store import open_event_store
@@ -89,8 +90,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     install_offline_docs(app)
-    for module in (recommendations, shelves, baskets, recipes, recaps, events, admin):
-        app.include_router(module.router)
+    routers = [module.router for module in (recommendations, shelves, baskets, recipes, recaps, events, admin)]
+    for router in routers:
+        app.include_router(router)
+    install_limits(app, settings, routers)
     app.add_middleware(RequestContextMiddleware, unexpected=unexpected_error)
     return app
 

@@ -95,6 +95,35 @@ class ServiceSettings(Settings):
         validation_alias="RECO_MAX_EVENTS",
         description="Events accepted per request (at most 1,000, the request schema's cap).",
     )
+    max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1_024,
+        validation_alias="RECO_MAX_BODY_BYTES",
+        description="Largest request body in bytes (413 above it: a Content-Length before any byte is read, a "
+        "chunked body as soon as it passes it). 1,000 events take about 200 kB.",
+    )
+    max_requests_in_flight: int = Field(
+        default=512,
+        ge=1,
+        validation_alias="RECO_MAX_REQUESTS_IN_FLIGHT",
+        description="Requests inside the app per worker before the next ones answer 503 at once (`reco serve "
+        "--limit-concurrency`); idle and half-sent connections do not count.",
+    )
+    request_read_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        validation_alias="RECO_REQUEST_READ_TIMEOUT_SECONDS",
+        description="A request (head and body) must arrive within this time of its first byte, a connection's "
+        "first request within this time of the connection's opening; else the connection is closed (408 when a "
+        "head was begun).",
+    )
+    max_request_head_bytes: int = Field(
+        default=65_536,
+        ge=4_096,
+        validation_alias="RECO_MAX_REQUEST_HEAD_BYTES",
+        description="Largest request line plus headers in bytes (431 and the connection closed above it).",
+    )
     sensitive_categories_list: str = Field(
         default="Pharmacy",
         validation_alias="RECO_SENSITIVE_CATEGORIES",

@@ -87,6 +87,19 @@ class RecapsUnavailable(ServiceError):
     headers: ClassVar[dict[str, str] | None] = {"Retry-After": "5"}
 
 
+class BodyTooLarge(ServiceError):
+    """A request body over RECO_MAX_BODY_BYTES (service/edge.py)."""
+
+    status = 413
+
+
+class Overloaded(ServiceError):
+    """More requests in flight on this worker than RECO_MAX_REQUESTS_IN_FLIGHT (service/edge.py)."""
+
+    status = 503
+    headers: ClassVar[dict[str, str] | None] = {"Retry-After": "1"}
+
+
 class EventsUnavailable(ServiceError):
     """The event log (Redis, or the local SQLite file) cannot be written; nothing was stored: retry."""
 
@@ -98,9 +111,15 @@ def _body(detail: Any) -> dict[str, Any]:
     return {"detail": detail, "request_id": current_request_id()}
 
 
+def error_response(exc: ServiceError, *, extra_headers: dict[str, str] | None = None) -> JSONResponse:
+    """The JSON answer to a ServiceError (also sent by the middlewares of service/edge.py)."""
+    headers = {**(exc.headers or {}), **(extra_headers or {})}
+    return JSONResponse(_body(str(exc)), status_code=exc.status, headers=headers or None)
+
+
 async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
-    return JSONResponse(_body(str(exc)), status_code=exc.status, headers=exc.headers)
+    return error_response(exc)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

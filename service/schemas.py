@@ -5,18 +5,48 @@ Each domain's own request and response models live beside its routes (`service/<
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticCustomError
 
 from training.core.columns import ID_MAX_LENGTH
 
 MAX_K = 100
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX_LENGTH)]
-UserId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, examples=["C0001"])]
-ItemId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, examples=["P0007"])]
+# Ids hold no control character (a NUL among them): the same pattern in OpenAPI and in the checks.
+ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+_CONTROL_OR_SURROGATE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def has_control_or_surrogate(text: str) -> bool:
+    """Whether `text` holds a control character or an unpaired surrogate (JSON can carry one, UTF-8 cannot)."""
+    return _CONTROL_OR_SURROGATE.search(text) is not None
+
+
+def whole_number(value: Any) -> Any:
+    """A count or a year in a query string or a path: digits only (pydantic alone takes "10.0" as
+    10). A JSON number is left to pydantic: 10.0 is an integer for JSON Schema too, 10.5 is not."""
+    if isinstance(value, bool) or (isinstance(value, str) and not value.strip().lstrip("+").isdigit()):
+        raise PydanticCustomError("int_type", "Input should be a whole number, without a decimal point")
+    return value
+
+
+def json_whole_number(value: Any) -> Any:
+    """A count in a JSON body: a JSON number without a fraction (10 or 10.0), not "10" or true."""
+    if isinstance(value, bool | str):
+        raise PydanticCustomError("int_type", "Input should be a JSON number without a fraction")
+    return value
+
+
+WholeNumber = Annotated[int, BeforeValidator(whole_number)]  # query strings and paths
+JsonWholeNumber = Annotated[int, BeforeValidator(json_whole_number)]  # JSON bodies
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN)]
+UserId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN, examples=["C0001"])]
+ItemId = Annotated[str, Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN, examples=["P0007"])]
 
 
 class Item(BaseModel):
@@ -79,8 +109,20 @@ class ErrorBody(BaseModel):
     request_id: str
 
 
+# The refusals every keyed endpoint can answer (service/errors.py, service/edge.py); BODY_ERRORS adds
+# the body limit for endpoints that take a body.
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "No or unknown X-API-Key."},
     403: {"model": ErrorBody, "description": "The key lacks this endpoint's scope."},
     422: {"model": ErrorBody, "description": "Input out of bounds."},
+    503: {
+        "model": ErrorBody,
+        "description": "More requests in flight on this worker than RECO_MAX_REQUESTS_IN_FLIGHT; retry after "
+        "the Retry-After seconds.",
+    },
+}
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    400: {"model": ErrorBody, "description": "The body cannot be read as UTF-8 JSON text."},
+    413: {"model": ErrorBody, "description": "The body is larger than RECO_MAX_BODY_BYTES."},
 }

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from service.admin.schemas import Live, Ready, ReloadAnswer
 from service.admin.service import event_log_status, readiness, reload_model
-from service.deps import AdminKey, ServicesDep
+from service.config import ServiceSettings
+from service.deps import AdminKey, ServicesDep, authorize
+from service.errors import ServiceError
 from service.observability import current_request_id, metrics_body
-from service.schemas import ERRORS
+from service.schemas import BODY_ERRORS, ERRORS
 
 router = APIRouter()
 
@@ -20,7 +22,7 @@ router = APIRouter()
     "/admin/reload",
     response_model=ReloadAnswer,
     tags=["admin"],
-    responses={**ERRORS, 409: ERRORS[401] | {"description": "Reload failed; the old model keeps serving."}},
+    responses={**BODY_ERRORS, 409: ERRORS[401] | {"description": "Reload failed; the old model keeps serving."}},
 )
 async def reload(_key: AdminKey, services: ServicesDep, force: bool = False) -> ReloadAnswer:
     """Re-resolve RECO_MODEL_URI now and swap atomically when it names another version (force: always)."""
@@ -46,11 +48,22 @@ async def live() -> Live:
     tags=["health"],
     responses={503: {"model": Ready, "description": "No model loaded yet."}},
 )
-async def ready(services: ServicesDep) -> JSONResponse:
-    """Ready when a model is loaded; says what is loaded and from where (200, else 503)."""
+async def ready(request: Request, services: ServicesDep) -> JSONResponse:
+    """Ready when a model is loaded (200, else 503), with which dependency is missing; with an admin
+    key (X-API-Key, not required) also what is loaded and from where, and the errors."""
     events = await asyncio.to_thread(event_log_status, store=services.events)
     body = readiness(holder=services.holder, features=services.features, settings=services.settings, events=events)
-    return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
+    if not _is_admin(services.settings, request.headers.get("x-api-key")):
+        body = body.public()
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=200 if body.ready else 503)
+
+
+def _is_admin(settings: ServiceSettings, key: str | None) -> bool:
+    try:
+        authorize(settings, key, "admin")
+    except ServiceError:
+        return False
+    return True
 
 
 @router.get("/metrics", include_in_schema=False)

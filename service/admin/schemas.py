@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ReloadAnswer(BaseModel):
@@ -36,13 +36,15 @@ class Live(BaseModel):
 
 
 class Ready(BaseModel):
-    """What is loaded and from where."""
+    """Whether the service is ready and which dependency it lacks; what is loaded and from where
+    (model, features, events) only for a key with the admin scope: error texts name files and hosts."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
                 {
                     "ready": True,
+                    "checks": {"model": True, "online_store": True, "event_log": True},
                     "model": {
                         "loaded": True,
                         "version": "3",
@@ -71,6 +73,13 @@ class Ready(BaseModel):
     )
 
     ready: bool
-    model: dict[str, Any]
-    features: dict[str, Any]
-    events: dict[str, Any]
+    checks: dict[str, bool] = Field(
+        description="model: a model is loaded; online_store: it answers; event_log: it can be read."
+    )
+    model: dict[str, Any] | None = Field(default=None, description="With an admin key only.")
+    features: dict[str, Any] | None = Field(default=None, description="With an admin key only.")
+    events: dict[str, Any] | None = Field(default=None, description="With an admin key only.")
+
+    def public(self) -> Ready:
+        """The answer without a key with the admin scope: readiness and the checks, no details."""
+        return Ready(ready=self.ready, checks=self.checks)

@@ -60,4 +60,9 @@ def readiness(
             "error": features.error,
         },
         events=events,
+        checks={
+            "model": current is not None,
+            "online_store": bool(features.available),
+            "event_log": events.get("error") is None,
+        },
     )

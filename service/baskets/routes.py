@@ -8,7 +8,7 @@ from service.answers import customer_context, recommendations_answer
 from service.baskets.schemas import BasketRequest
 from service.baskets.service import complete_basket
 from service.deps import ModelDep, RecommendKey, ServicesDep
-from service.schemas import ERRORS, Recommendations
+from service.schemas import BODY_ERRORS, ERRORS, Recommendations
 
 router = APIRouter(tags=["recommendations"])
 
@@ -16,7 +16,7 @@ router = APIRouter(tags=["recommendations"])
 @router.post(
     "/v1/baskets/complete",
     response_model=Recommendations,
-    responses={**ERRORS, 404: ERRORS[401] | {"description": "No item of the cart is in the catalog."}},
+    responses={**BODY_ERRORS, 404: ERRORS[401] | {"description": "No item of the cart is in the catalog."}},
 )
 async def basket_complete(
     basket: BasketRequest, _key: RecommendKey, services: ServicesDep, model: ModelDep

@@ -6,8 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.schemas import MAX_K, Id
-from training.core.columns import ID_MAX_LENGTH
+from service.schemas import MAX_K, Id, JsonWholeNumber
 
 MAX_BASKET_ITEMS = 100
 
@@ -20,10 +19,10 @@ class BasketRequest(BaseModel):
         json_schema_extra={"examples": [{"user_id": "C0001", "items": ["P0001", "P0107"], "k": 5, "explain": True}]},
     )
 
-    user_id: str | None = Field(default=None, min_length=1, max_length=ID_MAX_LENGTH)
+    user_id: Id | None = None
     items: list[Id] = Field(min_length=1, max_length=MAX_BASKET_ITEMS)
-    k: int = Field(default=10, ge=1, le=MAX_K)
-    explain: bool = False
+    k: JsonWholeNumber = Field(default=10, ge=1, le=MAX_K)
+    explain: bool = Field(default=False, strict=True)  # true or false: not 0, 1 or "yes"
     fallback: Literal["popular"] | None = Field(
         default=None,
         description="popular: answer popular items, with `fallback` saying what was unknown, instead of a 404 "

@@ -10,7 +10,7 @@ from service.deps import EventsDep, EventsKey, ServicesDep
 from service.events.schemas import EventRejection, EventsAnswer, EventsRequest
 from service.events.service import check_batch_size, ingest_events
 from service.observability import current_request_id
-from service.schemas import ERRORS
+from service.schemas import BODY_ERRORS, ERRORS
 
 router = APIRouter(tags=["events"])
 
@@ -18,7 +18,14 @@ router = APIRouter(tags=["events"])
 @router.post(
     "/v1/events",
     response_model=EventsAnswer,
-    responses={**ERRORS, 503: ERRORS[401] | {"description": "The event log cannot be written; nothing was stored."}},
+    responses={
+        **BODY_ERRORS,
+        503: ERRORS[401]
+        | {
+            "description": "The event log cannot be written (nothing was stored), or more requests in flight than "
+            "RECO_MAX_REQUESTS_IN_FLIGHT: retry after the Retry-After seconds."
+        },
+    },
 )
 async def post_events(body: EventsRequest, _key: EventsKey, services: ServicesDep, store: EventsDep) -> EventsAnswer:
     """Validate each event; store the valid ones durably; count and report every rejected one."""

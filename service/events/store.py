@@ -20,14 +20,17 @@ rejected as a whole for a bad event.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pydantic import ValidationError
+
+from service.events.schemas import CUSTOM, REASONS, PurchaseEvent
+from service.schemas import has_control_or_surrogate
 from training.core import columns as col
 
 if TYPE_CHECKING:
@@ -35,7 +38,6 @@ if TYPE_CHECKING:
 
 KEEP_DAYS = 7  # how long an event_id is remembered (a repost within it is a duplicate)
 EXPORT_BATCH = 100_000  # events per exported file at most
-FUTURE_SLACK = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -84,65 +86,37 @@ class ExportResult:
 
 
 def validate_event(raw: Any, *, now: datetime) -> Event | str:
-    """A valid Event, or the reason it is rejected (the purchase contract's rules, plus an event_id)."""
+    """A valid Event, or the reason it is rejected (PurchaseEvent: the purchase contract's rules plus
+    an event_id)."""
     if not isinstance(raw, Mapping):
         return "an event must be a JSON object"
-    ids: dict[str, str] = {}
-    for name in ("event_id", col.USER_ID, col.ITEM_ID):
-        value = raw.get(name)
-        if isinstance(value, bool) or not isinstance(value, str | int) or str(value).strip() == "":
-            return f"missing {name}"
-        text = str(value).strip()
-        if len(text) > col.ID_MAX_LENGTH:
-            return f"{name} longer than {col.ID_MAX_LENGTH} characters"
-        ids[name] = text
-    timestamp = _timestamp(raw.get(col.TIMESTAMP))
-    if timestamp is None:
-        return "unparseable or missing timestamp (ISO-8601 or epoch seconds)"
-    if timestamp > now + FUTURE_SLACK:
-        return "timestamp is in the future"
-    quantity = raw.get(col.QUANTITY, 1)
-    quantity = 1 if quantity is None else quantity
-    if isinstance(quantity, bool) or not isinstance(quantity, int | float) or quantity != int(quantity) or quantity < 1:
-        return "quantity must be an integer ≥ 1"
-    price = raw.get(col.PRICE)
-    if price is not None and (
-        isinstance(price, bool) or not isinstance(price, int | float) or not math.isfinite(price) or price < 0
-    ):
-        return "price must be a number ≥ 0"
-    order_id = raw.get(col.ORDER_ID)
-    if order_id is not None:
-        if isinstance(order_id, bool) or not isinstance(order_id, str | int):
-            return "order_id must be a string"
-        order_id = str(order_id)
-        if len(order_id) > col.ID_MAX_LENGTH:
-            return f"order_id longer than {col.ID_MAX_LENGTH} characters"
+    try:
+        event = PurchaseEvent.model_validate(raw, context={"now": now})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else ""
+        if error["type"] == "missing":
+            return REASONS.get(field, f"missing {field}")
+        return REASONS.get(field, error["msg"]) if error["type"] not in CUSTOM else error["msg"]
     return Event(
-        event_id=ids["event_id"],
-        user_id=ids[col.USER_ID],
-        item_id=ids[col.ITEM_ID],
-        timestamp=timestamp,
-        quantity=int(quantity),
-        price=None if price is None else float(price),
-        order_id=order_id or None,
+        event_id=event.event_id,
+        user_id=event.user_id,
+        item_id=event.item_id,
+        timestamp=event.timestamp,
+        quantity=event.quantity,
+        price=event.price,
+        order_id=event.order_id,
     )
 
 
-def _timestamp(value: Any) -> datetime | None:
-    try:
-        if isinstance(value, bool) or value is None:
-            return None
-        if isinstance(value, int | float):
-            return datetime.fromtimestamp(float(value), tz=UTC) if math.isfinite(value) else None
-        if isinstance(value, str) and value.strip():
-            text = value.strip()
-            if text.replace(".", "", 1).isdigit():
-                return datetime.fromtimestamp(float(text), tz=UTC)
-            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    except (ValueError, OverflowError, OSError):
+def _echo_id(raw: Any) -> str | None:
+    """A rejected event's event_id as the answer can quote it (None when it cannot be written as
+    UTF-8 or holds control characters: the index identifies the event then)."""
+    event_id = raw.get("event_id") if isinstance(raw, Mapping) else None
+    if isinstance(event_id, bool) or not isinstance(event_id, str | int):
         return None
-    return None
+    text = str(event_id)[: col.ID_MAX_LENGTH]
+    return None if has_control_or_surrogate(text) else text
 
 
 def to_us(when: datetime) -> int:
@@ -200,8 +174,7 @@ def check_batch(raw_events: Iterable[Any], *, now: datetime) -> tuple[IngestResu
         result.received += 1
         checked = validate_event(raw, now=now)
         if isinstance(checked, str):
-            event_id = raw.get("event_id") if isinstance(raw, Mapping) else None
-            result.rejections.append(Rejection(index, None if event_id is None else str(event_id)[:128], checked))
+            result.rejections.append(Rejection(index, _echo_id(raw), checked))
         elif checked.event_id in seen:
             result.duplicates += 1
         else:

@@ -25,7 +25,8 @@ router = APIRouter(tags=["recaps"])
         },
         403: ERRORS[401] | {"description": "The key lacks the recaps scope, or the link's token is not this recap's."},
         404: ERRORS[401] | {"description": "No recap for this customer and year."},
-        503: ERRORS[401] | {"description": "The online store holding recaps is unavailable."},
+        503: ERRORS[401]
+        | {"description": "The online store holding recaps is unavailable, or too many requests in flight."},
     },
 )
 async def recap(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
-from service.schemas import MAX_K
+from service.schemas import MAX_K, WholeNumber
 from training.core.columns import ID_MAX_LENGTH
 
 Context = Literal["home", "buy-again", "discover"]
@@ -19,7 +19,7 @@ Fallback = Literal["popular"]
 class SimilarQuery(BaseModel):
     """Query parameters of GET /v1/items/{item_id}/similar."""
 
-    k: int = Field(default=10, ge=1, le=MAX_K, description="How many items (1..100).")
+    k: WholeNumber = Field(default=10, ge=1, le=MAX_K, description="How many items (1..100).")
     explain: bool = Field(default=False, description="Add a reason to every item.")
     fallback: Fallback | None = Field(
         default=None,
@@ -33,7 +33,12 @@ class RecommendationsQuery(SimilarQuery):
 
     context: Context = Field(default="home", description="home (the blend), buy-again (bought before), discover (new).")
     category: str | None = Field(default=None, min_length=1, max_length=ID_MAX_LENGTH, examples=["Bakery"])
-    exclude: list[str] | None = Field(default=None, description="Item ids to leave out (repeat or comma-separate).")
+    exclude: list[Annotated[str, StringConstraints(max_length=ID_MAX_LENGTH)]] | None = Field(
+        default=None,
+        max_length=MAX_EXCLUDE,
+        description=f"Item ids to leave out: repeat the parameter or comma-separate (at most {MAX_EXCLUDE} values "
+        f"of at most {ID_MAX_LENGTH} characters).",
+    )
     diversity: float | None = Field(
         default=None,
         ge=0,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.schemas import MAX_K, Item
+from service.schemas import MAX_K, Item, WholeNumber
 
 MAX_SHELVES = 6
 
@@ -12,9 +12,11 @@ MAX_SHELVES = 6
 class ShelvesQuery(BaseModel):
     """Query parameters of GET /v1/users/{user_id}/shelves."""
 
-    shelves: int = Field(default=4, ge=1, le=MAX_SHELVES, description="How many shelves at most (1..6).")
-    k: int = Field(default=10, ge=1, le=MAX_K, description="Items per shelf at most (1..100).")
-    min_items: int = Field(default=4, ge=1, le=MAX_K, description="A shelf with fewer items is left out (capped at k).")
+    shelves: WholeNumber = Field(default=4, ge=1, le=MAX_SHELVES, description="How many shelves at most (1..6).")
+    k: WholeNumber = Field(default=10, ge=1, le=MAX_K, description="Items per shelf at most (1..100).")
+    min_items: WholeNumber = Field(
+        default=4, ge=1, le=MAX_K, description="A shelf with fewer items is left out (capped at k)."
+    )
 
 
 class Shelf(BaseModel):

@@ -33,10 +33,11 @@ def data_validate(
     report: Annotated[Path | None, typer.Option(help="Write the full report (every rejected row) as JSON.")] = None,
     show: Annotated[int, typer.Option(min=0, help="Rejected rows to print per file.")] = 20,
 ) -> None:
-    """Check files against the data contract; exit 1 when any row is rejected."""
-    from training.data.load import load_catalog, load_purchases
+    """Check files against the data contract; exit 1 when any row is rejected, 2 when a file cannot be
+    used at all (unreadable, no rows, a required column missing, no row accepted, one customer)."""
+    from training.data.load import check_usable, load_catalog, load_purchases
 
-    _, purchase_report = load_purchases(purchases)
+    accepted, purchase_report = load_purchases(purchases)
     reports = [purchase_report]
     if catalog is not None:
         reports.append(load_catalog(catalog)[1])
@@ -46,5 +47,6 @@ def data_validate(
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(json.dumps([r.to_dict() for r in reports], indent=2) + "\n")
         typer.echo(f"full report: {report}")
+    check_usable(accepted, purchase_report)  # no row accepted, one customer: exit 2 with one sentence
     if not all(r.ok for r in reports):
         raise typer.Exit(1)

@@ -19,13 +19,20 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to bind.")] = 8000,
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: one per core).")] = None,
     limit_concurrency: Annotated[
-        int | None, typer.Option(min=1, help="Requests in flight per worker before answering 503 (default 512).")
+        int | None,
+        typer.Option(
+            min=1,
+            help="Requests in flight per worker before answering 503 (default RECO_MAX_REQUESTS_IN_FLIGHT, 512); "
+            "idle and half-sent connections do not count.",
+        ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Run the HTTP API (uvicorn) with settings for this machine: one BLAS thread per worker."""
     from service.config import load_service_settings
 
+    if limit_concurrency is not None:  # the workers read it from the environment, as every setting
+        os.environ["RECO_MAX_REQUESTS_IN_FLIGHT"] = str(limit_concurrency)
     settings = load_service_settings()  # bad settings stop here, with one sentence
     _ = settings.recap_brand  # and so does a bad brand file (RECO_BRAND)
     # Set before any worker imports numpy: one BLAS thread each (more threads fight over the cores).
@@ -44,6 +51,8 @@ def serve(
 
     import uvicorn
 
+    from service.edge import uvicorn_options
+
     typer.echo(
         f"reco: serving on http://{host}:{port} with {n_workers} worker(s), model {settings.model_uri}", err=True
     )
@@ -52,9 +61,8 @@ def serve(
         host=host,
         port=port,
         workers=n_workers,
-        limit_concurrency=limit_concurrency or 512,
         backlog=2048,
-        timeout_keep_alive=5,
+        **uvicorn_options(),
         timeout_graceful_shutdown=20,
         access_log=False,
         log_level=log_level,

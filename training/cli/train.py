@@ -14,6 +14,14 @@ from training.core.errors import RecoError
 ModelOption = Annotated[
     str, typer.Option("--model", help="hybrid (default), popularity, frequency, als, bpr, knn-cosine, knn-bm25, ease.")
 ]
+MaxRejectedOption = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="Refuse the purchases when more than this share of their rows is rejected (the report is printed).",
+    ),
+]
 ParamOption = Annotated[
     list[str] | None,
     typer.Option(
@@ -39,6 +47,7 @@ def train_command(
     promote: Annotated[
         str, typer.Option(help="auto: @champion only if it beats the champion; always; never.")
     ] = "auto",
+    max_rejected: MaxRejectedOption = 0.01,
 ) -> None:
     """Split by time, fit, tune on validation, evaluate on each customer's last basket beside the baselines,
     log to MLflow, register, and move @champion only when the new model wins. Last line: JSON summary."""
@@ -53,6 +62,7 @@ def train_command(
         registered_name=registered_name,
         promote=promote,
         log=_stderr,
+        max_rejected=max_rejected,
     )
     typer.echo(result.table)
     typer.echo(json.dumps(result.summary()))
@@ -64,17 +74,21 @@ def evaluate_command(
     model: ModelOption = "hybrid",
     param: ParamOption = None,
     out: Annotated[Path | None, typer.Option(help="Write every metric of every model as JSON.")] = None,
+    max_rejected: MaxRejectedOption = 0.01,
 ) -> None:
     """Evaluate one configuration on the time split beside the baselines; nothing is logged or registered."""
     from training.algorithms import check_model
-    from training.data.load import load_training_inputs
+    from training.data.load import check_usable, load_training_inputs
     from training.metrics import TABLE_METRICS, comparison_table
     from training.pipeline.fit import DEFAULT_EVAL_USERS, evaluate_on_test, fit_configuration, parse_params
     from training.pipeline.prepare import prepare
 
     check_model(model)
     params = parse_params(param or [])
-    table, _, cat, _ = load_training_inputs(purchases, catalog)
+    table, report, cat, _ = load_training_inputs(purchases, catalog)
+    if not report.ok:
+        _stderr(report.format_text(max_rows=5))
+    check_usable(table, report, max_rejected=max_rejected)
     prepared = prepare(purchases=table, catalog=cat, eval_users=int(params.get("eval_users", DEFAULT_EVAL_USERS)))
     fitted = fit_configuration(model=model, params=params, prepared=prepared, log=_stderr)
     results = evaluate_on_test(fitted=fitted, prepared=prepared)

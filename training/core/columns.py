@@ -1,4 +1,7 @@
-"""Column names of the data contract, defined once (DESIGN.md, "Data contract")."""
+"""Column names of the data contract and the bounds of their values, defined once (DESIGN.md, "Data
+contract"): the batch loaders (training/data/) and the service's events (service/events/) check the same."""
+
+from datetime import UTC, datetime, timedelta
 
 USER_ID = "user_id"
 ITEM_ID = "item_id"
@@ -20,6 +23,11 @@ CATALOG_REQUIRED = (ITEM_ID,)
 CATALOG_COLUMNS = (ITEM_ID, NAME, CATEGORY, BRAND, PRICE, IN_STOCK)
 
 ID_MAX_LENGTH = 128
+QUANTITY_MAX = 1_000_000
+# Purchases before 2000 are export defaults (1900-01-01, the epoch 1970-01-01), not purchases.
+EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
+# Clocks and time zones: a purchase up to a day ahead of now is accepted, later ones are not.
+FUTURE_SLACK = timedelta(days=1)
 # An id no request can carry (ids are at most ID_MAX_LENGTH characters): the service ranks popularity
 # for it and warms the online-store read paths with it.
 UNREQUESTABLE_ID = "\x00" * (ID_MAX_LENGTH + 1)

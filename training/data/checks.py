@@ -149,7 +149,10 @@ def _checked(
     code = "CASE " + " ".join(f"WHEN {cond} THEN '{c}'" for cond, c, _ in checks) + " END"
     reason = "CASE " + " ".join(f"WHEN {cond} THEN {msg}" for cond, _, msg in checks) + " END"
     parsed = ", ".join(f"{expr} AS {quote_name(alias)}" for alias, expr in select.items())
-    outputs = ", ".join(f"{expr} AS {quote_name(alias)}" for alias, expr in numeric.items())
+    # Only accepted rows are converted: a rejected row's value may not fit (3e9 in an INTEGER, inf).
+    outputs = ", ".join(
+        f"CASE WHEN code IS NULL THEN {expr} END AS {quote_name(alias)}" for alias, expr in numeric.items()
+    )
     sql = (
         f"WITH parsed AS (SELECT {ROW}, {parsed} FROM raw), "
         f"checked AS (SELECT *, {code} AS code, {reason} AS reason FROM parsed) "

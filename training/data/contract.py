@@ -53,7 +53,7 @@ REJECTED_SCHEMA = pa.schema([("row", pa.int64()), ("code", pa.string()), ("reaso
 ROW = "__row"
 # Epoch seconds from 1970 up to 2100; larger numbers are most often epoch milliseconds.
 EPOCH_MAX = 4102444800
-QUANTITY_MAX = 1_000_000
+QUANTITY_MAX = col.QUANTITY_MAX
 
 
 @dataclass(frozen=True)

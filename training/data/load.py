@@ -12,6 +12,7 @@ a Parquet file whose types and statistics show that no row can fail is checked i
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,7 @@ from training.data.contract import (
     InvalidCatalog,
     InvalidPurchases,
     ValidationReport,
+    is_text,
 )
 from training.data.duck import quote_name
 from training.data.readers import read_raw, require_columns
@@ -67,7 +69,9 @@ def load_purchases(path: str | Path, *, dictionary_ids: bool = False) -> tuple[p
         "p_num": number_expr(col.PRICE, types, InvalidPurchases) if col.PRICE in types else "NULL",
         "p_raw": text_expr(col.PRICE, types) if col.PRICE in types else "NULL",
         col.ORDER_ID: id_expr(col.ORDER_ID, types, InvalidPurchases) if col.ORDER_ID in types else "NULL",
+        "first_same": f"min({ROW}) OVER (PARTITION BY {', '.join(_line_columns(raw))})",
     }
+    earliest, latest = timestamp_bounds()
     checks = [
         *id_checks(col.USER_ID),
         *id_checks(col.ITEM_ID),
@@ -79,14 +83,24 @@ def load_purchases(path: str | Path, *, dictionary_ids: bool = False) -> tuple[p
         ),
         ("ts IS NULL", "unparseable timestamp", "'unparseable timestamp ' || " + quoted("ts_raw")),
         (
+            f"ts < TIMESTAMPTZ '{earliest.isoformat()}'",
+            "timestamp before 2000",
+            "'timestamp ' || CAST(ts AS VARCHAR) || ' is before 2000-01-01'",
+        ),
+        (
+            f"ts > TIMESTAMPTZ '{latest.isoformat()}'",
+            "timestamp in the future",
+            f"'timestamp ' || CAST(ts AS VARCHAR) || ' is later than now plus a day ({latest:%Y-%m-%d %H:%M} UTC)'",
+        ),
+        (
             "q_raw IS NOT NULL AND q_num IS NULL",
             "quantity not a number",
             "'quantity ' || " + quoted("q_raw") + " || ' is not a number'",
         ),
         (
             f"q_num IS NOT NULL AND (q_num < 1 OR q_num <> trunc(q_num) OR q_num > {QUANTITY_MAX})",
-            "quantity not a whole number >= 1",
-            "'quantity must be a whole number >= 1 (got ' || CAST(q_raw AS VARCHAR) || ')'",
+            "quantity not a whole number from 1 to 1,000,000",
+            f"'quantity must be a whole number from 1 to {QUANTITY_MAX:,} (got ' || CAST(q_raw AS VARCHAR) || ')'",
         ),
         (
             "p_raw IS NOT NULL AND p_num IS NULL",
@@ -95,6 +109,7 @@ def load_purchases(path: str | Path, *, dictionary_ids: bool = False) -> tuple[p
         ),
         ("p_num IS NOT NULL AND (isnan(p_num) OR isinf(p_num))", "price not finite", "'price is not a finite number'"),
         ("p_num < 0", "negative price", "'negative price ' || CAST(p_raw AS VARCHAR)"),
+        (f"first_same < {ROW}", "duplicate line", "'the same line as row ' || first_same"),
     ]
     numeric = {
         col.TIMESTAMP: "ts",
@@ -109,6 +124,44 @@ def load_purchases(path: str | Path, *, dictionary_ids: bool = False) -> tuple[p
         for f in PURCHASE_SCHEMA
     ]
     return finish("purchases", path, accepted.cast(pa.schema(kept)), rejected, malformed)
+
+
+DEFAULT_MAX_REJECTED = 0.01
+
+
+def check_usable(purchases: pa.Table, report: ValidationReport, *, max_rejected: float = 1.0) -> None:
+    """InvalidPurchases with one sentence when the accepted purchases cannot make recommendations:
+    no row accepted, every line of one customer, or more than `max_rejected` of the rows rejected."""
+    reasons = ", ".join(f"{n:,} {code}" for code, n in list(report.reason_counts().items())[:3])
+    if report.rows_accepted == 0:
+        raise InvalidPurchases(f"No row of {report.source} was accepted ({reasons}).")
+    users = purchases.column(col.USER_ID)
+    ids = users.combine_chunks() if users.num_chunks != 1 else users.chunk(0)
+    # A dictionary column (the trainer's) holds each id once in its dictionary: count the indices.
+    distinct = pc.count_distinct(ids.indices if pa.types.is_dictionary(ids.type) else ids).as_py()
+    if distinct < 2:
+        raise InvalidPurchases(
+            f"Every accepted line of {report.source} is of one customer ({users[0].as_py()}): "
+            "recommendations need the purchases of many customers."
+        )
+    share = report.rows_rejected / max(report.rows_read, 1)
+    if share > max_rejected:
+        raise InvalidPurchases(
+            f"{report.rows_rejected:,} of {report.rows_read:,} rows of {report.source} were rejected ({share:.1%}: "
+            f"{reasons}), more than the {max_rejected:.1%} allowed (--max-rejected); `reco data validate` lists them."
+        )
+
+
+def timestamp_bounds() -> tuple[datetime, datetime]:
+    """The purchase times the contract accepts: from 2000-01-01 (earlier dates are export defaults,
+    not purchases) to a day after now (clocks and time zones)."""
+    return col.EARLIEST_TIMESTAMP, datetime.now(UTC) + col.FUTURE_SLACK
+
+
+def _line_columns(raw: pa.Table) -> list[str]:
+    """The contract's columns of the file as they were read: two rows equal in all of them are the
+    same line twice."""
+    return [quote_name(name) for name in col.PURCHASE_COLUMNS if name in raw.column_names]
 
 
 def load_training_inputs(
@@ -139,6 +192,10 @@ def _typed_purchases(raw: pa.Table) -> dict[str, pa.ChunkedArray] | None:
         if ids.null_count or (pc.max(pc.binary_length(values)).as_py() or 0) > col.ID_MAX_LENGTH:
             return None  # bytes ≥ characters: within the limit in bytes is within it in characters
     numbers = {col.TIMESTAMP: ts.cast(PURCHASE_SCHEMA.field(col.TIMESTAMP).type)}
+    earliest, latest = timestamp_bounds()
+    low, high = pc.min_max(numbers[col.TIMESTAMP]).values()
+    if low.is_valid and (low.as_py() < earliest or high.as_py() > latest):
+        return None
     if col.QUANTITY in raw.column_names:
         quantity = raw.column(col.QUANTITY)
         low, high = pc.min_max(quantity).values()
@@ -161,7 +218,36 @@ def _typed_purchases(raw: pa.Table) -> dict[str, pa.ChunkedArray] | None:
         numbers[col.PRICE] = price.cast(pa.float64())
     else:
         numbers[col.PRICE] = pa.chunked_array([pa.nulls(n, pa.float64())])
+    if _has_duplicate_lines(raw):
+        return None
     return numbers
+
+
+def _has_duplicate_lines(raw: pa.Table) -> bool:
+    """Whether two rows may be the same line (equal in every contract column of the file): a 64-bit
+    hash of each row's values, sorted. A collision only sends the file to the SQL pass, which
+    compares the values themselves. At 2.3 M lines this takes about 0.3 s against 1.6 s for a
+    DuckDB DISTINCT over the columns."""
+    hashes = np.zeros(raw.num_rows, dtype=np.uint64)
+    mix = np.uint64(0x9E3779B97F4A7C15)
+    for name in col.PURCHASE_COLUMNS:
+        if name not in raw.column_names:
+            continue
+        values = raw.column(name)
+        if is_text(values.type) and not pa.types.is_dictionary(values.type):
+            values = pc.dictionary_encode(values)
+        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+        if pa.types.is_dictionary(values.type):
+            numbers = values.indices.cast(pa.int64()).fill_null(-1).to_numpy()
+        elif pa.types.is_floating(values.type):
+            numbers = values.cast(pa.float64()).fill_null(-1.0).to_numpy().view(np.int64)
+        else:
+            numbers = values.cast(pa.int64()).fill_null(-1).to_numpy()
+        hashes ^= numbers.astype(np.uint64, copy=False)
+        hashes *= mix
+        hashes ^= hashes >> np.uint64(29)
+    hashes.sort()
+    return bool(np.any(hashes[1:] == hashes[:-1]))
 
 
 def load_catalog(path: str | Path) -> tuple[pa.Table, ValidationReport]:

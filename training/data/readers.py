@@ -25,6 +25,7 @@ from training.data.contract import REJECTED_SCHEMA, ROW, is_text
 from training.data.duck import connect, quote_name, sql_text
 
 CSV_NULLS = [""]
+SNIFF_BYTES = 65_536  # read before parsing a CSV file, to tell a binary file in one sentence
 
 
 def read_raw(
@@ -39,7 +40,10 @@ def read_raw(
         if path.is_dir():  # a Parquet dataset: rows numbered in pyarrow's file order
             table = pq.read_table(path)
         elif name.endswith((".parquet", ".pq")):
-            return _read_parquet_file(path, dictionary=dictionary), REJECTED_SCHEMA.empty_table()
+            table, malformed = _read_parquet_file(path, dictionary=dictionary), REJECTED_SCHEMA.empty_table()
+            if table.num_rows == 0:
+                raise error(f"The {what} {path} has no rows.")
+            return table, malformed
         elif name.endswith((".csv", ".csv.gz", ".txt")):
             table, malformed = _read_csv(path)
         else:
@@ -47,9 +51,11 @@ def read_raw(
     except (pa.ArrowException, duckdb.Error, OSError, ValueError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         kind = "Parquet" if "parquet" in name or path.is_dir() else "CSV"
-        raise error(f"The {what} {path} cannot be read as {kind}: {reason}.") from None
+        raise error(f"The {what} {path} cannot be read as {kind}: {_printable(reason)}.") from None
     if path.is_dir():
         malformed = REJECTED_SCHEMA.empty_table()
+    if table.num_rows == 0 and malformed.num_rows == 0:  # a header-only CSV, an empty Parquet file
+        raise error(f"The {what} {path} has no rows.")
     rows = _row_numbers(table.num_rows, malformed.column("row").to_numpy())
     return table.append_column(ROW, pa.array(rows, pa.int64())), malformed
 
@@ -77,6 +83,8 @@ def _read_parquet_file(path: Path, *, dictionary: Sequence[str] = ()) -> pa.Tabl
 def _read_csv(path: Path) -> tuple[pa.Table, pa.Table]:
     """Read a CSV file with the contract's columns as text; malformed lines become rejections."""
     opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as binary:
+        _check_text(binary.read(SNIFF_BYTES))
     with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="") as stream:
         first_line = stream.readline()
     if not first_line.strip():
@@ -106,6 +114,27 @@ def _read_csv(path: Path) -> tuple[pa.Table, pa.Table]:
     return table, pa.Table.from_pylist(
         [dict(zip(REJECTED_SCHEMA.names, r, strict=True)) for r in rows], schema=REJECTED_SCHEMA
     )
+
+
+def _check_text(head: bytes) -> None:
+    """ValueError with the reason when a file's first bytes are not UTF-8 text: a NUL byte, invalid
+    UTF-8 (a cut last character aside), a Parquet file named .csv."""
+    if head.startswith(b"PAR1"):
+        raise ValueError("it is a Parquet file; name it .parquet")
+    if b"\x00" in head:
+        raise ValueError("it holds NUL bytes: a binary file, or text in UTF-16")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:  # not just a character cut by the sniff's end
+            raise ValueError(f"it is not UTF-8 text (byte {exc.start + 1} is not)") from None
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    """A reason quoting file content, made safe for a terminal: control and replacement characters
+    dropped, cut to `limit` characters."""
+    kept = "".join(c for c in text if c.isprintable() and c != "\ufffd")
+    return kept if len(kept) <= limit else kept[: limit - 1] + "…"
 
 
 def _row_numbers(n_parsed: int, malformed_rows: np.ndarray) -> np.ndarray:

@@ -21,6 +21,7 @@ from typing import Any
 from training import algorithms
 from training.algorithms.base import blas_single_thread
 from training.core.errors import RecoError
+from training.data.load import DEFAULT_MAX_REJECTED, check_usable
 from training.gate import PROMOTE_CHOICES
 from training.metrics import PRIMARY_METRIC, TABLE_METRICS, comparison_table
 from training.pipeline.fit import (
@@ -82,8 +83,11 @@ def train(
     promote: str = "auto",
     settings: Any = None,
     log: Log = print,
+    max_rejected: float = DEFAULT_MAX_REJECTED,
 ) -> TrainResult:
-    """The whole `reco train`: see the module docstring. Returns what the command prints last."""
+    """The whole `reco train`: see the module docstring. Returns what the command prints last.
+    Refuses (InvalidPurchases, before any run is logged) purchases that cannot make a model: no
+    row accepted, one customer, more than `max_rejected` of the rows rejected."""
     from training.data.load import load_training_inputs
     from training.registry.tracking import check_tracking_uri
     from training.settings import load_settings
@@ -103,6 +107,10 @@ def train(
 
     t = time.perf_counter()
     purchases, purchase_report, catalog, catalog_report = load_training_inputs(purchases_path, catalog_path)
+    for report in (purchase_report, catalog_report):
+        if report is not None and not report.ok:
+            log(report.format_text(max_rows=5))
+    check_usable(purchases, purchase_report, max_rejected=max_rejected)
     interactions, n_lines = encode(purchases, catalog), purchases.num_rows
     # The lines live on as numpy arrays: the Arrow table's memory goes to the split's arrays instead of
     # new pages (each gigabyte the process touches first costs it about a second of system time here).

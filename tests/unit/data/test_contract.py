@@ -83,9 +83,9 @@ def test_integer_ids_in_parquet_are_kept_as_strings(tmp_path: Path) -> None:
         (("u1", "i1", "yesterday", "1", "1", "o"), "unparseable timestamp", "'yesterday'"),
         (("u1", "i1", "2025-02-30", "1", "1", "o"), "unparseable timestamp", "2025-02-30"),
         (("u1", "i1", "1740823200000", "1", "1", "o"), "timestamp in epoch milliseconds", "milliseconds"),
-        (("u1", "i1", "2025-03-01", "0", "1", "o"), "quantity not a whole number >= 1", "got 0"),
-        (("u1", "i1", "2025-03-01", "-2", "1", "o"), "quantity not a whole number >= 1", "got -2"),
-        (("u1", "i1", "2025-03-01", "1.5", "1", "o"), "quantity not a whole number >= 1", "got 1.5"),
+        (("u1", "i1", "2025-03-01", "0", "1", "o"), "quantity not a whole number from 1 to 1,000,000", "got 0"),
+        (("u1", "i1", "2025-03-01", "-2", "1", "o"), "quantity not a whole number from 1 to 1,000,000", "got -2"),
+        (("u1", "i1", "2025-03-01", "1.5", "1", "o"), "quantity not a whole number from 1 to 1,000,000", "got 1.5"),
         (("u1", "i1", "2025-03-01", "two", "1", "o"), "quantity not a number", "'two'"),
         (("u1", "i1", "2025-03-01", "1", "-0.01", "o"), "negative price", "-0.01"),
         (("u1", "i1", "2025-03-01", "1", "cheap", "o"), "price not a number", "'cheap'"),
@@ -175,7 +175,7 @@ def test_dictionary_ids_load_and_encode_as_text_ids_do(tmp_path: Path) -> None:
     assert encoded_report.to_dict() == text_report.to_dict()
     assert [(r["row"], r["code"]) for r in text_report.rejected.to_pylist()] == [
         (4, "missing user_id"),
-        (6, "quantity not a whole number >= 1"),
+        (6, "quantity not a whole number from 1 to 1,000,000"),
     ]
     assert encoded.cast(text.schema).equals(text)
     a, b = build_interactions(purchases=text), build_interactions(purchases=encoded)
@@ -229,15 +229,31 @@ def test_typed_files_skip_the_sql_pass_with_the_same_result(
     bad = [
         ("price", [1.0, -0.5, 2.0, 3.0], "negative price"),
         ("price", [1.0, float("inf"), 2.0, None], "price not finite"),
-        ("quantity", [1, 0, 1, 1], "quantity not a whole number >= 1"),
-        ("quantity", [1, 1_000_001, 1, 1], "quantity not a whole number >= 1"),
+        ("quantity", [1, 0, 1, 1], "quantity not a whole number from 1 to 1,000,000"),
+        ("quantity", [1, 1_000_001, 1, 1], "quantity not a whole number from 1 to 1,000,000"),
         ("user_id", ["u1", "u" * 129, "u2", "7"], "user_id too long"),
         ("item_id", ["i1", "\t", "i1", "42"], "missing item_id"),
-        ("timestamp", pa.array([0, None, 0, 0], pa.timestamp("s")), "missing timestamp"),
+        ("timestamp", pa.array([1740823200, None, 1740823200, 1740823200], pa.timestamp("s")), "missing timestamp"),
+        (
+            "timestamp",
+            pa.array([1740823200, -2208988800, 1740823200, 1740823200], pa.timestamp("s")),
+            "timestamp before 2000",
+        ),
+        (
+            "timestamp",
+            pa.array([1740823200, 1956528000, 1740823200, 1740823200], pa.timestamp("s")),
+            "timestamp in the future",
+        ),
+        ("order_id", ["o1", "o1", "o2", "o3"], None),  # with the two lines below: row 2 repeats row 1
     ]
     for column, values, code in bad:
         path = tmp_path / "bad.parquet"
-        pq.write_table(pa.table({**ids, **files["zoned"], column: values}), path)
+        columns = {**ids, **files["zoned"], column: values}
+        if code is None:  # every contract column of row 2 equal to row 1's
+            code = "duplicate line"
+            columns |= {"item_id": ["i1", "i1", "i1", "42"], "quantity": [2, 2, 1, 1], "price": [2.5, 2.5, 0.0, 1.0]}
+            columns["timestamp"] = pa.array([1740823200, 1740823200, 1740823201, 1740823202], pa.timestamp("s"))
+        pq.write_table(pa.table(columns), path)
         table, report = load_purchases(path, dictionary_ids=dictionary_ids)
         assert calls.pop() is None, code
         assert [(r["row"], r["code"]) for r in report.rejected.to_pylist()] == [(2, code)]
@@ -308,10 +324,10 @@ def test_catalog_without_item_id_is_refused(tmp_path: Path) -> None:
 
 
 def test_cli_validate_exits_1_on_rejected_rows_and_2_on_unusable_file(tmp_path: Path) -> None:
-    bad = write_csv(tmp_path / "bad.csv", [GOOD_ROWS[0], ("", "i2", "2025-03-01", "1", "1", "o1")])
+    bad = write_csv(tmp_path / "bad.csv", [GOOD_ROWS[0], GOOD_ROWS[2], ("", "i2", "2025-03-01", "1", "1", "o1")])
     result = run_reco("data", "validate", str(bad), "--report", str(tmp_path / "report.json"))
     assert result.returncode == 1, result.stderr
-    assert "2 rows read, 1 accepted, 1 rejected" in result.stdout and "row 2: missing user_id" in result.stdout
+    assert "3 rows read, 2 accepted, 1 rejected" in result.stdout and "row 3: missing user_id" in result.stdout
     assert (tmp_path / "report.json").exists() and "Traceback" not in result.stdout + result.stderr
 
     good = write_csv(tmp_path / "good.csv", GOOD_ROWS)

@@ -63,6 +63,17 @@ def test_ready_is_503_until_a_model_is_loaded(make_shop: Callable[..., Shop], mo
     shop = make_shop(None)
     assert shop.get("/health/ready", key=None).status_code == 503
     shop.holder.current = model
-    ready = shop.get("/health/ready", key=None)
+    ready = shop.get("/health/ready", key="key-admin")
     assert ready.status_code == 200 and ready.json()["model"]["version"] == "7"
     assert ready.json()["events"] == {"store": "sqlite", "pending": 0, "error": None}
+
+
+def test_ready_shows_details_only_to_an_admin_key(make_shop: Callable[..., Shop]) -> None:
+    shop = make_shop(None)
+    shop.holder.last_error = "OperationalError: unable to open database file /srv/reco/mlflow.db (SELECT ...)"
+    for key in (None, "wrong", "key-recommend"):
+        ready = shop.get("/health/ready", key=key)
+        assert ready.status_code == 503
+        assert ready.json() == {"ready": False, "checks": {"model": False, "online_store": True, "event_log": True}}
+    details = shop.get("/health/ready", key="key-admin").json()
+    assert details["model"]["last_error"].startswith("OperationalError")

@@ -4,6 +4,8 @@ once into Parquet with the purchase contract's columns."""
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +47,18 @@ def _event(n: int, **changes: object) -> dict[str, object]:
         ({"quantity": 1.5}, "quantity"),
         ({"price": -1}, "price"),
         ({"user_id": "u" * 129}, "longer than 128"),
+        ({"quantity": 1e300}, "from 1 to 1,000,000"),
+        ({"quantity": 2**63}, "from 1 to 1,000,000"),
+        ({"quantity": "2"}, "whole number"),
+        ({"quantity": float("inf")}, "whole number"),
+        ({"price": float("nan")}, "price"),
+        ({"user_id": "C\ud800"}, "unpaired surrogate"),
+        ({"event_id": "e\x001"}, "control character"),
+        ({"order_id": "o\x00"}, "control character"),
+        ({"timestamp": "1900-01-01T00:00:00Z"}, "before 2000"),
+        ({"timestamp": 0}, "before 2000"),
+        ({"timestamp": "99999-01-01"}, "unparseable"),
+        ({"timestamp": 1e300}, "unparseable"),
     ],
 )
 def test_each_contract_rule_rejects_with_a_reason(changes: dict[str, object], reason: str) -> None:
@@ -108,7 +122,8 @@ def test_the_route_reports_every_event_and_counts_them(make_shop: Callable[..., 
     assert r.status_code == 200, r.text
     body = r.json()
     assert (body["received"], body["accepted"], body["duplicates"], body["rejected"]) == (3, 1, 1, 1)
-    assert body["rejections"] == [{"index": 2, "event_id": "e2", "reason": "quantity must be an integer ≥ 1"}]
+    reason = "quantity must be a whole number from 1 to 1,000,000"
+    assert body["rejections"] == [{"index": 2, "event_id": "e2", "reason": reason}]
     assert body["request_id"] == r.headers["x-request-id"]
     after = {o: _events_counted(o) for o in before}
     assert {o: after[o] - before[o] for o in before} == {"accepted": 1, "duplicate": 1, "rejected": 1}
@@ -134,3 +149,27 @@ def test_an_event_log_that_cannot_be_written_is_a_503(
     r = shop.post("/v1/events", key="key-events", json={"events": [_event(1)]})
     assert r.status_code == 503 and r.headers["retry-after"] == "5"
     assert "nothing was stored" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"quantity": 1e300}, {"quantity": 2**63}, {"user_id": "C\ud800"}, {"event_id": "e\ud800"}, {"item_id": "P\x00"}],
+    ids=["quantity-1e300", "quantity-2^63", "surrogate-user", "surrogate-event-id", "nul-item"],
+)
+def test_one_bad_event_is_rejected_and_the_rest_of_its_batch_stored(
+    make_shop: Callable[..., Shop], bad: dict[str, object]
+) -> None:
+    shop = make_shop(None)
+    now = shop.services.settings.clock().isoformat()
+    batch = [_event(10, timestamp=now), {**_event(11, timestamp=now), **bad}, _event(12, timestamp=now)]
+    body = json.dumps({"events": batch})  # ASCII: a lone surrogate travels as its \\u escape
+    r = shop.client.post(
+        "/v1/events", content=body, headers={"X-API-Key": "key-events", "Content-Type": "application/json"}
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["accepted"], body["rejected"]) == (2, 1)
+    assert body["rejections"][0]["index"] == 1 and body["rejections"][0]["reason"]
+    with sqlite3.connect(shop.services.settings.events_db) as db:
+        stored = {row[0] for row in db.execute("SELECT event_id FROM events")}
+    assert stored == {"e10", "e12"}
