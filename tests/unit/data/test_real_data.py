@@ -28,7 +28,9 @@ def _real_data() -> ModuleType:
 
 def test_movielens_ratings_become_purchase_lines(tmp_path: Path) -> None:
     source = tmp_path / "ml-100k.inter"
-    source.write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n196\t242\t3\t881250949\n7\t1\t5\t0\n")
+    source.write_text(
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n196\t242\t3\t881250949\n7\t1\t5\t0\n"
+    )
     out = tmp_path / "purchases.parquet"
     _real_data()._movielens(source, out)
     table, report = load_purchases(out)
