@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 
@@ -29,14 +29,15 @@ def _real_data() -> ModuleType:
 def test_movielens_ratings_become_purchase_lines(tmp_path: Path) -> None:
     source = tmp_path / "ml-100k.inter"
     source.write_text(
-        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n196\t242\t3\t881250949\n7\t1\t5\t0\n"
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n196\t242\t3\t881250949\n7\t1\t5\t874724710\n"
     )
     out = tmp_path / "purchases.parquet"
     _real_data()._movielens(source, out)
     table, report = load_purchases(out)
     assert report.rows_read == report.rows_accepted == 2
     assert table.column("user_id").to_pylist() == ["196", "7"] and table.column("item_id").to_pylist() == ["242", "1"]
-    assert table.column("timestamp")[0].as_py() == datetime.fromtimestamp(881250949, tz=UTC)
+    shifted = datetime.fromtimestamp(881250949, tz=UTC) + timedelta(days=9_131)  # from 1997 to 2022, same hour
+    assert table.column("timestamp")[0].as_py() == shifted
     assert "order_id" not in table.column_names or table.column("order_id").null_count == 2
 
 
