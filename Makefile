@@ -29,7 +29,7 @@ demo: install ## Run the whole loop on embedded defaults (no Redis or MLflow ser
 test: install ## Run the test suite (Redis tests use 127.0.0.1:6379 DBs 12 and 14; CI=true makes them mandatory)
 	$(BIN)/pytest
 
-test-slow: install ## The slow proofs left out of make test: the model in a clean virtualenv, mlflow models serve, replicas on a Redis Cluster, 10,000 events exported once
+test-slow: install ## The slow proofs left out of make test: the model in a clean virtualenv, mlflow models serve, feast ui, replicas on a Redis Cluster, 10,000 events exported once
 	$(BIN)/pytest -m 'venv or heavy'
 
 lint: install ## ruff, mypy and the import rules (lint-imports, contracts in pyproject.toml)
@@ -62,7 +62,7 @@ bench-quality: install ## The default against plain references on two real datas
 bench-features: install ## Materialization at 1M customers vs raw redis-py pipelines; online read latency (Redis DB 13)
 	REDIS_URL=$(BENCH_REDIS) $(BIN)/python experiments/bench_features.py --customers 1000000
 
-bench-service: install bench-tools ## The API under wrk (100k customers × 50k items) vs the bare stack and mlflow models serve
+bench-service: install bench-tools ## The API under wrk (100k customers × 50k items) vs the bare stack and mlflow models serve; start, swap, worker memory
 	$(BIN)/python experiments/bench_service.py --users 100000 --items 50000
 
 bench-recaps: install ## Recaps of 1M customers vs one DuckDB GROUP BY; emails/s

@@ -1,16 +1,26 @@
 """Benchmark: the recommendation service under load, against the bare stack and `mlflow models serve`.
 
 Steps (everything under a temp RECO_HOME, features in Redis DB 11, flushed at the end):
-generate a store → `reco train` → `reco features build` + `materialize` (Redis) → `reco serve` →
+generate a store → `reco train` → `reco features build` + `materialize` (Redis) → `reco candidates
+build` (the champion's) → a second registered version of the same model, without candidates → then
+  A. `reco serve` of the version without candidates (every `home` ranked per request),
+  B. `reco serve` of the champion: the time from the process start to the first answer and the p99
+     of the first seconds after it; then the steady state; then a model swap (`reco candidates
+     build` of the second version, the alias moved to it): the time until every answer comes from
+     the new version and the p99 of the first seconds after it,
 `wrk` at 16 connections for a fixed time on
   1. GET /v1/users/{random known customer}/recommendations?k=10 (with the API key),
   2. GET /health/live of the same server (the bare FastAPI/uvicorn reference), alternating with 1
      for --rounds rounds (the ratio reported is the median round's: this machine drifts),
   3. POST /invocations of `mlflow models serve` on the same registered model (random customers),
-and prints rps, p50, p99 for each plus the ratios (the load generator shares the 2 cores).
+and prints rps, p50, p99 for each plus the ratios (the load generator shares the 2 cores), and
+each worker's memory (RSS, and USS: the pages no other process shares).
 
     .venv/bin/python experiments/bench_service.py [--users 100000] [--items 50000] [--duration 10] [--rounds 5]
-        [--workers 2] [--home DIR (reuse a trained home)] [--skip-mlflow]
+        [--workers 2] [--home DIR (reuse a trained home)] [--skip-mlflow] [--start-only]
+
+--start-only measures only server B's start (time to the first answer, first seconds' p99, worker
+memory): what the 1M-customer run needs.
 """
 
 from __future__ import annotations
@@ -67,7 +77,7 @@ def wait_http(url: str, timeout: float = 600) -> None:
                     return
         except OSError:
             pass
-        time.sleep(0.5)
+        time.sleep(0.1)
     sys.exit(f"{url} did not become ready")
 
 
@@ -127,6 +137,21 @@ def wrk(url: str, *, script: Path | None, duration: int, connections: int = 16, 
     }
 
 
+def wrk_in_background(url: str, script: Path, *, duration: int) -> Callable[[], dict[str, float]]:
+    """`wrk` started in a thread; the function returned waits for its figures."""
+    import threading
+
+    out: dict[str, dict[str, float]] = {}
+    thread = threading.Thread(target=lambda: out.update(result=wrk(url, script=script, duration=duration)))
+    thread.start()
+
+    def result() -> dict[str, float]:
+        thread.join()
+        return out["result"]
+
+    return result
+
+
 def against_bare(
     base: str, script: Path, *, duration: int, rounds: int, cpu: Callable[[], float]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -180,9 +205,11 @@ def redis_cpu_seconds() -> float:
 
 
 @contextlib.contextmanager
-def serve(home: Path, env: dict[str, str], workers: int, **extra: str) -> Iterator[tuple[str, Callable[[], float]]]:
-    """`reco serve` on a free port with extra environment; yields the base URL once ready and a
-    function that reads the CPU seconds its processes and Redis used so far."""
+def serve(
+    home: Path, env: dict[str, str], workers: int, **extra: str
+) -> Iterator[tuple[str, Callable[[], float], int]]:
+    """`reco serve` on a free port with extra environment; yields the base URL once ready, a
+    function that reads the CPU seconds its processes and Redis used so far, and its process group."""
     port = free_port()
     with open(home / "serve.log", "a") as log:
         server = subprocess.Popen(
@@ -195,23 +222,99 @@ def serve(home: Path, env: dict[str, str], workers: int, **extra: str) -> Iterat
     try:
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/health/ready")
-        yield base, lambda: group_cpu_seconds(server.pid) + redis_cpu_seconds()
+        yield base, lambda: group_cpu_seconds(server.pid) + redis_cpu_seconds(), server.pid
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
 
 
-def wait_candidates(base: str, *, polls: int = 12, timeout: float = 1800) -> None:
-    """Until /health/ready says the candidate table is full `polls` times in a row (the load balancer
-    of uvicorn's workers answers from any worker, so a run of answers covers them all)."""
-    deadline, streak = time.monotonic() + timeout, 0
-    while streak < polls:
-        if time.monotonic() > deadline:
-            raise RuntimeError("candidates were not precomputed in time")
-        with urllib.request.urlopen(f"{base}/health/ready") as r:
-            filled = json.loads(r.read())["model"]["candidates_filled"]
-        streak = streak + 1 if filled == 1.0 else 0
-        time.sleep(0.2 if streak else 5)
+def worker_memory(pgid: int) -> list[dict[str, float]]:
+    """RSS, USS (private pages, file-backed ones included while no other process maps them) and
+    anonymous memory (heap: what the worker itself allocated, not the memory-mapped model files in the
+    page cache) in MiB of each worker process of a `reco serve` process group."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            pid = int(stat.parent.name)
+            if int(fields[2]) != pgid:
+                continue
+            rollup = dict(
+                (line.split(":")[0], float(line.split()[1]) / 1024)
+                for line in (stat.parent / "smaps_rollup").read_text().splitlines()[1:]
+            )
+        except (OSError, ValueError, IndexError):
+            continue
+        out.append(
+            {
+                "pid": pid,
+                "rss_mib": rollup["Rss"],
+                "uss_mib": rollup["Private_Clean"] + rollup["Private_Dirty"],
+                "anon_mib": rollup["Anonymous"],
+            }
+        )
+    # With several workers the group leader is uvicorn's supervisor, not a worker.
+    workers = [m for m in out if m["pid"] != pgid]
+    return workers or out
+
+
+def published_versions(home: Path) -> set[str]:
+    """The model versions whose candidates the home's candidates file holds (both slots)."""
+    import pyarrow.parquet as pq
+
+    path = home / "features" / "customer_candidates.parquet"
+    if not path.exists() or pq.read_metadata(path).num_rows == 0:
+        return set()
+    first = pq.read_table(path, columns=["model_version", "previous_version"]).slice(0, 1).to_pylist()[0]
+    return {v for v in first.values() if v}
+
+
+def register_version(env: dict[str, str], name: str = "reco") -> str:
+    """A new registered version with the champion's artifacts (no candidates published for it)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])  # the registry resolves the source through it
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"], registry_uri=env["MLFLOW_TRACKING_URI"])
+    champion = client.get_model_version_by_alias(name, "champion")
+    new = client.create_model_version(name, source=champion.source, run_id=champion.run_id)
+    for _ in range(100):
+        if client.get_model_version(name, new.version).status == "READY":
+            break
+        time.sleep(0.1)
+    return str(new.version)
+
+
+def set_champion(env: dict[str, str], version: str, name: str = "reco") -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"], registry_uri=env["MLFLOW_TRACKING_URI"])
+    client.set_registered_model_alias(name, "champion", version)
+
+
+def until_version(base: str, users: list[str], version: str, *, streak: int = 20, timeout: float = 120) -> float:
+    """Seconds until `streak` answers in a row (random customers, any worker) come from `version`."""
+    started, run, n = time.perf_counter(), 0, 0
+    while run < streak:
+        if time.perf_counter() - started > timeout:
+            raise RuntimeError(f"version {version} was not served within {timeout:.0f} s")
+        answer, _ = sample_answer(base, users[n % len(users)], ready=False)
+        run = run + 1 if answer["model_version"] == version else 0
+        n += 1
+        time.sleep(0.02)
+    return time.perf_counter() - started
+
+
+def candidate_counts(base: str) -> str:
+    """How `home` answers used the offline candidates so far (all workers), from /metrics."""
+    with urllib.request.urlopen(f"{base}/metrics") as r:
+        text = r.read().decode()
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        m = re.match(r'reco_candidates_total\{outcome="([a-z-]+)"\} ([\d.e+]+)', line)
+        if m:
+            counts[m.group(1)] = counts.get(m.group(1), 0.0) + float(m.group(2))
+    return ", ".join(f"{k} {v:.0f}" for k, v in sorted(counts.items())) or "none"
 
 
 def answer_counts(base: str) -> str:
@@ -231,13 +334,14 @@ def answer_counts(base: str) -> str:
     return f"{total:.0f} answers, {degraded:.0f} degraded"
 
 
-def sample_answer(base: str, user: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def sample_answer(base: str, user: str, *, ready: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
     request = urllib.request.Request(f"{base}/v1/users/{user}/recommendations?k=10", headers={"X-API-Key": KEY})
     with urllib.request.urlopen(request) as r:
         answer = json.loads(r.read())
+    if not ready:
+        return answer, {}
     with urllib.request.urlopen(f"{base}/health/ready") as r:
-        ready = json.loads(r.read())
-    return answer, ready
+        return answer, json.loads(r.read())
 
 
 def main() -> None:
@@ -250,6 +354,7 @@ def main() -> None:
     parser.add_argument("--home", type=Path, default=None, help="reuse (or create) this RECO_HOME")
     parser.add_argument("--skip-mlflow", action="store_true")
     parser.add_argument("--model", default=None, help="reco train --model (default: the trainer's default)")
+    parser.add_argument("--start-only", action="store_true", help="only server B's start: time, p99, memory")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (apt-get install -y wrk)")
@@ -337,35 +442,78 @@ def main() -> None:
     (scripts / "recs.lua").write_text(lua_get(sample, "/v1/users/%s/recommendations?k=10", KEY))
     (scripts / "mlflow.lua").write_text(lua_mlflow(sample))
 
-    results: dict[str, dict[str, float]] = {}
-    # Server A ranks every request with the core (no candidate cache): the honest worst case.
-    with serve(home, env, args.workers, RECO_CANDIDATES="0") as (base, cpu):
-        wrk(f"{base}/health/live", script=None, duration=3)  # warm-up
-        wrk(base, script=scripts / "recs.lua", duration=3)
-        results["recommendations_uncached"], results["health_live"] = against_bare(
-            base, scripts / "recs.lua", duration=args.duration, rounds=args.rounds, cpu=cpu
-        )
-        print(f"    {answer_counts(base)}", flush=True)
-        answer, ready = sample_answer(base, sample[0])
-    print(
-        f"  sample answer: source={answer['source']} degraded={answer['degraded']} items={len(answer['items'])}"
-        f" online_store={ready['features']['online_store']}",
-        flush=True,
-    )
-    # Server B: the production defaults, measured once every worker has precomputed its candidates
-    # (steady state; until then misses are ranked on the spot, as server A does).
-    with serve(home, env, args.workers) as (base, cpu):
-        started = time.perf_counter()
-        wait_candidates(base)
-        print(f"  candidates precomputed in every worker: {time.perf_counter() - started:.0f} s", flush=True)
-        wrk(base, script=scripts / "recs.lua", duration=3)
-        before = answer_counts(base)
-        results["recommendations_cached"], results["health_live_b"] = against_bare(
-            base, scripts / "recs.lua", duration=args.duration, rounds=args.rounds, cpu=cpu
-        )
-        print(f"    before: {before}; after: {answer_counts(base)}", flush=True)
+    champion = str(trained["version"])
+    started = time.perf_counter()
+    if champion in published_versions(home):  # a reused home: its lists are there (materialized above)
+        print(f"  candidates of version {champion} already built", flush=True)
+    else:
+        print(f"  {run([str(RECO), 'candidates', 'build'], env).strip().splitlines()[-1]}", flush=True)
+    candidates_seconds = time.perf_counter() - started
+    second = register_version(env)  # no candidates published for it (yet)
 
-    if not args.skip_mlflow:
+    results: dict[str, dict[str, float]] = {}
+    memory: dict[str, list[dict[str, float]]] = {}
+    if not args.start_only:
+        # Server A serves a version without candidates: every `home` is ranked per request.
+        with serve(home, env, args.workers, RECO_MODEL_URI=f"models:/reco/{second}") as (base, cpu, _):
+            wrk(f"{base}/health/live", script=None, duration=3)  # warm-up
+            wrk(base, script=scripts / "recs.lua", duration=3)
+            results["recommendations_uncached"], results["health_live"] = against_bare(
+                base, scripts / "recs.lua", duration=args.duration, rounds=args.rounds, cpu=cpu
+            )
+            print(f"    {answer_counts(base)}; candidates: {candidate_counts(base)}", flush=True)
+            answer, ready = sample_answer(base, sample[0])
+        print(
+            f"  sample answer: source={answer['source']} degraded={answer['degraded']} items={len(answer['items'])}"
+            f" online_store={ready['features']['online_store']} candidates={ready['model']['candidates']!r}",
+            flush=True,
+        )
+    # Server B: the champion, whose candidates are published. From the process start to full speed.
+    spawned = time.perf_counter()
+    with serve(home, env, args.workers, RECO_RELOAD_POLL_SECONDS="1") as (base, cpu, pgid):
+        first_answer = time.perf_counter()
+        sample_answer(base, sample[1], ready=False)
+        start = {"ready_s": first_answer - spawned, "first_answer_ms": 1e3 * (time.perf_counter() - first_answer)}
+        results["first_seconds_after_start"] = wrk(base, script=scripts / "recs.lua", duration=5)
+        print(
+            f"  start: ready {start['ready_s']:.1f} s after the process started, first answer"
+            f" {start['first_answer_ms']:.1f} ms; p99 of the next 5 s"
+            f" {results['first_seconds_after_start']['p99_ms']:.2f} ms"
+            f"; candidates: {candidate_counts(base)}",
+            flush=True,
+        )
+        memory["after_start"] = worker_memory(pgid)
+        if not args.start_only:
+            results["recommendations_cached"], results["health_live_b"] = against_bare(
+                base, scripts / "recs.lua", duration=args.duration, rounds=args.rounds, cpu=cpu
+            )
+            print(f"    {answer_counts(base)}; candidates: {candidate_counts(base)}", flush=True)
+            # A model swap: publish the second version's candidates (the champion keeps its own meanwhile),
+            # then move the alias; the workers poll it every second.
+            publishing = wrk_in_background(base, scripts / "recs.lua", duration=30)
+            print(
+                f"  {run([str(RECO), 'candidates', 'build', '--model-uri', f'models:/reco/{second}'], env).strip()}",
+                flush=True,
+            )
+            results["while_publishing"] = publishing()
+            set_champion(env, second)
+            swap = until_version(base, sample, second)
+            results["first_seconds_after_swap"] = wrk(base, script=scripts / "recs.lua", duration=5)
+            print(
+                f"  swap: every answer from version {second} {swap:.1f} s after the alias moved; p99 of the next 5 s"
+                f" {results['first_seconds_after_swap']['p99_ms']:.2f} ms; candidates: {candidate_counts(base)}",
+                flush=True,
+            )
+            start["swap_s"] = swap
+            memory["after_swap"] = worker_memory(pgid)
+            set_champion(env, champion)
+    for when, workers in memory.items():
+        listed = ", ".join(
+            f"RSS {m['rss_mib']:.0f} / USS {m['uss_mib']:.0f} / anonymous {m['anon_mib']:.0f} MiB" for m in workers
+        )
+        print(f"  worker memory {when}: {listed}", flush=True)
+
+    if not args.skip_mlflow and not args.start_only:
         mport = free_port()
         with open(home / "mlflow-serve.log", "w") as log:
             mlflow = subprocess.Popen(
@@ -407,6 +555,8 @@ def main() -> None:
             f"  {r['socket_errors']}"
         )
     for name, bare_name in (("recommendations_uncached", "health_live"), ("recommendations_cached", "health_live_b")):
+        if name not in results:
+            continue
         recs = results[name]
         rounds = ", ".join(f"{r:.2f}" for r in recs["round_ratios"])
         bare_cpu = results[bare_name]["cpu_us_per_request"]
@@ -429,6 +579,9 @@ def main() -> None:
         "duration_s": args.duration,
         "rounds": args.rounds,
         "connections": 16,
+        "candidates_build_s": candidates_seconds,
+        "start": start,
+        "worker_memory": memory,
         "results": results,
     }
     print(json.dumps(summary))

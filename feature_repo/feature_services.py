@@ -4,27 +4,26 @@ recommend_v1 and recap_v1 are read with customer keys only ({"user_id"} / {"user
 item features have their own service because a Feast request needs every join key of every view.
 """
 
-from customers import customer_profile, customer_recent_items
+from customers import customer_candidates, customer_profile, customer_recent_items
 from feast import FeatureService
 from items import item_stats
 from recaps import customer_year_recap
 
-from training.features.names import ITEMS_SERVICE, RECAP_SERVICE, RECOMMEND_SERVICE
-
 recommend_v1 = FeatureService(
-    name=RECOMMEND_SERVICE,
-    features=[customer_profile, customer_recent_items],
-    description="Per-request customer features for ranking: profile, recent and buy-again items.",
+    name="recommend_v1",
+    features=[customer_profile, customer_recent_items, customer_candidates],
+    description="Per-request customer features for ranking: profile, recent and buy-again items, and the "
+    "top candidates of the model version (one read: every view of the customer).",
 )
 
 items_v1 = FeatureService(
-    name=ITEMS_SERVICE,
+    name="items_v1",
     features=[item_stats],
     description="Item availability, price, category and popularity for filtering and reasons.",
 )
 
 recap_v1 = FeatureService(
-    name=RECAP_SERVICE,
+    name="recap_v1",
     features=[customer_year_recap],
     description="A customer's yearly recap; entity rows carry user_id and year.",
 )

@@ -2,20 +2,19 @@
 
 from datetime import timedelta
 
+from customers import offline_source
 from feast import Entity, FeatureView, Field, FileSource, ValueType
 from feast.types import Bool, Float64, Int64, String, UnixTimestamp
 
-from training.features.names import ITEM_ID, ITEM_STATS, offline_source
-
 item = Entity(
     name="item",
-    join_keys=[ITEM_ID],
+    join_keys=["item_id"],
     value_type=ValueType.STRING,
     description="A catalog item (or an item seen in purchases but missing from the catalog).",
 )
 
 item_stats = FeatureView(
-    name=ITEM_STATS,
+    name="item_stats",
     entities=[item],
     # Popularity windows end at the build's as-of time: stale once a few builds are missed.
     ttl=timedelta(days=30),
@@ -32,8 +31,8 @@ item_stats = FeatureView(
         Field(name="last_sold", dtype=UnixTimestamp),
     ],
     source=FileSource(
-        name=f"{ITEM_STATS}_source",
-        path=offline_source(ITEM_STATS),
+        name="item_stats_source",
+        path=offline_source("item_stats"),
         timestamp_field="event_timestamp",
     ),
     online=True,

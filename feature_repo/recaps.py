@@ -2,21 +2,19 @@
 
 from datetime import timedelta
 
-from customers import customer
+from customers import customer, offline_source
 from feast import Entity, FeatureView, Field, FileSource, ValueType
 from feast.types import Int64, String
 
-from training.features.names import CUSTOMER_YEAR_RECAP, YEAR, offline_source
-
 year = Entity(
     name="year",
-    join_keys=[YEAR],
+    join_keys=["year"],
     value_type=ValueType.INT64,
     description="Calendar year (UTC) a recap covers.",
 )
 
 customer_year_recap = FeatureView(
-    name=CUSTOMER_YEAR_RECAP,
+    name="customer_year_recap",
     entities=[customer, year],
     ttl=timedelta(0),
     schema=[
@@ -25,8 +23,8 @@ customer_year_recap = FeatureView(
         Field(name="model_version", dtype=String),
     ],
     source=FileSource(
-        name=f"{CUSTOMER_YEAR_RECAP}_source",
-        path=offline_source(CUSTOMER_YEAR_RECAP),
+        name="customer_year_recap_source",
+        path=offline_source("customer_year_recap"),
         timestamp_field="event_timestamp",
     ),
     online=True,

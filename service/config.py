@@ -76,18 +76,6 @@ class ServiceSettings(Settings):
         validation_alias="RECO_NOW",
         description="The service's 'now' for demos and tests on historical data (unset: the wall clock).",
     )
-    candidates: int = Field(
-        default=50,
-        ge=0,
-        le=1_000,
-        validation_alias="RECO_CANDIDATES",
-        description="Per-customer home candidates cached per model version (0: rank every request).",
-    )
-    precompute_candidates: bool = Field(
-        default=True,
-        validation_alias="RECO_PRECOMPUTE_CANDIDATES",
-        description="Fill the candidate cache for every customer in the background after a load.",
-    )
     max_events_per_request: int = Field(
         default=1_000,
         ge=1,

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from service.candidates import CandidateTable
 from service.observability import MODEL_RELOADS, redact, set_model_info
 from service.runtime import freeze_heap
 
@@ -38,7 +37,6 @@ class LoadedModel:
     resolved_uri: str  # e.g. models:/reco/3
     loaded_at: datetime
     load_seconds: float
-    candidates: CandidateTable | None = None
     # "Because you bought X" needs X's contribution to the item's score above this (reasons.py).
     reason_floor: float = 0.0
 
@@ -63,6 +61,9 @@ class ModelHolder:
         self.last_check: datetime | None = None
         self._lock = threading.Lock()  # one load at a time; readers never take it
         self._in_stock: dict[str, bool] = {}
+        # Whether `reco candidates build` published the served version's candidates (its registry tag):
+        # until then `home` is ranked per request (service.candidates). None: not a registered version.
+        self.candidates_published: bool | None = None
 
     def reload(self, *, force: bool = False) -> ReloadResult:
         """Resolve the model URI; when it names another version (or `force`), load and swap it in."""
@@ -73,10 +74,13 @@ class ModelHolder:
             previous = self.current
             prev_version = previous.version if previous else None
             try:
-                _, version, resolved = resolve_version(self.settings.model_uri, settings=self.settings)
+                name, version, resolved = resolve_version(self.settings.model_uri, settings=self.settings)
                 self.last_check = datetime.now(UTC)
                 if previous is not None and not force and (version is None or version == previous.version):
-                    # Same version (or a plain path/run, which cannot move): nothing to do.
+                    # Same version (or a plain path/run, which cannot move): nothing to do, but
+                    # notice when its candidates get published.
+                    if version is not None and not self.candidates_published:
+                        self.candidates_published = _candidates_published(self.settings, name, version)
                     return ReloadResult(False, prev_version, prev_version, time.perf_counter() - started)
                 # Load the resolved version, not the alias: the alias may move again meanwhile.
                 source = resolved if version is not None else self.settings.model_uri
@@ -84,6 +88,7 @@ class ModelHolder:
                 _warm(bundle)
                 floor = reason_floor(bundle, quantile=self.settings.reason_similarity_quantile)
                 bundle = _with_availability(bundle, self._in_stock)
+                published = None if version is None else _candidates_published(self.settings, name, version)
             except Exception as exc:
                 self.last_error = redact(f"{type(exc).__name__}: {exc}")
                 MODEL_RELOADS.labels(outcome="failed").inc()
@@ -97,11 +102,11 @@ class ModelHolder:
                 resolved_uri=resolved,
                 loaded_at=datetime.now(UTC),
                 load_seconds=seconds,
-                candidates=self._new_candidates(bundle),
                 reason_floor=floor,
             )
-            if previous is not None and previous.candidates is not None:
-                previous.candidates.stop()
+            self.candidates_published = published
+            if published is False:
+                log.warning("no candidates published for version %s yet: home is ranked per request", label)
             self.last_error = None
             MODEL_RELOADS.labels(outcome="swapped").inc()
             set_model_info(version=str(label), uri=self.settings.model_uri, previous=prev_version)
@@ -118,24 +123,7 @@ class ModelHolder:
             self._in_stock.update(in_stock)
             current = self.current
             if current is not None:
-                bundle = _with_availability(current.bundle, self._in_stock)
-                candidates = current.candidates
-                if candidates is not None and bool((bundle.in_stock & ~current.bundle.in_stock).any()):
-                    # Items came back: cached lists may lack them, start over.
-                    candidates.stop()
-                    candidates = self._new_candidates(bundle)
-                self.current = replace(current, bundle=bundle, candidates=candidates)
-
-    def _new_candidates(self, bundle: ModelBundle) -> CandidateTable | None:
-        """An empty candidate table for this bundle, filled in the background when configured."""
-        if self.settings.candidates <= 0:
-            return None
-        table = CandidateTable(len(bundle.user_ids), self.settings.candidates)
-        if self.settings.precompute_candidates:
-            threading.Thread(
-                target=table.precompute, args=(bundle,), kwargs={"pause": _yield_gil}, name="candidates", daemon=True
-            ).start()
-        return table
+                self.current = replace(current, bundle=_with_availability(current.bundle, self._in_stock))
 
     async def poll_forever(self, every: float) -> None:
         """Background task: re-resolve the alias every `every` seconds and swap when it moved."""
@@ -153,8 +141,12 @@ class ModelHolder:
                 )
 
 
-def _yield_gil() -> None:
-    time.sleep(0.001)  # let request threads run between batches
+def _candidates_published(settings: ServiceSettings, name: str, version: str) -> bool:
+    """Whether the registered version carries the tag `reco candidates build` sets once published."""
+    from training.registry import CANDIDATES_TAG
+    from training.registry.loading import version_tags
+
+    return CANDIDATES_TAG in version_tags(settings=settings, name=name, version=version)
 
 
 def reason_floor(bundle: ModelBundle, *, quantile: float) -> float:

@@ -64,6 +64,12 @@ STALE_FEATURES = Counter(
 MODEL_INFO = Gauge(
     "reco_model_info", "1 for the model version this worker serves.", ["version", "uri"], multiprocess_mode="livemax"
 )
+CANDIDATE_READS = Counter(
+    "reco_candidates_total",
+    "Home answers by what the customer's offline candidates gave: used, none (none of the served model "
+    "version), filtered (too few passed the live filters; ranked on the spot).",
+    ["outcome"],
+)
 MODEL_RELOADS = Counter("reco_model_reloads_total", "Model reload attempts by outcome.", ["outcome"])
 EVENTS = Counter("reco_events_total", "Posted events by outcome (accepted, duplicate, rejected).", ["outcome"])
 

@@ -5,7 +5,7 @@ Applied by the lifespan (service.app), never at import:
 * BLAS limited to one thread (`tune_process`). Ranking is one small matrix product per request;
   more BLAS threads only fight each other and the request threads (PITFALLS: p99 1008 ms → 16 ms).
 * A short interpreter switch interval (`tune_process`). Background threads (item refresh, model
-  poll, candidate precompute) can hold the GIL for the whole default interval (5 ms) while a request
+  poll) can hold the GIL for the whole default interval (5 ms) while a request
   on the event loop waits for it.
 * `gc.freeze` (`freeze_heap`) after start-up and after each model swap or catalog refresh, so full
   collections do not walk millions of long-lived objects; `unfreeze_heap` at shutdown.

@@ -55,8 +55,7 @@ class Ready(BaseModel):
                         "items": 50000,
                         "customers": 100000,
                         "last_error": None,
-                        "candidates_filled": 1.0,
-                        "candidates_seconds": 41.2,
+                        "candidates": "published",
                     },
                     "features": {
                         "online_store": "redis",

@@ -30,6 +30,16 @@ def event_log_status(*, store: EventStore) -> dict[str, Any]:
         return {"store": store.kind, "pending": None, "error": str(exc).split(":")[0][:80] or type(exc).__name__}
 
 
+def candidates_status(holder: ModelHolder) -> str | None:
+    """How `home` is answered: from the served version's offline candidates once `reco candidates build`
+    published them, per request until then (None: no model, or not a registered version)."""
+    if holder.current is None or holder.candidates_published is None:
+        return None
+    if holder.candidates_published:
+        return "published"
+    return f"not published for version {holder.current.version}: home is ranked per request"
+
+
 def readiness(
     *, holder: ModelHolder, features: OnlineFeatures, settings: ServiceSettings, events: dict[str, Any]
 ) -> Ready:
@@ -48,8 +58,7 @@ def readiness(
             "items": int(current.bundle.n_items) if current else None,
             "customers": len(current.bundle.user_ids) if current else None,
             "last_error": holder.last_error,
-            "candidates_filled": round(current.candidates.fill_ratio, 4) if current and current.candidates else None,
-            "candidates_seconds": current.candidates.precompute_seconds if current and current.candidates else None,
+            "candidates": candidates_status(holder),
         },
         features={
             "online_store": features.kind,

@@ -1,6 +1,7 @@
 """Online features for serving, read through Feast with short timeouts and a back-off.
 
-* Customer features (feature service `recommend_v1`: profile + recent items) are read per request,
+* Customer features (feature service `recommend_v1`: profile, recent items and the customer's offline
+  candidates of a model version, service.candidates) are read per request,
   bounded by `RECO_FEATURE_TIMEOUT_MS`: on Redis with one HMGET on the event loop (both views
   live in the customer's hash; service.online.redis_reader.HashReader), on other stores through
   the online store's `online_read` in a small dedicated thread pool. A failed or slow read
@@ -35,6 +36,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from service.observability import FEATURE_SECONDS, STALE_FEATURES, labelled, redact
 from service.online.items import ItemCatalog, ItemStats
 from training.core.columns import UNREQUESTABLE_ID
@@ -64,8 +67,33 @@ CUSTOMER_FIELDS = (
     "top_categories",
     "recent_items",
     "recent_item_times",
+    "model_version",
+    "home",
+    "discover",
+    "previous_version",
+    "previous_home",
+    "previous_discover",
 )
 RECAP_FIELD = "recap_json"
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """A customer's offline candidates (view customer_candidates): unfiltered, best first, as item
+    indices of the model version that ranked them and their scores."""
+
+    version: str
+    home: np.ndarray  # int32 item indices
+    home_scores: np.ndarray  # float32
+    discover: np.ndarray
+    discover_scores: np.ndarray
+
+    @classmethod
+    def unpacked(cls, version: str, home: bytes | None, discover: bytes | None) -> Candidates:
+        """From the view's packed lists (training.features.encoding.pack_ranked)."""
+        from training.features.encoding import unpack_ranked
+
+        return cls(version, *unpack_ranked(home or b""), *unpack_ranked(discover or b""))
 
 
 @dataclass(frozen=True)
@@ -76,6 +104,11 @@ class CustomerFeatures:
     recent_items: tuple[str, ...] = ()
     recent_item_times: tuple[int, ...] = ()  # epoch seconds UTC
     top_categories: tuple[str, ...] = ()
+    candidates: tuple[Candidates, ...] = ()  # the lists of up to two model versions
+
+    def candidates_of(self, version: str) -> Candidates | None:
+        """The candidates ranked by model `version`, None when the store holds none of it."""
+        return next((c for c in self.candidates if c.version == version), None)
 
     def bought_since(self, since: datetime) -> set[str]:
         """Items last bought at or after `since`."""
@@ -323,4 +356,9 @@ def _customer_features(row: dict[str, Any]) -> CustomerFeatures:
         recent_items=recent,
         recent_item_times=tuple(row.get("recent_item_times") or ()),  # Array(Int64): epoch seconds
         top_categories=tuple(row.get("top_categories") or ()),
+        candidates=tuple(
+            Candidates.unpacked(row[version], row.get(f"{prefix}home"), row.get(f"{prefix}discover"))
+            for version, prefix in (("model_version", ""), ("previous_version", "previous_"))
+            if row.get(version) is not None
+        ),
     )

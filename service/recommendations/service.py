@@ -100,11 +100,10 @@ def recommend_for_customer(
         )
         share = explore_share if context == "home" and category is None else 0.0
         ranked = None
-        if model.candidates is not None and context == "home" and category is None and k <= model.candidates.size:
+        if context == "home" and category is None:
             ranked = top_from_candidates(
                 bundle,
-                model.candidates,
-                user_row=bundle.user_index[user_id],
+                features.candidates_of(model.version) if features is not None else None,
                 k=k,
                 excluded=excluded,
                 exclude_categories=held,

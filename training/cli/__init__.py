@@ -4,6 +4,7 @@ runs, so `reco --help` stays instant (importing Feast or MLflow costs seconds).
     data       generate a synthetic store, validate files          (training/cli/data.py)
     train, evaluate, recommend, promote                            (training/cli/train.py)
     features   build offline sources, materialize                  (training/cli/features.py)
+    candidates each customer's top candidates of a model version   (training/cli/candidates.py)
     recaps     yearly recaps                                       (training/cli/recaps.py)
     serve, events export                                           (training/cli/serve.py)
     demo       the whole loop                                      (training/cli/demo.py)
@@ -15,7 +16,7 @@ import sys
 
 import typer
 
-from training.cli import data, demo, features, recaps, serve, train
+from training.cli import candidates, data, demo, features, recaps, serve, train
 from training.core.errors import RecoError
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ app.command("evaluate")(train.evaluate_command)
 app.command("recommend")(train.recommend_command)
 app.command("promote")(train.promote_command)
 app.add_typer(features.app, name="features")
+app.add_typer(candidates.app, name="candidates")
 app.add_typer(recaps.app, name="recaps")
 app.command("serve")(serve.serve)
 app.add_typer(serve.events_app, name="events")

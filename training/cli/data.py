@@ -34,7 +34,8 @@ def data_validate(
     show: Annotated[int, typer.Option(min=0, help="Rejected rows to print per file.")] = 20,
 ) -> None:
     """Check files against the data contract; exit 1 when any row is rejected, 2 when a file cannot be
-    used at all (unreadable, no rows, a required column missing, no row accepted, one customer)."""
+    used at all (unreadable, no rows, a required column missing, no row accepted, or, when no row was
+    rejected, every line of one customer)."""
     from training.data.load import check_usable, load_catalog, load_purchases
 
     accepted, purchase_report = load_purchases(purchases)
@@ -47,6 +48,6 @@ def data_validate(
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(json.dumps([r.to_dict() for r in reports], indent=2) + "\n")
         typer.echo(f"full report: {report}")
+    if purchase_report.rows_accepted and not all(r.ok for r in reports):
+        raise typer.Exit(1)  # rows rejected: fix them first, whatever the rest would make of the file
     check_usable(accepted, purchase_report)  # no row accepted, one customer: exit 2 with one sentence
-    if not all(r.ok for r in reports):
-        raise typer.Exit(1)

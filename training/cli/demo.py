@@ -3,7 +3,8 @@
 Like `reco serve`, it starts the service (in a subprocess) and so may import its settings.
 
 generate a store → validate → train + register (@champion) → features build + materialize
-(SQLite online store unless REDIS_URL is set) → last full year's recaps for a made-up shop (its
+(SQLite online store unless REDIS_URL is set) → candidates build (each customer's top candidates
+of the champion, materialized) → last full year's recaps for a made-up shop (its
 brand file and signing key kept under RECO_HOME/demo), published → `reco serve` with a demo API key,
 checked with the three requests it prints as curl lines and the recap page of a view-in-browser link.
 """
@@ -62,6 +63,7 @@ def run_demo(*, users: int, items: int, seed: int, host: str, port: int, serve: 
     from training.data.load import load_catalog, load_purchases
     from training.data.synthetic import generate_store
     from training.features.build import build as build_features
+    from training.features.candidates import build_candidates
     from training.features.materialize import materialize
     from training.pipeline.train import train
     from training.recaps.job import RecapJob
@@ -92,12 +94,13 @@ def run_demo(*, users: int, items: int, seed: int, host: str, port: int, serve: 
     echo(json.dumps(result.summary()))
 
     echo(
-        "[demo 4/6] reco features build + materialize (online store: "
+        "[demo 4/6] reco features build + materialize, reco candidates build (online store: "
         + ("Redis" if settings.redis_url else "SQLite")
         + ")"
     )
     echo(build_features(settings=settings, purchases=purchases_path, catalog=catalog_path).format_text())
     echo(materialize(settings=settings, full=True, progress=True).format_text())
+    echo(build_candidates(settings=settings).format_text())
 
     import pyarrow.compute as pc
 

@@ -38,3 +38,16 @@ def features_materialize(
 
     result = materialize(settings=load_settings(), views=view or None, full=full, progress=True)
     typer.echo(result.format_text())
+
+
+@app.command("env")
+def features_env() -> None:
+    """Print the shell exports feature_repo/feature_store.yaml reads, so the stock `feast` CLI uses this
+    home's registry and online store: eval "$(reco features env)"; cd feature_repo; feast ..."""
+    import shlex
+
+    from training.features.store import cli_environment
+    from training.settings import load_settings
+
+    for name, value in cli_environment(load_settings()).items():
+        typer.echo(f"export {name}={shlex.quote(value)}")

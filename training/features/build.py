@@ -1,19 +1,21 @@
 """`reco features build`: purchase file (+ catalog) → one Parquet source per feature view.
 
-One vectorized DuckDB pass per view. Values are a function of the data only (no wall clock):
-windows end at the as-of time, the newest purchase in the file, so the same file always gives the
-same rows. Event timestamps make re-runs cheap downstream: a row whose values did not change keeps
-the event_timestamp of the previous build, a changed or new row gets the as-of time (or one second
-after the previous build's newest timestamp, whichever is later, so that the Redis store, which
-ignores writes not newer than what it holds, still accepts a correction). Incremental
-materialization then writes only the changed rows.
+One vectorized DuckDB pass per view. Values are a function of the data only: windows end at the
+as-of time, the newest purchase in the file, so the same file always gives the same values.
+Event timestamps say when a row's values were computed (processing time, as Feast's incremental
+materialization assumes: it loads the rows stamped after its last run, whatever the data's own
+dates): a row whose values did not change keeps the event_timestamp of the previous build, a
+changed or new row gets the build's time (the wall clock, or one second after the previous build's
+newest timestamp, whichever is later, so that the Redis store, which ignores writes not newer than
+what it holds, still accepts a correction). Incremental materialization, ours or `feast
+materialize-incremental`, then writes only the changed rows, also for data that ends years ago.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,7 @@ from training.features.names import (
     EVENT_TIMESTAMP,
     ITEM_STATS,
 )
-from training.features.store import source_path
+from training.features.store import source_path, write_missing_sources
 from training.settings import Settings
 
 RECENT_ITEMS = 20
@@ -44,8 +46,8 @@ POPULARITY_WINDOWS_DAYS = (7, 30, 365)
 # Entity key columns and feature columns of each built view, in source file order.
 VIEW_KEYS = {CUSTOMER_PROFILE: (col.USER_ID,), CUSTOMER_RECENT_ITEMS: (col.USER_ID,), ITEM_STATS: (col.ITEM_ID,)}
 # Views whose ttl means "stale once builds stop": every build re-confirms each row (moves an unchanged
-# row's event time up to the build's as-of time), so the service's freshness check measures the age
-# of the build, not of the last change. Cheap: one row per catalog item.
+# row's event time up to the build's time), so the service's freshness check measures the age of the
+# build, not of the last change. Cheap: one row per catalog item.
 RECONFIRMED_VIEWS = (ITEM_STATS,)
 
 _BASE = f"""
@@ -146,7 +148,8 @@ class BuildResult:
     """What `reco features build` wrote."""
 
     rows: dict[str, int]  # rows per feature view
-    as_of: datetime  # newest purchase: the end of the popularity windows, event time of changed rows
+    as_of: datetime  # newest purchase: the end of the popularity windows
+    stamped_at: datetime  # the build's time: event time of changed rows (and of re-confirmed views' rows)
     purchases_rejected: int  # rows of the purchase file that failed validation (not used)
 
     def format_text(self) -> str:
@@ -172,6 +175,7 @@ def build(*, settings: Settings, purchases: Path, catalog: Path | None = None) -
         con.register("catalog", catalog_table.select(list(CATALOG_SCHEMA.names)))
         con.execute(_BASE)
         as_of = con.execute("SELECT max(ts) FROM lines").fetchall()[0][0]
+        stamped_at = max(as_of, datetime.now(UTC))
         rows = {}
         for view in BUILT_VIEWS:
             path = source_path(view, settings)
@@ -179,24 +183,26 @@ def build(*, settings: Settings, purchases: Path, catalog: Path | None = None) -
                 f"CREATE OR REPLACE TEMP TABLE fresh AS {_QUERIES[view]}",
                 {"as_of": as_of} if "$as_of" in _QUERIES[view] else None,
             )
-            table = _stamp(con, path, keys=VIEW_KEYS[view], as_of=as_of, reconfirm=view in RECONFIRMED_VIEWS)
+            table = _stamp(con, path, keys=VIEW_KEYS[view], now=stamped_at, reconfirm=view in RECONFIRMED_VIEWS)
             _write_atomically(table, path)
             rows[view] = table.num_rows
-        return BuildResult(rows=rows, as_of=as_of, purchases_rejected=report.rows_rejected)
+        write_missing_sources(settings)  # the views other jobs write: empty until they run
+        return BuildResult(rows=rows, as_of=as_of, stamped_at=stamped_at, purchases_rejected=report.rows_rejected)
     finally:
         con.close()
 
 
-def _stamp(con: Any, previous_path: Path, *, keys: tuple[str, ...], as_of: datetime, reconfirm: bool) -> pa.Table:
+def _stamp(con: Any, previous_path: Path, *, keys: tuple[str, ...], now: datetime, reconfirm: bool) -> pa.Table:
     """`fresh` plus event_timestamp: the previous build's for unchanged rows (or, with `reconfirm`, the
-    later of it and `as_of`), a newer one for changed rows. Rebuilding the same file changes nothing."""
+    later of it and `now`), a newer one for changed rows. Rebuilding the same file changes no values
+    and, but for re-confirmed views, no timestamps."""
     features = [c for c in con.sql("SELECT * FROM fresh LIMIT 0").to_arrow_table().column_names if c not in keys]
     order = ", ".join(keys)
     previous_columns = _columns(previous_path)
     if not {*keys, *features, EVENT_TIMESTAMP} <= previous_columns:
         # First build, or the view gained columns: every row is new.
         previous_newest = _newest(previous_path) if EVENT_TIMESTAMP in previous_columns else None
-        stamp = as_of if previous_newest is None or previous_newest < as_of else previous_newest + timedelta(seconds=1)
+        stamp = now if previous_newest is None or previous_newest < now else previous_newest + timedelta(seconds=1)
         return (
             con.sql(
                 f"SELECT *, $stamp::TIMESTAMPTZ AS {EVENT_TIMESTAMP} FROM fresh ORDER BY {order}",
@@ -207,17 +213,17 @@ def _stamp(con: Any, previous_path: Path, *, keys: tuple[str, ...], as_of: datet
         )
     con.execute(f"CREATE OR REPLACE TEMP VIEW previous AS SELECT * FROM read_parquet({sql_text(str(previous_path))})")
     previous_newest = _newest(previous_path)
-    changed_ts = as_of if previous_newest is None or previous_newest < as_of else previous_newest + timedelta(seconds=1)
+    changed_ts = now if previous_newest is None or previous_newest < now else previous_newest + timedelta(seconds=1)
     same = " AND ".join(f"f.{c} IS NOT DISTINCT FROM p.{c}" for c in features)
     join = " AND ".join(f"f.{k} = p.{k}" for k in keys)
-    unchanged = f"greatest(p.{EVENT_TIMESTAMP}, $as_of::TIMESTAMPTZ)" if reconfirm else f"p.{EVENT_TIMESTAMP}"
+    unchanged = f"greatest(p.{EVENT_TIMESTAMP}, $now::TIMESTAMPTZ)" if reconfirm else f"p.{EVENT_TIMESTAMP}"
     query = f"""
         SELECT f.*, CASE WHEN p.{EVENT_TIMESTAMP} IS NOT NULL AND {same} THEN {unchanged}
                          ELSE $changed::TIMESTAMPTZ END AS {EVENT_TIMESTAMP}
         FROM fresh f LEFT JOIN previous p ON {join}
         ORDER BY {", ".join(f"f.{k}" for k in keys)}
     """
-    params = {"changed": changed_ts, **({"as_of": as_of} if reconfirm else {})}
+    params = {"changed": changed_ts, **({"now": now} if reconfirm else {})}
     return con.sql(query, params=params).to_arrow_table().cast(_schema(con))
 
 

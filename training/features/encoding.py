@@ -7,7 +7,8 @@
   reader (service/online/redis_reader.py) both follow: one hash per entity key
   (`RedisLayout.key`), field `_ts:<view>` = protobuf Timestamp, fields murmur3(`<view>:<feature>`)
   = serialized ValueProto (`RedisLayout.field`); and `writes_key`, a counter our writer bumps.
-* Values: `python_value` / `decode` turn ValueProtos into Python values as Feast does; `present`
+* Values: `python_value` / `decode` turn ValueProtos into Python values as Feast does;
+  `pack_ranked` / `unpack_ranked` the packed ranked lists of customer_candidates; `present`
   tells a missing row (Redis answers a missing key with empty fields); `fresh` checks a row's age
   against its view's ttl, which Feast does not do on online reads (feast#6821).
 
@@ -25,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import mmh3
+import numpy as np
 import pyarrow as pa
 from feast import FeatureView, RepoConfig
 from feast.infra.key_encoding_utils import serialize_entity_key
@@ -139,10 +141,22 @@ class RedisLayout:
 
 # --- values -------------------------------------------------------------------------------------
 
-_PLAIN_SCALARS = frozenset({"string_val", "int32_val", "int64_val", "double_val", "float_val", "bool_val"})
+_PLAIN_SCALARS = frozenset({"string_val", "int32_val", "int64_val", "double_val", "float_val", "bool_val", "bytes_val"})
 _PLAIN_LISTS = frozenset(
     {"string_list_val", "int32_list_val", "int64_list_val", "double_list_val", "float_list_val", "bool_list_val"}
 )
+
+
+def pack_ranked(items: np.ndarray, scores: np.ndarray) -> bytes:
+    """A ranked list as one Bytes feature: the item indices (int32, little-endian), then their
+    scores (float32): `unpack_ranked` reads it back without a Python object per item."""
+    return np.asarray(items, dtype="<i4").tobytes() + np.asarray(scores, dtype="<f4").tobytes()
+
+
+def unpack_ranked(packed: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """`pack_ranked`'s item indices and scores (read-only views of `packed`)."""
+    n = len(packed) // 8
+    return np.frombuffer(packed, dtype="<i4", count=n), np.frombuffer(packed, dtype="<f4", count=n, offset=4 * n)
 
 
 def python_value(value: ValueProto) -> Any:

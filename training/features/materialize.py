@@ -7,20 +7,22 @@ per entity key, so this module reads the Parquet file in Arrow record batches, b
 per column type, and hands each batch to the configured online store's `online_write_batch`:
 the same keys and encodings Feast writes, so `get_online_features` reads them back unchanged.
 
-Incremental runs only send rows whose event_timestamp is newer than what *this* online store last
-received (a watermark per store under RECO_HOME/feast/), so a rebuild after new purchases writes
-only the customers and items whose values changed. A full run (`full=True`) rewrites every row;
-on Redis it also skips the read-timestamps-first round trip (`skip_dedup`) since every row goes.
+Incremental runs only send rows whose event_timestamp is newer than the end of the view's last
+materialization in the Feast registry (Feast's own watermark, the one `feast materialize-incremental`
+starts from; each run records its interval there), so a rebuild after new purchases writes only the
+customers and items whose values changed. A full run (`full=True`) rewrites every row; on Redis it
+also skips the read-timestamps-first round trip (`skip_dedup`) since every row goes. The watermark
+belongs to the registry, not to an online store: after pointing a home at another (or an emptied)
+online store, run a full one.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +36,6 @@ from training.features.names import ALL_VIEWS, EVENT_TIMESTAMP
 from training.features.store import (
     BULK_TIMEOUT_S,
     apply_definitions,
-    feast_dir,
     online_store_kind,
     open_store,
     source_path,
@@ -115,7 +116,6 @@ def _materialize(*, settings: Settings, views: list[str] | None, full: bool, pro
         raise RecoError(f"Unknown feature view(s) {', '.join(unknown)}; known: {', '.join(ALL_VIEWS)}.")
     store = open_store(settings, socket_timeout=BULK_TIMEOUT_S, skip_dedup=full)
     apply_definitions(store, settings)
-    marks = Watermarks(settings, store)
     results = []
     for name in views or list(ALL_VIEWS):
         path = source_path(name, settings)
@@ -124,11 +124,8 @@ def _materialize(*, settings: Settings, views: list[str] | None, full: bool, pro
                 raise RecoError(f"No offline source for {name} at {path}; build it first.")
             results.append(ViewResult(name, 0, 0, 0.0, skipped="no source file yet"))
             continue
-        fv = store.get_feature_view(name)
-        results.append(
-            write_view(store, fv, path, marks=marks, full=full, progress=progress, workers=settings.materialize_workers)
-        )
-    marks.save()
+        fv = store.get_feature_view(name)  # as registered: with its materialization intervals
+        results.append(write_view(store, fv, path, full=full, progress=progress, workers=settings.materialize_workers))
     return MaterializeResult(online_store=online_store_kind(store.config), full=full, views=results)
 
 
@@ -137,21 +134,18 @@ def write_view(
     fv: feast.FeatureView,
     path: Path,
     *,
-    marks: Watermarks | None = None,
     full: bool = True,
     progress: bool = False,
     batch_rows: int = BATCH_ROWS,
     workers: int | None = None,
 ) -> ViewResult:
-    """Write one view's Parquet rows (all, or those newer than the watermark) to the online store."""
+    """Write one view's Parquet rows (all, or those newer than the view's last materialization in the
+    registry) to the online store, and record the interval written there."""
     started = time.perf_counter()
-    fingerprint = _fingerprint(fv)
-    since = None if full or marks is None else marks.get(fv.name, fingerprint)
+    since = None if full else fv.most_recent_end_time
     table = _read_source(path, fv, since)
     newest = pc.max(table.column(EVENT_TIMESTAMP)).as_py() if table.num_rows else None
     if table.num_rows == 0:
-        if marks is not None and since is None:
-            marks.set(fv.name, fingerprint, None)
         reason = "nothing newer than last run" if since is not None else "no rows"
         return ViewResult(fv.name, 0, 0, time.perf_counter() - started, skipped=reason)
 
@@ -174,12 +168,12 @@ def write_view(
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - started
-    if marks is not None:
-        marks.set(fv.name, fingerprint, newest)
-        oldest = pc.min(table.column(EVENT_TIMESTAMP)).as_py()
-        assert newest is not None and oldest is not None  # rows without an event time were filtered out
-        # Feast's own bookkeeping, so `feast materialize-incremental` and the UI see what was loaded.
-        store.registry.apply_materialization(fv, store.project, oldest, newest, commit=True)
+    oldest = pc.min(table.column(EVENT_TIMESTAMP)).as_py()
+    assert newest is not None and oldest is not None  # rows without an event time were filtered out
+    # Feast's own watermark: the next incremental run, ours or `feast materialize-incremental`, starts
+    # after `newest`; `feast ui` shows the interval.
+    start = since if since is not None and since < oldest else oldest
+    store.registry.apply_materialization(fv, store.project, start, newest, commit=True)
     return ViewResult(fv.name, table.num_rows, written, seconds)
 
 
@@ -266,7 +260,7 @@ def _converter(dtype: Any) -> Callable[[pa.Array], list[Any]]:
     """Arrow column → list of ValueProto for one Feast type (None → an empty ValueProto: null)."""
     from feast.protos.feast.types.Value_pb2 import DoubleList, Int64List, StringList
     from feast.protos.feast.types.Value_pb2 import Value as ValueProto
-    from feast.types import Array, Bool, Float32, Float64, Int32, Int64, String, UnixTimestamp
+    from feast.types import Array, Bool, Bytes, Float32, Float64, Int32, Int64, String, UnixTimestamp
 
     # Equal values share one ValueProto: fewer objects to build, and the Redis store serializes
     # each distinct object once per batch. The protos are only read downstream.
@@ -334,6 +328,7 @@ def _converter(dtype: Any) -> Callable[[pa.Array], list[Any]]:
         Float64: distinct(double, pa.float64()),
         Float32: scalar(lambda v: ValueProto(float_val=v), pa.float32()),
         Bool: scalar(lambda v: ValueProto(bool_val=v), pa.bool_()),
+        Bytes: distinct(lambda v: ValueProto(bytes_val=v), pa.binary()),
         UnixTimestamp: epoch_seconds,
         Array(String): listed(lambda v: ValueProto(string_list_val=StringList(val=v)), pa.string()),
         Array(Int64): listed(lambda v: ValueProto(int64_list_val=Int64List(val=v)), pa.int64()),
@@ -400,54 +395,7 @@ def _newest_per_key(table: pa.Table, keys: list[str]) -> pa.Table:
         con.close()
 
 
-def _fingerprint(fv: feast.FeatureView) -> str:
-    """Changes when the view's features change, so an incremental run then rewrites everything."""
-    return ",".join(f"{f.name}:{f.dtype}" for f in fv.features)
-
-
 def _progress_bar(view: str, total: int) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, desc=view, unit="row", unit_scale=True, leave=False)
-
-
-# --- watermarks --------------------------------------------------------------------------------
-
-
-class Watermarks:
-    """Newest event_timestamp each online store received per view, in RECO_HOME/feast/.
-
-    Kept per online store (the SQLite file, or Redis host/db) rather than in the Feast registry,
-    which has one history per view: switching REDIS_URL must not make an incremental run skip rows.
-    """
-
-    def __init__(self, settings: Settings, store: feast.FeatureStore) -> None:
-        online = store.config.online_store
-        if online_store_kind(store.config) == "redis":
-            # Host, port and db identify the store; timeouts and credentials do not.
-            parts = [p for p in online.connection_string.split(",") if "=" not in p or p.startswith("db=")]
-            self.store_id = "redis:" + ",".join(parts)
-        else:
-            self.store_id = f"sqlite:{online.path}"
-        self.path = feast_dir(settings) / "materialized.json"
-        self.data: dict[str, dict[str, dict[str, str | None]]] = (
-            json.loads(self.path.read_text()) if self.path.exists() else {}
-        )
-
-    def get(self, view: str, fingerprint: str) -> datetime | None:
-        """The watermark, or None when nothing (or another schema of the view) was loaded."""
-        mark = self.data.get(self.store_id, {}).get(view)
-        if not mark or mark.get("fields") != fingerprint or not mark.get("newest"):
-            return None
-        return datetime.fromisoformat(str(mark["newest"])).astimezone(UTC)
-
-    def set(self, view: str, fingerprint: str, newest: datetime | None) -> None:
-        self.data.setdefault(self.store_id, {})[view] = {
-            "fields": fingerprint,
-            "newest": newest.isoformat() if newest else None,
-        }
-
-    def save(self) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, self.path)

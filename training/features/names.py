@@ -1,7 +1,8 @@
 """Every feature view, feature service and join key, spelled once.
 
-Standard library only: the definitions in feature_repo/ import this module (and Feast), the
-builders, the materializer, the recap job and the service import it too.
+Standard library only: the builders, the materializer, the recap job and the service import it.
+The definitions in feature_repo/ import only Feast, so they spell these names themselves;
+tests/unit/features/test_repo.py checks that both spellings agree.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ CUSTOMER_PROFILE = "customer_profile"
 CUSTOMER_RECENT_ITEMS = "customer_recent_items"
 ITEM_STATS = "item_stats"
 CUSTOMER_YEAR_RECAP = "customer_year_recap"
+CUSTOMER_CANDIDATES = "customer_candidates"
 BUILT_VIEWS = (CUSTOMER_PROFILE, CUSTOMER_RECENT_ITEMS, ITEM_STATS)  # written by `reco features build`
-ALL_VIEWS = (*BUILT_VIEWS, CUSTOMER_YEAR_RECAP)  # the recap view is written by `reco recaps build`
+# The recap view is written by `reco recaps build`, the candidates by `reco candidates build`.
+ALL_VIEWS = (*BUILT_VIEWS, CUSTOMER_CANDIDATES, CUSTOMER_YEAR_RECAP)
 
 # Feature services: what each consumer reads.
 RECOMMEND_SERVICE = "recommend_v1"

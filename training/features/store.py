@@ -108,6 +108,28 @@ def repo_config(
     )
 
 
+def cli_environment(settings: Settings) -> dict[str, str]:
+    """The variables feature_repo/feature_store.yaml reads, for the stock `feast` CLI: RECO_HOME and
+    RECO_FEAST_ONLINE_STORE, the online store these settings choose (SQLite, or Redis when REDIS_URL
+    is set) as Feast's own store type and a YAML (JSON) mapping, with bulk-write timeouts."""
+    import json
+
+    online = repo_config(settings, socket_timeout=BULK_TIMEOUT_S).online_store
+    store: dict[str, Any]
+    if settings.redis_url:
+        redis_type = getattr(online, "redis_type", "redis")
+        store = {
+            "type": "redis",  # the stock store: the same layout as ours (tests compare the bytes)
+            "connection_string": online.connection_string,
+            "redis_type": getattr(redis_type, "value", redis_type),
+        }
+        if online.key_ttl_seconds:
+            store["key_ttl_seconds"] = online.key_ttl_seconds
+    else:
+        store = {"type": "sqlite", "path": online.path}
+    return {"RECO_HOME": str(settings.home), "RECO_FEAST_ONLINE_STORE": json.dumps(store)}
+
+
 def online_store_kind(config: feast.RepoConfig) -> str:
     """ "redis" or "sqlite": which online store a config points at."""
     return "redis" if "redis" in config.online_store.type.lower() else config.online_store.type
@@ -158,6 +180,42 @@ def repo_objects(settings: Settings) -> list[Any]:
         if isinstance(obj, FeatureView) and isinstance(obj.batch_source, FileSource):
             obj.batch_source.file_options.uri = str(source_path(obj.name, settings))
     return objects
+
+
+def write_missing_sources(settings: Settings) -> list[str]:
+    """An empty offline source (the view's columns, no rows) for each view that has none yet (recaps
+    before the first `reco recaps build`, candidates before the first `reco candidates build`), so
+    that the stock `feast materialize` finds nothing there rather than crashing on a missing file.
+    Returns the views given one."""
+    import os
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from feast import Entity, FeatureView
+    from feast.type_map import feast_value_type_to_pa
+
+    from training.features.names import EVENT_TIMESTAMP
+
+    objects = repo_objects(settings)
+    keys = {e.name: (e.join_key, e.value_type) for e in objects if isinstance(e, Entity)}
+    written = []
+    for view in objects:
+        path = source_path(view.name, settings) if isinstance(view, FeatureView) else None
+        if path is None or path.exists():
+            continue
+        schema = pa.schema(
+            [
+                *(pa.field(keys[e][0], feast_value_type_to_pa(keys[e][1])) for e in view.entities),
+                *(pa.field(f.name, feast_value_type_to_pa(f.dtype.to_value_type())) for f in view.features),
+                pa.field(EVENT_TIMESTAMP, pa.timestamp("us", tz="UTC")),
+            ]
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        pq.write_table(schema.empty_table(), tmp)
+        os.replace(tmp, path)
+        written.append(view.name)
+    return written
 
 
 def apply_definitions(store: feast.FeatureStore, settings: Settings) -> None:

@@ -12,3 +12,4 @@ functions that talk to the registry).
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 BUNDLE_ARTIFACT = "bundle"  # the bundle directory's name inside the logged pyfunc model
+CANDIDATES_TAG = "reco.candidates"  # on a registered version once `reco candidates build` published its candidates

@@ -2,6 +2,7 @@
 
     load_bundle(model_uri, *, settings=None) -> ModelBundle
     resolve_version(model_uri, *, settings) -> (name, version or None, artifact URI)
+    version_tags(*, settings, name, version) -> {tag: value}
 
 A registered version is downloaded once into RECO_HOME/model-cache/<name>/<version> (atomically: a
 half-finished download is never used) and memory-mapped from there. Importing this module is
@@ -63,6 +64,15 @@ def resolve_version(model_uri: str, *, settings: Settings) -> tuple[str, str | N
             raise ModelNotFound(f"No model at {model_uri} in {settings.tracking_uri} ({first_line(exc)}).") from None
         return mv.name, str(mv.version), f"models:/{mv.name}/{mv.version}"
     return "", None, model_uri
+
+
+def version_tags(*, settings: Settings, name: str, version: str) -> dict[str, str]:
+    """The tags of a registered version (e.g. reco.candidates, set once its candidates are published)."""
+    try:
+        mv = client(settings=settings).get_model_version(name, str(version))
+    except Exception as exc:
+        raise ModelNotFound(f"No version {version} of {name} in {settings.tracking_uri} ({first_line(exc)}).") from None
+    return dict(mv.tags or {})
 
 
 def load_bundle(model_uri: str, *, settings: Settings | None = None) -> ModelBundle:

@@ -46,6 +46,11 @@ def set_alias(*, settings: Settings, name: str, alias: str, version: str) -> Non
     client(settings=settings).set_registered_model_alias(name, alias, str(version))
 
 
+def tag_version(*, settings: Settings, name: str, version: str, key: str, value: str) -> None:
+    """Set a tag on a registered version (e.g. reco.candidates when its candidates are published)."""
+    client(settings=settings).set_model_version_tag(name, str(version), key, value)
+
+
 HISTORY_TAG = "reco.promotion."  # + a six-digit sequence number: one registered-model tag per move of @champion
 
 

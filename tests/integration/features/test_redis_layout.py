@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -86,12 +87,30 @@ def test_one_hmget_reader_returns_what_feasts_async_read_returns(redis_home: Set
     from feast.protos.feast.types.Value_pb2 import Value
 
     from service.online.redis_reader import HashReader
+    from training.features.encoding import pack_ranked
+    from training.features.materialize import iter_rows
 
     users, _ = sample
     store = open_store(redis_home)
     provider = store._get_provider()
     views = _recommend_views(store)
     reader = HashReader(provider.online_store, store.config, views)
+    # Candidates for half the customers, in the same hash as their other views.
+    fv = store.get_feature_view("customer_candidates")
+    candidates = pa.table(
+        {
+            "user_id": users[::2],
+            "model_version": ["4"] * len(users[::2]),
+            "home": [pack_ranked(np.array([3, 1, 2]), np.array([0.9, 0.5, 0.25]))] * len(users[::2]),
+            "discover": [pack_ranked(np.array([7]), np.array([0.125]))] * len(users[::2]),
+            "previous_version": ["3"] * len(users[::2]),
+            "previous_home": [pack_ranked(np.array([1, 2]), np.array([0.5, 0.25]))] * len(users[::2]),
+            "previous_discover": pa.nulls(len(users[::2]), pa.binary()),
+            "event_timestamp": pa.array([datetime.now(UTC)] * len(users[::2]), pa.timestamp("us", tz="UTC")),
+        }
+    )
+    for rows in iter_rows(candidates, fv):
+        provider.online_store.online_write_batch(store.config, fv, rows, None)
 
     async def both(user: str) -> tuple[list[Any], list[Any]]:
         key = EntityKey(join_keys=["user_id"], entity_values=[Value(string_val=user)])
@@ -104,7 +123,7 @@ def test_one_hmget_reader_returns_what_feasts_async_read_returns(redis_home: Set
         return [await both(u) for u in [*users, "no-such-customer"]]
 
     pairs = asyncio.run(all_users())
-    assert len(views) == 2 and all(ours == theirs for ours, theirs in pairs)
+    assert len(views) == 3 and all(ours == theirs for ours, theirs in pairs)
     found = [v for ours, _ in pairs[:-1] for _, values in ours for v in (values or {}).values() if v.WhichOneof("val")]
     assert found, "the known customers have values"
 

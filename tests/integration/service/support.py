@@ -71,6 +71,7 @@ def world() -> World:
     """Build the world once per process (about 30 s on 2 cores)."""
     from training.data.synthetic import generate_store
     from training.features.build import build
+    from training.features.candidates import build_candidates
     from training.features.materialize import materialize
     from training.pipeline.train import train
     from training.settings import load_settings
@@ -96,6 +97,7 @@ def world() -> World:
         users = sorted(set(purchases.column("user_id").to_pylist()))
         recap_users = _publish_recaps(store, settings)
         materialize(settings=settings, full=True)
+        build_candidates(settings=settings)  # each customer's candidates of the champion, materialized
     catalog = pq.read_table(store / "catalog.parquet").to_pylist()
     return World(
         home=home,

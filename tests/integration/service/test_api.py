@@ -158,17 +158,17 @@ def test_recent_items_from_the_online_store_count_as_just_bought(w: World) -> No
     assert checked >= 3
 
 
-def test_cached_candidates_give_exactly_the_ranking_cores_answer(live: Live, w: World, bundle: Any) -> None:
+def test_offline_candidates_give_exactly_the_ranking_cores_answer(live: Live, w: World, bundle: Any) -> None:
     import asyncio
 
     from service.answers import customer_context
 
-    table = live.app.state.services.holder.current.candidates
     bundle = live.app.state.services.holder.current.bundle
-    assert table is not None
     from training.core.blend import DEFAULT_HOME_EXPLORE, mix_explore
 
     with live.client() as c:
+        assert c.get("/health/ready").json()["model"]["candidates"] == "published"
+        used_before = _candidates_used(c)
         for n, user in enumerate(w.users[20:45]):  # no posted events for these
             exclude = [] if n % 2 else _ids(c.get(f"/v1/users/{user}/recommendations", params={"k": 3}).json())[:2]
             params = {"k": 10, "exclude": ",".join(exclude)}
@@ -188,7 +188,17 @@ def test_cached_candidates_give_exactly_the_ranking_cores_answer(live: Live, w: 
             share = bundle.blend.home_explore
             assert share == DEFAULT_HOME_EXPLORE, "the trainer's default explore share"
             assert _ids(mixed.json()) == mix_explore([i for i, _ in core], [i for i, _ in new], k=10, share=share)
-    assert table.filled[[bundle.user_index[u] for u in w.users[20:45]]].all()
+        # Most answers came from the lists (the rest: filters left fewer than k, ranked on the spot).
+        assert _candidates_used(c) - used_before >= 25
+
+
+def _candidates_used(c: Any) -> float:
+    text = c.get("/metrics").text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith('reco_candidates_total{outcome="used"}')
+    )
 
 
 # --- fallbacks ------------------------------------------------------------------------------------
@@ -727,10 +737,14 @@ def test_reload_swaps_versions_without_failing_a_request(w: World) -> None:
             set_champion(w, first)
 
 
-def test_background_poll_follows_the_alias(w: World) -> None:
+def test_background_poll_follows_the_alias_and_its_candidates(w: World) -> None:
+    from training.features.candidates import build_candidates
+    from training.settings import load_settings
+
+    settings = load_settings(home=str(w.home), mlflow_tracking_uri=w.tracking_uri)
     first = None
     try:
-        with live_server(w.env(RECO_RELOAD_POLL_SECONDS="0.2")) as server:
+        with live_server(w.env(RECO_RELOAD_POLL_SECONDS="0.2")) as server, server.client() as c:
             holder = server.app.state.services.holder
             first = holder.current.version
             second = register_second_version(w)
@@ -738,9 +752,22 @@ def test_background_poll_follows_the_alias(w: World) -> None:
             while holder.current.version != second and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert holder.current.version == second
+            # The new version serves at once, ranked per request until its candidates are published.
+            ready = c.get("/health/ready").json()["model"]
+            assert ready["candidates"] == f"not published for version {second}: home is ranked per request"
+            answer = c.get(f"/v1/users/{w.users[0]}/recommendations").json()
+            assert (answer["source"], answer["model_version"]) == ("model", second)
+            used = _candidates_used(c)
+            build_candidates(settings=settings)  # the alias's version: `second`
+            while c.get("/health/ready").json()["model"]["candidates"] != "published":
+                assert time.monotonic() < deadline + 30, "candidates never reported as published"
+                time.sleep(0.1)
+            c.get(f"/v1/users/{w.users[0]}/recommendations", params={"diversity": 0})
+            assert _candidates_used(c) == used + 1
     finally:
         if first is not None:
             set_champion(w, first)
+            build_candidates(settings=settings)  # the world's candidates again
 
 
 def test_key_and_customer_id_never_logged_above_debug(w: World, caplog: pytest.LogCaptureFixture) -> None:

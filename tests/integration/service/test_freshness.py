@@ -68,7 +68,12 @@ def test_stale_customer_rows_count_as_missing(w: World) -> None:
 
 
 def test_stale_item_stats_mean_unknown_availability(w: World) -> None:
-    later = (NOW + timedelta(days=40)).isoformat()  # item_stats' ttl is 30 days
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    # item_stats' ttl is 30 days from the build that wrote the rows (they carry the build's time).
+    built = pc.max(pq.read_table(w.home / "features" / "item_stats.parquet").column("event_timestamp")).as_py()
+    later = (built + timedelta(days=40)).isoformat()
     before = _stale_count("item_stats")
     with live_server(w.env(RECO_NOW=later)) as server, server.client() as c:
         catalog = server.app.state.services.features.catalog
@@ -98,7 +103,7 @@ def test_first_recap_read_after_start_up_fits_the_feature_timeout(w: World) -> N
         "    r = c.get(f'/v1/users/{user}/recaps/2025')\n"
         "    print(json.dumps({'status': r.status_code, 'body': r.text[:200]}))\n"
     )
-    env = w.env(RECO_FEATURE_TIMEOUT_MS="20", RECO_PRECOMPUTE_CANDIDATES="false")
+    env = w.env(RECO_FEATURE_TIMEOUT_MS="20")
     run = subprocess.run(
         [sys.executable, "-c", script, json.dumps(env), w.recap_users[0]],
         cwd=REPO,

@@ -39,8 +39,11 @@ def test_a_cluster_url_names_one_node_and_no_database() -> None:
 
 
 def test_plain_feast_apply_accepts_the_repo(tmp_path: Path) -> None:
-    """`feast apply` from inside feature_repo/ with only RECO_HOME set (as the Makefile does)."""
-    env = {**os.environ, "RECO_HOME": str(tmp_path)}
+    """`feast apply` from inside feature_repo/ with what `reco features env` exports."""
+    from training.features.store import cli_environment
+    from training.settings import load_settings
+
+    env = {**os.environ, **cli_environment(load_settings(home=tmp_path))}
     env.pop("REDIS_URL", None)
     feast = Path(sys.executable).with_name("feast")
     done = subprocess.run([str(feast), "apply"], cwd=FEATURE_REPO, env=env, capture_output=True, text=True, timeout=180)

@@ -195,6 +195,7 @@ class StubHolder:
 
     current: LoadedModel | None
     last_error: str | None = None
+    candidates_published: bool | None = None
     reload_error: Exception | None = None
     reloads: list[bool] = field(default_factory=list)
 

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
-from service.candidates import CandidateTable
 from service.errors import UnknownCategory, UnknownItem
 from service.model import LoadedModel
-from service.online.features import CustomerFeatures
+from service.online.features import Candidates, CustomerFeatures
 from service.online.items import ItemCatalog
 from service.recommendations.reasons import explain_for_customer
 from service.recommendations.service import recommend_for_customer, similar_to_item
 from tests.unit.service.shop import SENSITIVE, Shop, StubFeatures, without_stock
 from training.core.bundle import ModelBundle
+from training.features.candidates import candidate_lists
 
 SOLD_OUT = {"I2", "I8"}
 
@@ -76,16 +77,39 @@ def test_a_sold_out_item_leaves_the_answer(model: LoadedModel, catalog: ItemCata
     assert ids == ["I0", "I1", "I3"]
 
 
-def test_cached_candidates_answer_as_the_core_ranks(bundle: ModelBundle, catalog: ItemCatalog) -> None:
-    table = CandidateTable(len(bundle.user_ids), size=4)
-    cached = LoadedModel(bundle, "7", "uri", "uri/7", loaded_at=None, load_seconds=0.0, candidates=table)  # type: ignore[arg-type]
+def offline(bundle: ModelBundle, user: str, *, version: str = "7", size: int = 4) -> CustomerFeatures:
+    """The customer's features with the candidates `reco candidates build` computes for `version`."""
+    lists = candidate_lists(bundle, np.array([bundle.user_index[user]]), size=size)
+    return CustomerFeatures(
+        known=True, candidates=(Candidates.unpacked(version, lists["home"][0], lists["discover"][0]),)
+    )
+
+
+def test_offline_candidates_answer_as_the_core_ranks(bundle: ModelBundle, catalog: ItemCatalog) -> None:
+    served = LoadedModel(bundle, "7", "uri", "uri/7", loaded_at=None, load_seconds=0.0)  # type: ignore[arg-type]
     for user, exclude in (("C1", ()), ("C1", ("I0", "I4")), ("C2", ("I6",)), ("C3", ())):
-        ids, _, _ = _recommend(cached, catalog, user, k=3, exclude=exclude)
+        ids, _, _ = _recommend(served, catalog, user, k=3, exclude=exclude, features=offline(bundle, user))
         assert ids == [i for i, _ in bundle.recommend_batch([user], k=3, exclude_items=exclude)[0]], (user, exclude)
-    assert table.filled.all()
-    # More excluded than the cache holds: the core ranks on the spot, with the same answer.
-    ids, _, _ = _recommend(cached, catalog, "C1", k=3, exclude=("I0", "I4", "I1"))
-    assert ids == [i for i, _ in bundle.recommend_batch(["C1"], k=3, exclude_items=["I0", "I4", "I1"])[0]]
+    # The answer comes from the lists: reversed lists give a reversed answer.
+    [lists] = offline(bundle, "C1").candidates
+    flipped = replace(lists, home=lists.home[::-1], home_scores=lists.home_scores[::-1])
+    ids, _, _ = _recommend(served, catalog, "C1", k=3, features=CustomerFeatures(known=True, candidates=(flipped,)))
+    assert (
+        ids
+        == [i for i in bundle.item_ids[flipped.home].tolist() if i not in SOLD_OUT][:3]
+        != [i for i, _ in bundle.recommend_batch(["C1"], k=3)[0]]
+    )
+    # The store holds the lists of two versions: the served version's are used, whichever slot.
+    newer = replace(flipped, version="8")
+    ids, _, _ = _recommend(served, catalog, "C1", k=3, features=CustomerFeatures(known=True, candidates=(newer, lists)))
+    assert ids == [i for i, _ in bundle.recommend_batch(["C1"], k=3)[0]]
+    # Lists of another model version, or more excluded than the lists hold: the core ranks on the spot.
+    for features, exclude in (
+        (offline(bundle, "C1", version="6"), ("I0",)),
+        (offline(bundle, "C1"), ("I0", "I4", "I1")),
+    ):
+        ids, _, _ = _recommend(served, catalog, "C1", k=3, exclude=exclude, features=features)
+        assert ids == [i for i, _ in bundle.recommend_batch(["C1"], k=3, exclude_items=exclude)[0]]
 
 
 def test_a_category_keeps_the_answer_inside_it(model: LoadedModel, catalog: ItemCatalog) -> None:
@@ -357,7 +381,7 @@ def test_a_sensitive_category_is_not_cross_sold(model: LoadedModel, catalog: Ite
 def test_home_gives_a_share_of_its_slots_to_items_new_to_the_customer(
     bundle: ModelBundle, catalog: ItemCatalog
 ) -> None:
-    def home(model: LoadedModel, share: float) -> list[str]:
+    def home(model: LoadedModel, share: float, features: CustomerFeatures | None) -> list[str]:
         ranked = recommend_for_customer(
             model=model,
             catalog=catalog,
@@ -367,19 +391,18 @@ def test_home_gives_a_share_of_its_slots_to_items_new_to_the_customer(
             category=None,
             exclude=[],
             just_bought=set(),
-            features=None,
+            features=features,
             explain=False,
             explore_share=share,
         )
         return [i for i, _, _ in ranked.items]
 
-    table = CandidateTable(len(bundle.user_ids), size=4)
-    for candidates in (None, table):  # ranked on the spot, and from the cache: the same lists
-        model = LoadedModel(bundle, "7", "uri", "uri/7", loaded_at=None, load_seconds=0.0, candidates=candidates)  # type: ignore[arg-type]
-        assert home(model, 0.0) == ["I6", "I4"]  # both bought before: the plain blend is buy-again here
+    model = LoadedModel(bundle, "7", "uri", "uri/7", loaded_at=None, load_seconds=0.0)  # type: ignore[arg-type]
+    for features in (None, offline(bundle, "C2")):  # ranked on the spot, and from the offline lists: the same
+        assert home(model, 0.0, features) == ["I6", "I4"]  # both bought before: the plain blend is buy-again here
         # Half the slots (the second): discover's best, Sourdough, which C2 never bought.
-        assert home(model, 0.5) == ["I6", "I3"]
-        assert home(model, 1.0) == ["I3", "I7"]
+        assert home(model, 0.5, features) == ["I6", "I3"]
+        assert home(model, 1.0, features) == ["I3", "I7"]
 
 
 def test_unknown_items_and_categories_answer_404_with_one_sentence(make_shop, model: LoadedModel) -> None:
