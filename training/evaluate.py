@@ -200,13 +200,20 @@ def _with_explore(home: np.ndarray, discover: np.ndarray, *, k: int, share: floa
 
 
 def customer_scores(
-    *, candidates: Sequence[Candidate], holdout: Holdout, metric: str = "ndcg", k: int = 10
+    *,
+    candidates: Sequence[Candidate],
+    holdout: Holdout,
+    metric: str = "ndcg",
+    k: int = 10,
+    reuse: Reuse | None = None,
 ) -> dict[str, dict[str, np.ndarray]]:
     """Each candidate's `metric`@k for every customer of the holdout, per context: {name: {context:
     float array in the holdout's order}}, NaN where the held-out basket has no target for the context.
 
     The same ranking and metrics as `evaluate` (whose averages over the finite values these are):
-    what the champion gate's paired bootstrap resamples."""
+    what the champion gate's paired bootstrap resamples, and tuning's choices beyond the interval
+    (`reuse`, of this holdout: the signals `evaluate` kept for the same batches)."""
+    assert reuse is None or reuse.holdout is holdout, "reuse belongs to another holdout"
     out = {c.name: {context: np.full(len(holdout.users), np.nan) for context in c.contexts} for c in candidates}
     groups: dict[int, list[Candidate]] = defaultdict(list)
     for c in candidates:
@@ -217,9 +224,12 @@ def customer_scores(
         batch_targets = holdout.targets[start:stop]
         targets = batch_targets.toarray()
         for group in groups.values():
-            signals = group[0].bundle.signals(rows=holdout.users[start:stop], now=holdout.now[start:stop])
+            bundle = group[0].bundle
+            if reuse is not None:
+                signals, shared = reuse.signals(bundle, start, stop)
+            else:
+                signals, shared = bundle.signals(rows=holdout.users[start:stop], now=holdout.now[start:stop]), {}
             n_targets = _target_counts(signals, batch_targets)
-            shared: dict[object, object] = {}
             for c in group:
                 for context in c.contexts:
                     _, hits = _ranked(signals, blend=c.blend, context=context, k=k, targets=targets, shared=shared)

@@ -32,6 +32,7 @@ class Interactions:
     day: np.ndarray  # float64 per line: days since the epoch (UTC)
     basket: np.ndarray  # int64 per line: basket index (order_id, else customer + calendar day)
     quantity: np.ndarray  # float32 per line
+    ordered: bool = False  # some lines carry an order_id: baskets are orders, not customer-days
 
     @property
     def n_users(self) -> int:
@@ -55,6 +56,7 @@ class Interactions:
             day=self.day[mask],
             basket=self.basket[mask],
             quantity=self.quantity[mask],
+            ordered=self.ordered,
         )
 
     def user_index(self) -> dict[str, int]:
@@ -118,7 +120,7 @@ def build_interactions(*, purchases: pa.Table, catalog_item_ids: np.ndarray | No
             item = new_pos[item].astype(np.int32)
             item_ids = all_items[order]
     basket = _basket_index(valid=valid, order_code=order_code, user=user, day=day)
-    return Interactions(user_ids, item_ids, user, item, day, basket, quantity)
+    return Interactions(user_ids, item_ids, user, item, day, basket, quantity, ordered=bool(valid.any()))
 
 
 def _order_codes(purchases: pa.Table) -> tuple[np.ndarray, np.ndarray]:

@@ -8,6 +8,14 @@ Baskets are orders (`order_id`), or a customer's calendar day when the file has 
 When too few customers have a validation basket, some customers' last baskets are held out for
 tuning instead (`validation_and_test`); they are then not test customers. (Other customers' later
 lines still shape the collaborative part: leave-last-basket-out is not a global time split.)
+
+That is the `baskets` protocol. Without order ids, a basket is a customer-day, and on catalogue or
+media logs most customers' history falls on one or two days: then few customers have two baskets
+and the test would keep only those (202 of 943 on MovieLens-100k). `choose_protocol` picks the
+`lines` protocol instead when the file has no order ids and fewer than half of the customers with
+two lines or more have two baskets: per customer, the last fifth of the lines by time (at least
+one) is the test, the fifth of the rest before it (at least one, when two lines remain) the
+validation, so every customer with two lines is tested. Real orders are never cut in two.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from training.interactions import Interactions
+from training.sorting import run_starts, unique_inverse
 
 TUNE_USERS = 3_000  # validation customers tuning ranks at most (a subsample, the same on every run)
 # Sparse retail (most customers 1–3 orders) leaves few customers with a validation basket (their
@@ -30,6 +39,10 @@ HELD_OUT_SHARE = 0.2
 # bootstrap over them).
 GATE_USERS = 3_000
 GATE_SHARE = 0.25
+# The protocols (see the module docstring), and when `lines` replaces `baskets`.
+PROTOCOLS = ("baskets", "lines")
+LINES_HELD_OUT = 0.2  # the share of a customer's lines held out (test), then of the rest (validation)
+BASKETS_MIN_SHARE = 0.5  # baskets protocol while this share of the line-testable customers is basket-testable
 
 
 @dataclass(frozen=True)
@@ -75,10 +88,12 @@ class Split:
     test: np.ndarray
     validation_holdout: Holdout
     test_holdout: Holdout
+    protocol: str = "baskets"  # PROTOCOLS: what a held-out basket is
 
-    def summary(self) -> dict[str, int]:
-        """Sizes, for logging."""
+    def summary(self) -> dict[str, int | str]:
+        """Sizes and the protocol, for logging."""
         return {
+            "protocol": self.protocol,
             "train_lines": int(self.train.sum()),
             "validation_lines": int(self.validation.sum()),
             "test_lines": int(self.test.sum()),
@@ -108,15 +123,81 @@ def chronological_split(interactions: Interactions) -> Split:
     basket_role = np.zeros(n_baskets, dtype=np.int8)  # 0 train, 1 validation, 2 test
     basket_role[(recency == 0) & (n_of_user >= 2)] = 2
     basket_role[(recency == 1) & (n_of_user >= 3)] = 1
-    role = basket_role[basket]
-    test, validation = role == 2, role == 1
+    return _split_of(interactions, basket_role, basket_day, basket_user, n_of_user, protocol="baskets")
+
+
+def _split_of(
+    interactions: Interactions,
+    basket_role: np.ndarray,
+    basket_day: np.ndarray,
+    basket_user: np.ndarray,
+    n_of_user: np.ndarray,
+    *,
+    protocol: str,
+) -> Split:
+    """The split of each basket's role (0 train, 1 validation, 2 test)."""
+    role = basket_role[interactions.basket]
     return Split(
         train=role == 0,
-        validation=validation,
-        test=test,
+        validation=role == 1,
+        test=role == 2,
         validation_holdout=_holdout(interactions, basket_role == 1, basket_day, basket_user, n_of_user - 2),
         test_holdout=_holdout(interactions, basket_role == 2, basket_day, basket_user, n_of_user - 1),
+        protocol=protocol,
     )
+
+
+def choose_protocol(interactions: Interactions) -> str:
+    """`lines` when the file has no order ids and fewer than BASKETS_MIN_SHARE of the customers with two
+    lines have two baskets (customer-days), else `baskets`."""
+    if interactions.ordered or not interactions.n_lines:
+        return "baskets"
+    basket_user = np.zeros(int(interactions.basket.max()) + 1, dtype=np.int64)
+    basket_user[interactions.basket] = interactions.user
+    by_baskets = int((np.bincount(basket_user, minlength=interactions.n_users) >= 2).sum())
+    by_lines = int((np.bincount(interactions.user, minlength=interactions.n_users) >= 2).sum())
+    return "baskets" if by_baskets >= BASKETS_MIN_SHARE * by_lines else "lines"
+
+
+def split_by_lines(interactions: Interactions) -> tuple[Interactions, Split]:
+    """The `lines` protocol's split, and the lines it splits: each customer's held-out lines are one
+    basket (the test's, the validation's) and a customer-day the boundary cuts becomes two baskets,
+    so every later step still holds out whole baskets."""
+    n = interactions.n_lines
+    user = interactions.user
+    order = np.lexsort((np.arange(n), interactions.day, user))  # per customer, oldest line first
+    starts = run_starts(user[order])
+    counts = np.diff(np.r_[starts, n])
+    n_test = np.where(counts >= 2, np.maximum(1, np.floor(counts * LINES_HELD_OUT)), 0).astype(np.int64)
+    rest = counts - n_test
+    n_validation = np.where(rest >= 2, np.maximum(1, np.floor(rest * LINES_HELD_OUT)), 0).astype(np.int64)
+    from_end = np.repeat(starts + counts - 1, counts) - np.arange(n)  # 0: the customer's newest line
+    held = np.repeat(n_test, counts)
+    sorted_role = np.where(from_end < held, 2, np.where(from_end < held + np.repeat(n_validation, counts), 1, 0))
+    role = np.empty(n, dtype=np.int64)
+    role[order] = sorted_role
+    n_old = int(interactions.basket.max()) + 1
+    key = np.where(role == 0, interactions.basket, n_old + user.astype(np.int64) * 2 + (role - 1))
+    basket = unique_inverse(key)[1].astype(np.int64)
+    cut = Interactions(
+        user_ids=interactions.user_ids,
+        item_ids=interactions.item_ids,
+        user=user,
+        item=interactions.item,
+        day=interactions.day,
+        basket=basket,
+        quantity=interactions.quantity,
+        ordered=interactions.ordered,
+    )
+    n_baskets = int(basket.max()) + 1
+    basket_day = np.full(n_baskets, np.inf)
+    np.minimum.at(basket_day, basket, interactions.day)
+    basket_user = np.zeros(n_baskets, dtype=np.int64)
+    basket_user[basket] = user
+    basket_role = np.zeros(n_baskets, dtype=np.int8)
+    basket_role[basket] = role
+    n_of_user = np.bincount(basket_user, minlength=interactions.n_users)[basket_user]
+    return cut, _split_of(cut, basket_role, basket_day, basket_user, n_of_user, protocol="lines")
 
 
 def _holdout(

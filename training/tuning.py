@@ -7,9 +7,12 @@ Only validation baskets choose; the test baskets never do (they score the result
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
+
+import numpy as np
 
 from training import algorithms
 from training.algorithms.base import DEFAULTS, FittedCollaborative
@@ -17,7 +20,8 @@ from training.algorithms.blends import DISCOVERY_ONLY, HYBRID_START, baseline_bl
 from training.core.blend import Blend
 from training.core.bundle import ModelBundle
 from training.core.collaborative import Collaborative
-from training.evaluate import Candidate, Reuse, evaluate
+from training.evaluate import Candidate, Reuse, customer_scores, evaluate
+from training.gate import Comparison, paired_bootstrap
 from training.metrics import PRIMARY_METRIC
 from training.split import Holdout
 
@@ -28,17 +32,31 @@ from training.split import Holdout
 # whether home lists bought items, the collaborative weight and the repurchase weight again.
 REPURCHASE_WEIGHTS = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 DUE_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 4.0)
+# The repeat / explore mix (core.blend): exponents of the item's repeat rate and the customer's repeat odds.
+ITEM_REPEAT_WEIGHTS = (0.0, 0.5, 1.0)
+CUSTOMER_REPEAT_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
 POPULARITY_WEIGHTS = (1e-3, 0.05, 0.2, 0.5, 2.0)
 # Zero last: on a tie the collaborative part stays (it is what `discover` serves).
 COLLABORATIVE_WEIGHTS = (0.3, 3.0, 0.0)
+# The simplest blends (besides discovery-only at the lowest popularity weight): what a tuned blend
+# must beat beyond the interval. "alone" is the collaborative model by itself.
+SIMPLEST = ("frequency", "popularity", "alone")
 # `discover` gets its own collaborative/popularity mix, tuned on the validation baskets' new items:
 # (collaborative, popularity) pairs, popularity alone last.
 DISCOVER_MIXES = ((1.0, 1e-3), (1.0, 0.05), (1.0, 0.2), (1.0, 0.5), (1.0, 2.0), (0.0, 1.0))
-# ALS's regularization is chosen on validation (discover NDCG@10 of ALS alone) when the model search
-# is affordable: the best value depends on the data (0.05, implicit's example value, over-fits
-# small or sparse matrices badly; a large value can shrink the factors to nothing). Without the
-# search (training.pipeline.fit: above SEARCH_MAX_PAIRS) one fit with DEFAULTS["regularization"].
-ALS_REGULARIZATIONS = (0.05, 30.0, 100.0)
+# Each collaborative family's search on validation (discover NDCG@10 of the family alone), one axis
+# after another, when the model search is affordable (training.pipeline.fit: up to SEARCH_MAX_PAIRS),
+# within `search_seconds` (--param; the fit with the defaults always runs): the values the plain
+# references tune, within `search_seconds` (--param) shared by the candidates (what one leaves is the
+# next one's). The best depends on the data (ALS's 0.05, implicit's example value, over-fits
+# small or sparse matrices badly; a large one can shrink the factors to nothing).
+SEARCH_GRIDS: dict[str, tuple[tuple[str, tuple[float, ...]], ...]] = {
+    "als": (("regularization", (0.05, 1.0, 30.0, 100.0)), ("factors", (32, 64, 128)), ("alpha", (1.0, 10.0))),
+    "ease": (("ease_lambda", (50.0, 250.0, 1000.0)),),
+    "knn-bm25": (("neighbours", (20, 100, 300)),),
+    "knn-cosine": (("neighbours", (20, 100, 300)),),
+}
+SEARCH_SECONDS = 120.0
 
 # Half-lives (days) of the customer's own purchases and of popularity, chosen on validation.
 HALF_LIVES = (30.0, 90.0, 365.0, math.inf)
@@ -103,12 +121,12 @@ def tune_blend(*, bundle: ModelBundle, holdout: Holdout, reuse: Reuse | None = N
         return {b: score_of(res, str(i)) for i, b in enumerate(blends)}
 
     # The baselines come last so that, on a tie, a blend with the collaborative part wins.
+    simplest = [replace(DISCOVERY_ONLY, popularity=POPULARITY_WEIGHTS[0]), *(baseline_blend(n) for n in SIMPLEST)]
     tried = run(
         [
             *(replace(HYBRID_START, repurchase=w) for w in REPURCHASE_WEIGHTS),
             *(replace(DISCOVERY_ONLY, popularity=w) for w in POPULARITY_WEIGHTS),
-            baseline_blend("frequency"),
-            baseline_blend("popularity"),
+            *simplest[1:],
         ]
     )
     if all(math.isnan(v) for v in tried.values()):
@@ -117,13 +135,15 @@ def tune_blend(*, bundle: ModelBundle, holdout: Holdout, reuse: Reuse | None = N
     best = best_of(tried)
     for axis, values in (
         ("due", DUE_WEIGHTS),
+        ("item_repeat", ITEM_REPEAT_WEIGHTS),
+        ("customer_repeat", CUSTOMER_REPEAT_WEIGHTS),
         ("popularity", POPULARITY_WEIGHTS),
         ("home_excludes_bought", (False, True)),
         ("collaborative", COLLABORATIVE_WEIGHTS),
         ("repurchase", REPURCHASE_WEIGHTS),
     ):
-        if axis == "due" and (best.repurchase == 0.0 or best.home_excludes_bought):
-            continue  # no repurchase signal in the list: the boost changes nothing
+        if axis in ("due", "item_repeat", "customer_repeat") and (best.repurchase == 0.0 or best.home_excludes_bought):
+            continue  # no repurchase signal in the list: its shape changes nothing
         if axis == "repurchase" and best.home_excludes_bought:
             continue  # bought items are not listed in home
         if axis == "popularity" and best.collaborative == 0.0 and best.repurchase == 0.0:
@@ -131,6 +151,14 @@ def tune_blend(*, bundle: ModelBundle, holdout: Holdout, reuse: Reuse | None = N
         new = [b for b in (replace(best, **{axis: v}) for v in values) if b not in tried]
         tried.update(run(new))
         best = best_of(tried)
+    # The search's best replaces the best of the simplest blends only when better beyond the interval.
+    simple = best_of({b: tried[b] for b in simplest})
+    if best != simple:
+        scores = per_customer(
+            {"best": (bundle, best), "simple": (bundle, simple)}, holdout=holdout, context="home", reuse=reuse
+        )
+        if not better_beyond_interval(scores["best"], scores["simple"])[0]:
+            best = simple
     return best, tried[best]
 
 
@@ -150,36 +178,92 @@ def tune_discover(
     scores = {b: score_of(res, str(i), "discover/ndcg_at_10") for i, b in enumerate(mixes)}
     if all(math.isnan(v) for v in scores.values()):
         return blend, {}
-    best = best_of(scores)
+    best, simple = best_of(scores), mixes[0]  # the first mix: the collaborative model alone
+    if best != simple:
+        per = per_customer(
+            {"best": (bundle, best), "simple": (bundle, simple)}, holdout=holdout, context="discover", reuse=reuse
+        )
+        if not better_beyond_interval(per["best"], per["simple"])[0]:
+            best = simple
     return best, {f"{b.discover_collaborative}/{b.discover_popularity}": v for b, v in scores.items()}
 
 
-def fit_candidate(
+def better_beyond_interval(challenger: np.ndarray, incumbent: np.ndarray) -> tuple[bool, Comparison]:
+    """Whether per-customer scores beat the incumbent's beyond noise: the 95% interval of the paired
+    bootstrap difference (training.gate.paired_bootstrap) lies above zero. How every choice on
+    validation that adds something to a simpler model is made: a gain inside its interval is noise."""
+    comparison = paired_bootstrap(challenger, incumbent)
+    return comparison.difference_low > 0.0, comparison
+
+
+def per_customer(
+    bundle_blends: Mapping[str, tuple[ModelBundle, Blend]],
+    *,
+    holdout: Holdout,
+    context: str,
+    reuse: Reuse | None = None,
+) -> dict[str, np.ndarray]:
+    """Each (bundle, blend)'s NDCG@10 per customer of the holdout on one context (`reuse`: the
+    signals tuning kept for these customers)."""
+    candidates = [Candidate(name, b, blend, (context,)) for name, (b, blend) in bundle_blends.items()]
+    scores = customer_scores(candidates=candidates, holdout=holdout, reuse=reuse)
+    return {name: values[context] for name, values in scores.items()}
+
+
+def search_candidate(
     *,
     name: str,
     matrix: Any,
     params: Mapping[str, Any],
     search: bool,
+    seconds: float,
     validation_bundle: Callable[[Collaborative], ModelBundle],
     holdout: Holdout,
-) -> tuple[FittedCollaborative, dict[str, Any], dict[float, float]]:
-    """Fit one collaborative model; ALS tries a few regularizations (unless given) and keeps the best
-    discover NDCG@10 on validation. Returns (fit, parameters chosen, validation score per value)."""
-    if name != "als" or not search or "regularization" in params:
-        return algorithms.fit_collaborative(name=name, matrix=matrix, params=params), {}, {}
-    fits: dict[float, FittedCollaborative] = {}
-    scores: dict[float, float] = {}
-    for reg in ALS_REGULARIZATIONS:
-        fit = algorithms.fit_collaborative(name=name, matrix=matrix, params={**params, "regularization": reg})
-        bundle = validation_bundle(fit.scorer)
-        res = evaluate(
-            candidates=[Candidate("als", bundle, baseline_blend("als"), ("discover",))],
-            holdout=holdout,
-            ks=(10,),
-            detail=False,
-        )
-        fits[reg], scores[reg] = fit, score_of(res, "als", "discover/ndcg_at_10")
-    reg = best_of(scores) if not all(math.isnan(v) for v in scores.values()) else float(DEFAULTS["regularization"])
-    chosen = fits.get(reg) or algorithms.fit_collaborative(name=name, matrix=matrix, params=params)
-    seconds = sum(f.seconds for f in fits.values())
-    return replace(chosen, seconds=seconds), {"regularization": reg}, scores
+) -> tuple[FittedCollaborative, dict[str, Any], dict[str, float], float]:
+    """Fit one collaborative model; with `search`, its SEARCH_GRIDS axes one after another (values
+    given in `params` are kept as given): on each, the value with the best discover NDCG@10 on
+    validation replaces the current one only when better beyond the interval. No fit starts that
+    would end more than `seconds` after the first (each is expected to take as long as the first).
+    Returns (fit, values chosen, validation score per value tried, seconds the search took)."""
+    fit = algorithms.fit_collaborative(name=name, matrix=matrix, params=params)
+    axes = [(key, values) for key, values in SEARCH_GRIDS.get(name, ()) if key not in params]
+    if not search or not axes:
+        return fit, {}, {}, 0.0
+    start = time.perf_counter()
+    alone = baseline_blend(name)
+
+    def scores_of(f: FittedCollaborative) -> np.ndarray:
+        return per_customer({"c": (validation_bundle(f.scorer), alone)}, holdout=holdout, context="discover")["c"]
+
+    chosen: dict[str, Any] = {}
+    current, current_scores = fit, scores_of(fit)
+    tried: dict[str, float] = {}
+    fit_seconds = fit.seconds
+    for key, values in axes:
+        here = {**DEFAULTS, **params, **chosen}[key]
+        tried[f"{key}_{here}"] = _mean(current_scores)
+        best: tuple[Any, FittedCollaborative, np.ndarray] | None = None
+        # Farthest from the current value first (on a log scale): under a budget, the search brackets.
+        for value in sorted(values, key=lambda v: -abs(math.log(float(v) / float(here)))):
+            if value == here:
+                continue
+            if time.perf_counter() + fit.seconds > start + seconds:
+                tried["budget_reached"] = 1.0
+                break
+            f = algorithms.fit_collaborative(name=name, matrix=matrix, params={**params, **chosen, key: value})
+            fit_seconds += f.seconds
+            s = scores_of(f)
+            tried[f"{key}_{value}"] = _mean(s)
+            if best is None or _mean(s) > _mean(best[2]):
+                best = (value, f, s)
+        if best is not None and better_beyond_interval(best[2], current_scores)[0]:
+            chosen[key] = best[0]
+            current, current_scores = best[1], best[2]
+        if "budget_reached" in tried:
+            break
+    return replace(current, seconds=fit_seconds), chosen, tried, time.perf_counter() - start
+
+
+def _mean(scores: np.ndarray) -> float:
+    finite = scores[np.isfinite(scores)]
+    return float(finite.mean()) if len(finite) else math.nan

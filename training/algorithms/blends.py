@@ -15,4 +15,4 @@ def baseline_blend(name: str) -> Blend:
         return Blend(popularity=1.0)
     if name == "frequency":
         return Blend(repurchase=1.0, popularity=1e-3)
-    return Blend(collaborative=1.0, popularity=1e-3)
+    return Blend(collaborative=1.0, popularity=1e-3)  # a collaborative model (or "alone": the hybrid's own)

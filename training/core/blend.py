@@ -3,7 +3,12 @@
     score = repurchase_weight · repurchase + collaborative_weight · collaborative + popularity_weight · popular
 
 * repurchase: the customer's own recency-weighted basket count for the item, boosted when the
-  item is "due" (history.due_boost);
+  item is "due" (history.due_boost), weighted by how often the item's buyers buy it again
+  (`item_repeat`: the exponent of history.item_repeat_rates; milk comes back, a birthday card does
+  not) and by how much of the customer's own buying is repeats (`customer_repeat`: the exponent of
+  the odds in history.repeat_odds; a creature of habit gets their staples, an explorer the
+  collaborative part's new items), the repeat / explore mix of next-basket research (TIFU-KNN,
+  the reality check of Li et al. 2023, TREx), per customer;
 * collaborative: the scorer's score (collaborative.py);
 * popular: recency-weighted popularity, also the fallback for customers the model does not know
   (in evaluation, as of each held-out basket's day: history.PopularityTimeline).
@@ -32,6 +37,7 @@ from training.core.errors import UnknownContext
 from training.core.topk import top_k, top_of_candidates
 
 CONTEXTS = ("home", "buy-again", "discover")
+RepurchaseKey = tuple[float, float, float]  # Blend.repurchase_key: (due, item_repeat, customer_repeat)
 # The share of a `home` list the trainer gives to items new to the customer (its discover list),
 # in `explore_slots`: so home is not a copy of buy-again, and offline metrics measure that list.
 DEFAULT_HOME_EXPLORE = 0.1
@@ -59,6 +65,9 @@ class Blend:
     discover_popularity: float | None = None
     # Share of `home`'s slots that hold the customer's `discover` list (`mix_explore`; 0: the blend alone).
     home_explore: float = 0.0
+    # Exponents of the item's repeat rate and of the customer's repeat odds in the repurchase signal.
+    item_repeat: float = 0.0
+    customer_repeat: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for config.json and MLflow params."""
@@ -71,7 +80,14 @@ class Blend:
             "discover_collaborative": self.discover_collaborative,
             "discover_popularity": self.discover_popularity,
             "home_explore": self.home_explore,
+            "item_repeat": self.item_repeat,
+            "customer_repeat": self.customer_repeat,
         }
+
+    @property
+    def repurchase_key(self) -> tuple[float, float, float]:
+        """What the repurchase signal depends on: (due, item_repeat, customer_repeat)."""
+        return (self.due, self.item_repeat, self.customer_repeat)
 
     def for_context(self, context: str) -> Blend:
         """The weights a context ranks with (discover may have its own collaborative/popularity mix)."""
@@ -94,28 +110,28 @@ class Signals:
 
     known: np.ndarray  # bool per row: the customer has a history
     bought: np.ndarray  # bool rows × items
-    repurchase: dict[float, np.ndarray]  # due weight → dense scores (built from the pairs when missing)
+    repurchase: dict[RepurchaseKey, np.ndarray]  # Blend.repurchase_key → dense scores (from the pairs when missing)
     collaborative: np.ndarray | None
     popular: np.ndarray  # per item, or rows × items (popularity as of each row's day)
     pairs: tuple[np.ndarray, np.ndarray] | None = None  # (row, item) of every bought pair, rows ascending
-    repurchase_of: Callable[[float], np.ndarray] | None = None  # due weight → scores at `pairs`
-    _at_pairs: dict[float, np.ndarray] = field(default_factory=dict, init=False, repr=False)
+    repurchase_of: Callable[[RepurchaseKey], np.ndarray] | None = None  # Blend.repurchase_key → scores at `pairs`
+    _at_pairs: dict[RepurchaseKey, np.ndarray] = field(default_factory=dict, init=False, repr=False)
 
-    def repurchase_at_pairs(self, due: float) -> np.ndarray:
-        """Repurchase scores at `pairs` for a due weight (computed once)."""
-        if due not in self._at_pairs:
+    def repurchase_at_pairs(self, key: RepurchaseKey) -> np.ndarray:
+        """Repurchase scores at `pairs` for a Blend.repurchase_key (computed once)."""
+        if key not in self._at_pairs:
             assert self.repurchase_of is not None, "Signals without pairs carry their dense repurchase scores"
-            self._at_pairs[due] = self.repurchase_of(due)
-        return self._at_pairs[due]
+            self._at_pairs[key] = self.repurchase_of(key)
+        return self._at_pairs[key]
 
-    def repurchase_scores(self, due: float) -> np.ndarray:
-        """Dense repurchase scores for a due weight."""
-        if due not in self.repurchase:
+    def repurchase_scores(self, key: RepurchaseKey) -> np.ndarray:
+        """Dense repurchase scores for a Blend.repurchase_key."""
+        if key not in self.repurchase:
             assert self.pairs is not None, "Signals without pairs carry their dense repurchase scores"
             dense = np.zeros(self.bought.shape, dtype=np.float32)
-            dense[self.pairs] = self.repurchase_at_pairs(due)
-            self.repurchase[due] = dense
-        return self.repurchase[due]
+            dense[self.pairs] = self.repurchase_at_pairs(key)
+            self.repurchase[key] = dense
+        return self.repurchase[key]
 
 
 def blend_scores(signals: Signals, *, blend: Blend, context: str) -> np.ndarray:
@@ -124,7 +140,7 @@ def blend_scores(signals: Signals, *, blend: Blend, context: str) -> np.ndarray:
     blend = blend.for_context(context)
     scores = _base_scores(signals, collaborative=blend.collaborative, popularity=blend.popularity)
     if blend.repurchase:  # only bought items have repurchase scores: the others keep the base
-        scores += signals.repurchase_scores(blend.due) * np.float32(blend.repurchase)
+        scores += signals.repurchase_scores(blend.repurchase_key) * np.float32(blend.repurchase)
     known = signals.known
     # Customers unknown to the model get the popularity fallback, whatever the blend.
     if not known.all():
@@ -190,7 +206,7 @@ def top_blended(
         return new_ids.copy(), new_vals.copy()
     bought_vals = at_bought
     if blend.repurchase:
-        bought_vals = at_bought + signals.repurchase_at_pairs(blend.due) * np.float32(blend.repurchase)
+        bought_vals = at_bought + signals.repurchase_at_pairs(blend.repurchase_key) * np.float32(blend.repurchase)
     row, item = signals.pairs
     rows = len(signals.known)
     if context == "buy-again":

@@ -16,10 +16,18 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from training.core.blend import Blend, Signals, blend_scores, check_context
+from training.core.blend import Blend, RepurchaseKey, Signals, blend_scores, check_context
 from training.core.collaborative import Collaborative
 from training.core.copurchase import CategoryBaskets
-from training.core.history import CoBuyers, History, PopularityTimeline, due_boost, rebuy_interval
+from training.core.history import (
+    CoBuyers,
+    History,
+    PopularityTimeline,
+    due_boost,
+    item_repeat_rates,
+    rebuy_interval,
+    repeat_odds,
+)
 from training.core.topk import top_k
 
 BATCH = 256  # customers ranked per matrix product
@@ -47,6 +55,7 @@ class ModelBundle:
     _user_index: dict[str, int] | None = field(default=None, repr=False)
     _item_index: dict[str, int] | None = field(default=None, repr=False)
     _co_buyers: CoBuyers | None = field(default=None, repr=False)
+    _item_repeat: np.ndarray | None = field(default=None, repr=False)
     _category_codes: dict[str, int] | None = field(default=None, repr=False)
     _categories_lower: dict[str, str] | None = field(default=None, repr=False)
 
@@ -107,9 +116,19 @@ class ModelBundle:
         top = float(self.popularity.max()) if len(self.popularity) else 0.0
         return self.popularity / top if top > 0 else np.zeros_like(self.popularity)
 
-    def _repurchase_values(self, *, row_of: np.ndarray, pos: np.ndarray, now: np.ndarray, due: float) -> np.ndarray:
-        """Repurchase scores at the history pairs `pos` (of batch rows `row_of`, ascending), scaled to
-        max 1 per row."""
+    def item_repeat_rates(self) -> np.ndarray:
+        """history.item_repeat_rates of this bundle's history (computed once)."""
+        if self._item_repeat is None:
+            self._item_repeat = item_repeat_rates(self.history, n_items=self.n_items)
+        return self._item_repeat
+
+    def _repurchase_values(
+        self, *, row_of: np.ndarray, pos: np.ndarray, now: np.ndarray, key: RepurchaseKey
+    ) -> np.ndarray:
+        """Repurchase scores at the history pairs `pos` (of batch rows `row_of`, ascending) for a
+        Blend.repurchase_key: scaled to max 1 per row, then times the customer's repeat odds to the
+        `customer_repeat` power (see core.blend)."""
+        due, item_repeat, customer_repeat = key
         h = self.history
         values = h.decayed[pos].astype(np.float64)
         if due:
@@ -117,6 +136,8 @@ class ModelBundle:
             interval = rebuy_interval(first_day=h.first_day[pos], last_day=h.last_day[pos], baskets=n)
             boost = due_boost(interval=interval, since=now[row_of] - h.last_day[pos], baskets=n)
             values = values * (1.0 + due * boost)
+        if item_repeat:
+            values = values * self.item_repeat_rates()[h.indices[pos]] ** item_repeat
         values = values.astype(np.float32)
         top = np.zeros(len(now), dtype=np.float32)
         if len(values):
@@ -124,6 +145,9 @@ class ModelBundle:
             top[row_of[starts]] = np.maximum.reduceat(values, starts)
         scale = top[row_of]
         np.divide(values, scale, out=values, where=scale > 0)
+        if customer_repeat:
+            odds = repeat_odds(baskets=h.baskets[pos].astype(np.float64), row_of=row_of, rows=len(now))
+            values *= (odds**customer_repeat).astype(np.float32)[row_of]
         return values
 
     def signals(self, *, rows: np.ndarray, now: np.ndarray | None = None) -> Signals:
@@ -159,7 +183,7 @@ class ModelBundle:
             collaborative=cf,
             popular=popular,
             pairs=(row_of, item),
-            repurchase_of=lambda due: self._repurchase_values(row_of=row_of, pos=pos, now=when, due=due),
+            repurchase_of=lambda key: self._repurchase_values(row_of=row_of, pos=pos, now=when, key=key),
         )
 
     def score_rows(self, *, rows: np.ndarray, context: str, now: np.ndarray | None = None) -> np.ndarray:

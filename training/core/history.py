@@ -106,6 +106,31 @@ def due_boost(*, interval: np.ndarray, since: np.ndarray, baskets: np.ndarray) -
     return np.where((baskets >= 2) & (interval > 0.5), np.exp(-0.5 * (ratio / DUE_WIDTH) ** 2), 0.0)
 
 
+# Items with few buyers borrow this many buyers' worth of the average repeat rate; the odds of a
+# customer's repeat share are taken with this much added to both sides (a new customer's are 1).
+REPEAT_RATE_PRIOR_BUYERS = 5.0
+REPEAT_ODDS_SMOOTHING = 0.05
+
+
+def item_repeat_rates(history: History, *, n_items: int) -> np.ndarray:
+    """Per item, the share of its buyers who bought it in two baskets or more, shrunk towards the
+    share over all items by REPEAT_RATE_PRIOR_BUYERS (float64; the average for items nobody bought)."""
+    buyers = np.bincount(history.indices, minlength=n_items).astype(np.float64)
+    repeaters = np.bincount(history.indices, weights=(history.baskets >= 2).astype(np.float64), minlength=n_items)
+    overall = repeaters.sum() / buyers.sum() if buyers.sum() else 0.0
+    return (repeaters + REPEAT_RATE_PRIOR_BUYERS * overall) / (buyers + REPEAT_RATE_PRIOR_BUYERS)
+
+
+def repeat_odds(*, baskets: np.ndarray, row_of: np.ndarray, rows: int) -> np.ndarray:
+    """Per row, the odds that one of the customer's purchases repeats an earlier one: their repeat share
+    (1 − items / item-baskets) over the rest, smoothed by REPEAT_ODDS_SMOOTHING. `baskets` are the
+    customers' pairs' basket counts and `row_of` each pair's row."""
+    total = np.bincount(row_of, weights=baskets, minlength=rows)
+    distinct = np.bincount(row_of, minlength=rows)
+    share = np.divide(total - distinct, total, out=np.zeros(rows), where=total > 0)
+    return (share + REPEAT_ODDS_SMOOTHING) / (1.0 - share + REPEAT_ODDS_SMOOTHING)
+
+
 @dataclass(frozen=True)
 class PopularityTimeline:
     """Recency-weighted popularity as of past days, from snapshots (each scaled to max 1).

@@ -29,12 +29,25 @@ from training.evaluate import Candidate, Reuse, evaluate
 from training.interactions import Interactions
 from training.metrics import KS, PRIMARY_METRIC
 from training.pipeline.prepare import Prepared
-from training.tuning import HALF_LIVES, best_of, fit_candidate, tune_blend, tune_discover, tune_recency
+from training.tuning import (
+    HALF_LIVES,
+    SEARCH_SECONDS,
+    better_beyond_interval,
+    per_customer,
+    search_candidate,
+    tune_blend,
+    tune_discover,
+    tune_recency,
+)
 
 DEFAULT_EVAL_USERS = 10_000
 REFIT_CHOICES = ("auto", "full", "fold-in", "none")
-# Candidates the hybrid chooses its discovery part from, in order of preference on ties.
-HYBRID_CANDIDATES = ("als", "knn-bm25", "ease")
+# Candidates the hybrid chooses its discovery part from, simplest first: EASE (one value to choose,
+# closed form, deterministic), item neighbours (one value, a truncated similarity), ALS (three values,
+# iterative, seeded). A later one replaces the one kept so far only when its validation score (home
+# NDCG@10 of its tuned blend plus discover NDCG@10 of the model alone, per customer) is better beyond
+# the interval (tuning.better_beyond_interval).
+HYBRID_CANDIDATES = ("ease", "knn-bm25", "als")
 # The model search fits every candidate; above this many (customer, item) pairs it keeps ALS only,
 # fitted in a thread beside the recency tuning, so that `reco train` stays near the time of one raw
 # implicit fit (logged as `candidates`; README, Performance).
@@ -69,7 +82,16 @@ class Fitted:
 def parse_params(pairs: Sequence[str]) -> dict[str, str]:
     """KEY=VALUE strings → dict (one sentence for a malformed pair or an unknown key)."""
     params: dict[str, str] = {}
-    known = {*DEFAULTS, "candidates", "refit", "eval_users", "half_life", "popularity_half_life", "explore_share"}
+    known = {
+        *DEFAULTS,
+        "candidates",
+        "refit",
+        "eval_users",
+        "half_life",
+        "popularity_half_life",
+        "explore_share",
+        "search_seconds",
+    }
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
@@ -193,22 +215,25 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
     # 2. Collaborative candidates fitted on the training split; blends tuned on validation.
     fits: dict[str, FittedCollaborative] = {}
     chosen_params: dict[str, dict[str, Any]] = {}
-    scores: dict[float, float]  # validation score per regularization tried (ALS's search)
-    for name in names:
+    scores: dict[str, float]  # validation score per value tried (the model search)
+    budget = float(params.get("search_seconds", SEARCH_SECONDS))  # the model search's, beyond each first fit
+    for n, name in enumerate(names):
         if fitting is not None:
             fits[name], chosen_params[name], scores = fitting.result()[name], {}, {}
         else:
-            fits[name], chosen_params[name], scores = fit_candidate(
+            fits[name], chosen_params[name], scores, searched = search_candidate(
                 name=name,
                 matrix=matrix,
                 params=params,
                 search=search,
+                seconds=budget / (len(names) - n),
                 validation_bundle=lambda cf: bundle(half_life, pop_half_life, baseline_blend("als"), cf),
                 holdout=val,
             )
+            budget -= searched
         if scores:
-            choice[f"{name}_discover_scores"] = {str(k): v for k, v in scores.items()}
-            log(f"  {name} validation discover/ndcg_at_10 by regularization: {_rounded(scores)}")
+            choice[f"{name}_discover_scores"] = scores
+            log(f"  {name} validation discover/ndcg_at_10 by value tried: {_rounded(scores)}")
         chosen_text = "".join(f" {k}={v}" for k, v in chosen_params[name].items())
         log(f"  fitted {name}{chosen_text} on the training split in {fits[name].seconds:.1f} s")
         _step(bar, f"fitted {name}")
@@ -219,7 +244,18 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
     else:
         per_candidate: dict[str, tuple[Blend, float]] = {}
         tune = prepared.tuning
-        best: tuple[ModelBundle, Reuse] | None = None  # the best so far: its signals serve the discover mix
+        # The one kept so far (simplest first; a later candidate replaces it only when better beyond
+        # the interval on validation): its name, bundle (whose signals serve the discover mix) and
+        # per-customer scores.
+        best: tuple[str, ModelBundle, Reuse] | None = None
+
+        def ranked(name: str, b: ModelBundle, reuse: Reuse) -> Any:
+            """Per customer: home NDCG@10 of the tuned blend plus discover NDCG@10 of the model alone
+            (what the discover mix starts from; 0 without new items): a candidate serves both."""
+            home = per_customer({name: (b, per_candidate[name][0])}, holdout=tune, context="home", reuse=reuse)
+            new = per_customer({name: (b, baseline_blend(name))}, holdout=tune, context="discover", reuse=reuse)
+            return home[name] + np.nan_to_num(new[name])
+
         for name, fitted_cf in fits.items():
             b, reuse = bundle(half_life, pop_half_life, HYBRID_START, fitted_cf.scorer), Reuse(tune)
             per_candidate[name] = tune_blend(bundle=b, holdout=tune, reuse=reuse)
@@ -228,14 +264,19 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
                 f" with {per_candidate[name][0]}"
             )
             _step(bar, f"blend of hybrid({name})")
-            if best_of({n: score for n, (_, score) in per_candidate.items()}) == name:
-                best = (b, reuse)
-        chosen = best_of({name: score for name, (_, score) in per_candidate.items()})
+            if best is None:
+                best = (name, b, reuse)
+                continue
+            wins, comparison = better_beyond_interval(ranked(name, b, reuse), ranked(*best))
+            choice[f"hybrid_{name}_vs_{best[0]}"] = comparison.to_dict()  # home + discover NDCG@10
+            if wins:
+                best = (name, b, reuse)
         assert best is not None
+        chosen, kept_bundle, kept_reuse = best
         blend, discover_scores = tune_discover(
-            bundle=best[0], holdout=tune, blend=per_candidate[chosen][0], reuse=best[1]
+            bundle=kept_bundle, holdout=tune, blend=per_candidate[chosen][0], reuse=kept_reuse
         )
-        del best, reuse
+        del best, reuse, kept_bundle, kept_reuse
         if discover_scores:
             choice["discover_mix_scores"] = discover_scores
             log(
@@ -253,15 +294,30 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
         blend = replace(blend, home_explore=explore_share(params))
     if chosen and chosen_params.get(chosen):
         choice["chosen_params"] = chosen_params[chosen]
-    # 3. The test-time bundle; ALS customers folded in.
+    # 3. The test-time bundle. With the model search (small data) every candidate is fitted again on
+    # all the lines before the test, with the values validation chose: the test then measures what
+    # is registered (a fit on every line known), and the validation lines (a fifth of every
+    # customer's lines under the `lines` protocol) are not missing from its item side. Above
+    # SEARCH_MAX_PAIRS the fits are kept and ALS customers folded in (`reco train`'s time budget).
     cf_fit = fits.get(chosen) if chosen else None
     test_cf = None
-    if cf_fit is not None:
-        # Only the customers evaluated (test and gate) need their factors folded in (the final refit
-        # does all of them).
+    test_fits: dict[str, FittedCollaborative] = {}
+    if fits:
         test_matrix = history_matrix(test_history, n_items=inter.n_items)
-        scored = np.concatenate([prepared.test.users, prepared.gate.users])
-        test_cf = algorithms.fold_in(fitted=cf_fit, matrix=test_matrix, users=scored).scorer
+        if search:
+            for name in fits:
+                test_fits[name] = algorithms.fit_collaborative(
+                    name=name, matrix=test_matrix, params={**params, **chosen_params[name]}
+                )
+        else:
+            # Only the customers evaluated (test and gate) need their factors folded in (the final
+            # refit does all of them).
+            scored = np.concatenate([prepared.test.users, prepared.gate.users])
+            test_fits = {
+                name: algorithms.fold_in(fitted=fit, matrix=test_matrix, users=scored) for name, fit in fits.items()
+            }
+    if cf_fit is not None and chosen is not None:
+        test_cf = test_fits[chosen].scorer
     test_bundle = before_test.bundle(
         half_life=half_life,
         popularity_half_life=pop_half_life,
@@ -284,12 +340,18 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
         choice=choice,
         fit_seconds=time.perf_counter() - start,
     )
-    fitted.choice["all_fits"] = {name: f for name, f in fits.items()}  # kept for the baseline table
+    fitted.choice["all_fits"] = test_fits  # the candidates as tested, kept for the baseline table
     return fitted
 
 
 def evaluate_on_test(*, fitted: Fitted, prepared: Prepared) -> dict[str, dict[str, float]]:
     """The model and the baselines (and every fitted collaborative candidate) on the same test customers."""
+    candidates = test_candidates(fitted=fitted, prepared=prepared)
+    return evaluate(candidates=candidates, holdout=prepared.test, ks=KS, item_share=prepared.item_share)
+
+
+def test_candidates(*, fitted: Fitted, prepared: Prepared) -> list[Candidate]:
+    """What the test compares: the model first, the baselines, every collaborative candidate it fitted alone."""
     tb = fitted.test_bundle
     candidates = [Candidate(fitted.label, tb, fitted.blend)]
     candidates += [
@@ -297,17 +359,13 @@ def evaluate_on_test(*, fitted: Fitted, prepared: Prepared) -> dict[str, dict[st
         for name, contexts in (("popularity", ("home", "discover")), ("frequency", ("home", "buy-again")))
         if name != fitted.label
     ]
-    before_matrix = history_matrix(tb.history, n_items=tb.n_items)
     for name, cf in fitted.choice.get("all_fits", {}).items():
         if fitted.model != "hybrid" and name == fitted.collaborative_name:
             continue
-        if name == fitted.collaborative_name:
-            bundle = tb  # the same bundle: its signals are computed once per batch for both candidates
-        else:
-            scorer = algorithms.fold_in(fitted=cf, matrix=before_matrix, users=prepared.test.users).scorer
-            bundle = replace(tb, collaborative=scorer)
+        # The chosen one shares the model's bundle: its signals are computed once per batch for both.
+        bundle = tb if name == fitted.collaborative_name else replace(tb, collaborative=cf.scorer)
         candidates.append(Candidate(name, bundle, baseline_blend(name), ("home", "discover")))
-    return evaluate(candidates=candidates, holdout=prepared.test, ks=KS, item_share=prepared.item_share)
+    return candidates
 
 
 def refit_all(*, fitted: Fitted, prepared: Prepared, refit: str, log: Log) -> tuple[ModelBundle, str]:

@@ -33,7 +33,17 @@ from training.core.errors import RecoError
 from training.core.history import History, PopularityTimeline
 from training.interactions import Interactions, build_interactions
 from training.sorting import run_starts
-from training.split import TUNE_USERS, Holdout, Split, chronological_split, set_aside_gate, validation_and_test
+from training.split import (
+    MIN_VALIDATION_CUSTOMERS,
+    TUNE_USERS,
+    Holdout,
+    Split,
+    choose_protocol,
+    chronological_split,
+    set_aside_gate,
+    split_by_lines,
+    validation_and_test,
+)
 
 
 @dataclass(frozen=True)
@@ -64,11 +74,14 @@ class Prepared:
     lines: Lines  # every line, for the refit
     held_out_customers: int = 0  # test customers whose last basket was moved to validation
 
-    def summary(self) -> dict[str, int]:
-        """Split sizes as used (after any held-out customers moved from test to validation), for logging."""
+    def summary(self) -> dict[str, int | str]:
+        """The protocol and the split's sizes as used (after any held-out customers moved from test to
+        validation), for logging; `tuning_customers` below MIN_VALIDATION_CUSTOMERS is said, not hidden."""
         return {
             **self.split.summary(),
             "validation_customers": len(self.validation.users),
+            "tuning_customers": len(self.tuning.users),
+            "tuning_below_minimum": int(len(self.tuning.users) < MIN_VALIDATION_CUSTOMERS),
             "test_customers": len(self.test.users),
             "gate_customers": len(self.gate.users),
             "held_out_customers": self.held_out_customers,
@@ -88,12 +101,16 @@ def encode(purchases: pa.Table, catalog: pa.Table | None) -> Interactions:
 
 def prepare_interactions(*, interactions: Interactions, catalog: pa.Table | None, eval_users: int) -> Prepared:
     """`prepare` of lines already encoded (the caller can let the Arrow table go first)."""
+    by_lines = choose_protocol(interactions) == "lines"
+    if by_lines:  # the held-out lines become baskets of their own first: every step below holds out baskets
+        interactions, split = split_by_lines(interactions)
     # The events, the popularity lines and the split are independent, and numpy's sorts release the
     # GIL: on two cores they run side by side.
     with ThreadPoolExecutor(2, thread_name_prefix="prepare") as pool:
         events_future = pool.submit(basket_events, interactions)
         popular_future = pool.submit(popularity_lines, interactions)
-        split = chronological_split(interactions)
+        if not by_lines:
+            split = chronological_split(interactions)
         if len(split.test_holdout.users) == 0:
             raise RecoError(
                 "No customer has two baskets: there is nothing to evaluate on (need order_id or several days)."

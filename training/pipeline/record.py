@@ -227,13 +227,21 @@ def log_run(
                 mlflow.log_metrics(
                     {f"validation/hybrid_{c}/{PRIMARY_METRIC}": v["validation_score"] for c, v in value.items()}
                 )
-            elif key.endswith("_discover_scores"):  # e.g. ALS by regularization
+            elif key.endswith("_discover_scores"):  # the model search: e.g. ALS by regularization_30.0
                 model_name = key.removesuffix("_discover_scores")
                 mlflow.log_metrics(
                     {
-                        f"validation/{model_name}_regularization_{r}/discover/ndcg_at_10": v
-                        for r, v in value.items()
-                        if math.isfinite(v)
+                        f"validation/{model_name}_{tried}/discover/ndcg_at_10": v
+                        for tried, v in value.items()
+                        if math.isfinite(v) and tried != "budget_reached"
+                    }
+                )
+            elif key.startswith("hybrid_") and "_vs_" in key:  # a candidate against the one kept before it
+                mlflow.log_metrics(
+                    {
+                        f"validation/{key}/home_plus_discover/ndcg_at_10_{part}": value[part]
+                        for part in ("difference", "difference_low", "difference_high")
+                        if math.isfinite(value[part])
                     }
                 )
         mlflow.log_metrics({f"timing/{k}": v for k, v in timings.items()})

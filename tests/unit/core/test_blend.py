@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -12,7 +14,7 @@ from training.algorithms.blends import DISCOVERY_ONLY, HYBRID_START, baseline_bl
 from training.core.blend import Blend, Signals, blend_scores, top_blended
 from training.core.bundle import ModelBundle
 from training.core.topk import top_k
-from training.pipeline.prepare import Lines, prepare
+from training.pipeline.prepare import Catalog, Lines, encode, prepare
 from training.registry.bundle_file import load_bundle_dir, save_bundle
 
 
@@ -31,6 +33,7 @@ def test_top_blended_equals_ranking_every_item(hybrid: ModelBundle) -> None:
         baseline_blend("popularity"),
         baseline_blend("als"),
         Blend(repurchase=2.0, collaborative=0.0, popularity=0.0),
+        replace(HYBRID_START, repurchase=3.0, popularity=0.05, due=0.5, item_repeat=0.5, customer_repeat=1.0),
     ]
     signals = hybrid.signals(rows=rows, now=now)
     assert signals.collaborative is not None
@@ -60,7 +63,7 @@ def test_discover_uses_its_own_mix_and_survives_the_bundle(small_store: Path, tm
     signals = Signals(
         known=np.array([True]),
         bought=np.array([[True, False, False, False]]),
-        repurchase={0.0: np.array([[1.0, 0.0, 0.0, 0.0]], dtype=np.float32)},
+        repurchase={(0.0, 0.0, 0.0): np.array([[1.0, 0.0, 0.0, 0.0]], dtype=np.float32)},
         collaborative=np.array([[0.0, 0.1, 0.2, 1.0]], dtype=np.float32),
         popular=popular,
     )
@@ -114,3 +117,53 @@ def test_home_is_evaluated_as_served_with_its_explore_slots(hybrid: ModelBundle)
     )
     assert results["mixed"]["home/hit_rate_at_10"] == 1.0
     assert results["plain"]["home/hit_rate_at_10"] < 0.5
+
+
+def test_repeat_and_explore_follow_the_items_repeat_rate_and_the_customers_habits() -> None:
+    """Known answer. Milk comes back (its buyers buy it again), a card does not; H buys the same
+    thing again and again, E never does. With `item_repeat`, milk bought once outranks a card bought
+    twice; with `customer_repeat`, H's own staple stays above the popular item while E's own items
+    drop below it (the popular item stands in for the explore part)."""
+    from tests.conftest import purchase_lines
+
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    rows: list[tuple] = []
+    for u in range(20):  # milk rebought by everyone, cards bought once
+        rows += [(f"M{u}", "milk", start + timedelta(days=7 * w), f"M{u}-{w}") for w in range(3)]
+        rows += [(f"M{u}", f"card{u % 2}", start + timedelta(days=1), f"M{u}-c")]
+    rows += [(f"P{u}", "popular", start + timedelta(days=30), f"P{u}") for u in range(100)]
+    rows += [("T", "card0", start + timedelta(days=d), f"T{d}") for d in (2, 9)]
+    rows += [("T", "milk", start + timedelta(days=9), "T9")]
+    rows += [("H", "staple", start + timedelta(days=d), f"H{d}") for d in (3, 10, 17, 24)]
+    rows += [("E", f"card{d % 2}", start + timedelta(days=d), f"E{d}") for d in (3, 10)]
+    inter = prepare_interactions_only(purchase_lines(rows))
+    bundle = Lines(inter).bundle(
+        half_life=float("inf"),
+        popularity_half_life=1e6,
+        blend=Blend(repurchase=1.0, popularity=1e-3),
+        collaborative=None,
+        catalog=_no_catalog(inter),
+    )
+
+    def first(user: str, blend: Blend) -> str:
+        return bundle.with_blend(blend).recommend_batch([user], k=1, context="home")[0][0][0]
+
+    assert first("T", Blend(repurchase=1.0, popularity=1e-3)) == "card0"
+    assert first("T", Blend(repurchase=1.0, popularity=1e-3, item_repeat=1.0)) == "milk"
+    mixed = Blend(repurchase=1.0, popularity=0.9, customer_repeat=1.0)
+    assert first("H", Blend(repurchase=1.0, popularity=0.9)) == "staple"
+    assert first("E", Blend(repurchase=1.0, popularity=0.9)) in {"card0", "card1"}
+    assert first("H", mixed) == "staple" and first("E", mixed) == "popular"
+
+
+def prepare_interactions_only(purchases: Any) -> Any:
+    return encode(purchases, None)
+
+
+def _no_catalog(inter: Any) -> Catalog:
+    n = inter.n_items
+    return Catalog(
+        in_stock=np.ones(n, dtype=bool),
+        item_category=np.full(n, -1, dtype=np.int32),
+        categories=np.array([], dtype=str),
+    )

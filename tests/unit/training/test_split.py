@@ -8,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from tests.conftest import purchase_lines
 from tests.unit.training.conftest import checkerboard
+from training.core.errors import RecoError
 from training.interactions import build_interactions
 from training.pipeline.fit import fit_configuration
 from training.pipeline.prepare import prepare
@@ -85,3 +87,41 @@ def test_the_gate_holds_the_newest_last_baskets_and_nothing_of_it_is_tuned_or_te
     assert not set(gate.users.tolist()) & set(validation.users.tolist())
     assert not set(gate.users.tolist()) & set(prepared.tuning.users.tolist())
     assert prepared.summary()["gate_customers"] == len(gate.users)
+
+
+def _one_day_each(customers: int = 60, lines: int = 11, *, orders: bool = False) -> pa.Table:
+    """A media log: every customer's history on one day, a minute apart (no order id unless `orders`)."""
+    start = datetime(2025, 3, 1, tzinfo=UTC)
+    rows = [
+        (f"U{u:02d}", f"F{(u + n) % 40:02d}", start + timedelta(days=u % 7, minutes=n), *([f"O{u}"] if orders else []))
+        for u in range(customers)
+        for n in range(lines - u % 3)  # 11, 10 or 9 lines
+    ]
+    return purchase_lines(rows)
+
+
+def test_without_order_ids_and_with_one_day_per_customer_every_customer_is_tested_on_their_last_lines() -> None:
+    """Customer-days would test nobody here; the lines protocol holds out each customer's last fifth of
+    lines (at least one) and validates on the fifth before, so every customer is tuned on and tested."""
+    prepared = prepare(purchases=_one_day_each(), catalog=None, eval_users=10_000)
+    split, inter = prepared.split, prepared.interactions
+    assert split.protocol == "lines" and prepared.summary()["protocol"] == "lines"
+    assert len(prepared.test.users) + len(prepared.gate.users) == inter.n_users == 60
+    assert len(prepared.validation.users) + len(prepared.gate.users) == 60
+    lines = np.bincount(inter.user, minlength=inter.n_users)
+    held = np.bincount(inter.user[split.test], minlength=inter.n_users)
+    assert (held == np.maximum(1, lines // 5)).all()  # 11 and 10 lines: 2 held out; 9 lines: 1
+    validated = np.bincount(inter.user[split.validation], minlength=inter.n_users)
+    assert (validated == np.maximum(1, (lines - held) // 5)).all()
+    # The held-out lines are each customer's latest, validation's come before them, training's before that.
+    for role_before, role_after in ((split.train, split.validation), (split.validation, split.test)):
+        latest = np.full(inter.n_users, -np.inf)
+        np.maximum.at(latest, inter.user[role_before], inter.day[role_before])
+        assert (inter.day[role_after] >= latest[inter.user[role_after]]).all()
+    assert prepared.summary()["tuning_below_minimum"] == 1  # 45 tuning customers, said so
+
+
+def test_orders_are_never_cut_in_two() -> None:
+    """The same log with one order per customer: baskets protocol, nobody has two baskets."""
+    with pytest.raises(RecoError, match="No customer has two baskets"):
+        prepare(purchases=_one_day_each(orders=True), catalog=None, eval_users=10_000)

@@ -7,18 +7,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
 from tests.unit.training.conftest import catalogue_style
 from training import algorithms
-from training.algorithms.base import FittedCollaborative
+from training.algorithms.base import DEFAULTS, FittedCollaborative
 from training.algorithms.blends import HYBRID_START, baseline_blend
 from training.algorithms.repurchase import build_history, history_matrix
 from training.evaluate import Candidate, evaluate
 from training.pipeline.fit import evaluate_on_test, fit_configuration, refit_all
 from training.pipeline.prepare import Lines, prepare
-from training.tuning import ALS_REGULARIZATIONS, tune_blend
+from training.tuning import SEARCH_GRIDS, better_beyond_interval, tune_blend
 
 
 def test_default_hybrid_adapts_to_data_without_repeat_purchases() -> None:
@@ -63,16 +64,19 @@ def test_tuned_blend_is_never_worse_than_the_baselines_on_validation(source: str
     assert all(score >= res["home/ndcg_at_10"] - 1e-12 for res in baselines.values())
 
 
-def test_als_regularization_is_chosen_on_validation_and_kept_for_the_refit(
+def test_the_model_search_keeps_a_value_only_when_it_wins_beyond_the_interval_and_the_refit_uses_it(
     small_store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     prepared = prepare(purchases=pq.read_table(small_store / "purchases.parquet"), catalog=None, eval_users=300)
     fitted = fit_configuration(model="als", params={}, prepared=prepared, log=lambda _: None)
-    scores = {float(k): v for k, v in fitted.choice["als_discover_scores"].items()}
-    assert set(scores) == set(ALS_REGULARIZATIONS)
-    assert fitted.collaborative_params == {"regularization": max(scores, key=lambda r: scores[r])}
+    tried = fitted.choice["als_discover_scores"]
+    assert {f"regularization_{r}" for r in SEARCH_GRIDS["als"][0][1]} <= set(tried)
+    for key, value in fitted.collaborative_params.items():  # a kept value beat the default on validation
+        assert tried[f"{key}_{value}"] > tried[f"{key}_{DEFAULTS[key]}"]
     assert fitted.collaborative is not None
-    assert fitted.collaborative.model.regularization == fitted.collaborative_params["regularization"]
+    assert fitted.collaborative.model.regularization == fitted.collaborative_params.get(
+        "regularization", DEFAULTS["regularization"]
+    )
     seen: list[dict[str, Any]] = []
     original = algorithms.fit_collaborative
 
@@ -82,7 +86,20 @@ def test_als_regularization_is_chosen_on_validation_and_kept_for_the_refit(
 
     monkeypatch.setattr(algorithms, "fit_collaborative", recording)
     refit_all(fitted=fitted, prepared=prepared, refit="full", log=lambda _: None)
-    assert [p["regularization"] for p in seen] == [fitted.collaborative_params["regularization"]]
-    # An explicit --param regularization is used as given (no search).
-    given = fit_configuration(model="als", params={"regularization": "1.5"}, prepared=prepared, log=lambda _: None)
-    assert "als_discover_scores" not in given.choice and given.collaborative_params == {}
+    assert len(seen) == 1 and all(seen[0][k] == v for k, v in fitted.collaborative_params.items())
+    seen.clear()
+    # An explicit --param is used as given (its axis is not searched), and no fit starts after the budget.
+    given = fit_configuration(
+        model="als", params={"regularization": "1.5", "search_seconds": "0"}, prepared=prepared, log=lambda _: None
+    )
+    assert not any(k.startswith("regularization") for k in given.choice["als_discover_scores"])
+    assert given.choice["als_discover_scores"].get("budget_reached") == 1.0
+    assert [p.get("regularization") for p in seen] == ["1.5", "1.5"]  # the fit and the test's refit
+
+
+def test_a_candidate_replaces_a_simpler_one_only_when_better_beyond_the_interval() -> None:
+    same = np.linspace(0.0, 1.0, 400)
+    noisy = same + np.random.default_rng(0).normal(0.0, 0.05, size=len(same))
+    assert not better_beyond_interval(noisy + 0.001, same)[0]  # a gain inside the noise
+    assert better_beyond_interval(same + 0.02, same)[0]
+    assert not better_beyond_interval(np.r_[same, np.nan], np.r_[same, 5.0])[0]  # NaN pairs left out
