@@ -32,6 +32,9 @@ test: install ## Run the test suite (Redis tests use 127.0.0.1:6379 DBs 12 and 1
 test-slow: install ## The slow proofs left out of make test: the model in a clean virtualenv, mlflow models serve, feast ui, replicas on a Redis Cluster, 10,000 events exported once
 	$(BIN)/pytest -m 'venv or heavy'
 
+test-faults: install ## The fault suite (tests/faults/): Redis killed, paused, emptied; MLflow missing or hung; killed jobs (about 5 min)
+	$(BIN)/pytest -m faults tests/faults
+
 lint: install ## ruff, mypy and the import rules (lint-imports, contracts in pyproject.toml)
 	$(BIN)/ruff check training service feature_repo experiments tests
 	$(BIN)/ruff format --check training service feature_repo experiments tests
@@ -77,4 +80,4 @@ bench-tools: ## Install wrk (Debian's package), the load generator of bench-serv
 clean: ## Remove generated state (.reco/) and caches, keep .venv/
 	rm -rf .reco .pytest_cache .mypy_cache .ruff_cache
 
-.PHONY: help install browser demo test test-slow lint docs bench bench-generate bench-train bench-quality bench-features bench-service bench-recaps bench-tools clean
+.PHONY: help install browser demo test test-slow test-faults lint docs bench bench-generate bench-train bench-quality bench-features bench-service bench-recaps bench-tools clean

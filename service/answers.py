@@ -8,6 +8,7 @@ of every answer by source and degradation, and the JSON of a ranking endpoint.
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -19,6 +20,9 @@ from service.model import LoadedModel
 from service.observability import ANSWER_SOURCE, DEGRADED, current_request_id, labelled
 from service.online.features import CustomerFeatures
 from service.state import Services
+from training.core.bundle import SECONDS_PER_DAY
+
+CUSTOMER_MISSING = "customer-features-missing"  # a customer the model knows has no row in the online store
 
 
 @dataclass
@@ -50,11 +54,25 @@ STORE_FAILED = frozenset({"online-store-timeout", "online-store-error", "online-
 
 async def customer_context(services: Services, user_id: str) -> CustomerContext:
     """Read recommend_v1 and the purchases this customer posted as events (from any replica when
-    the event log is in Redis), each bounded by the feature timeout; a failed read degrades."""
+    the event log is in Redis), each bounded by the feature timeout; a failed read degrades.
+
+    Without the online store's answer (down, slow, emptied) what the customer bought recently is
+    taken from the model's own history instead, by whole days: never recommend what may have been
+    bought an hour ago just because the features are missing."""
     read = await services.features.customer(user_id)
     since = services.settings.clock() - timedelta(hours=services.settings.just_bought_hours)
-    just_bought = read.features.bought_since(since) if read.features is not None else set()
-    reasons = [read.degraded_reason] if read.degraded_reason else []
+    model = services.holder.current
+    missing = read.degraded_reason
+    if read.features is not None and not read.features.known and model is not None and model.bundle.knows_user(user_id):
+        # The model knows them, so the features built from the same purchases should too: the online
+        # store lost them (emptied a moment ago, before its marker's poll says so).
+        missing = CUSTOMER_MISSING
+    if missing is None and read.features is not None:
+        just_bought = read.features.bought_since(since)
+    else:
+        day = math.floor(since.timestamp() / SECONDS_PER_DAY)
+        just_bought = model.bundle.bought_since(user_id, day=day) if model is not None else set()
+    reasons = [missing] if missing else []
     if services.events.kind == "redis" and read.degraded_reason in STORE_FAILED:
         return CustomerContext(read.features, just_bought, reasons)  # the same Redis just failed: don't wait twice
     try:

@@ -69,6 +69,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             tasks.append(asyncio.create_task(services.holder.poll_forever(settings.reload_poll_seconds)))
         if settings.item_refresh_seconds > 0 and services.features.available:
             tasks.append(asyncio.create_task(_refresh_items_forever(services, settings.item_refresh_seconds)))
+        if settings.state_poll_seconds > 0 and services.features.available:
+            tasks.append(asyncio.create_task(_watch_state_forever(services, settings.state_poll_seconds)))
         try:
             yield
         finally:
@@ -161,8 +163,8 @@ def _start(settings: ServiceSettings) -> Services:
 def _refresh_items(services: Services, *, full: bool = True) -> None:
     """Item attributes and availability from item_stats; availability goes into the served bundle."""
     current = services.holder.current
-    if not services.features.available:
-        return
+    if not services.features.available or services.features.populated is False:
+        return  # an emptied store would only empty the catalog: keep the previous one
     try:
         item_ids = current.bundle.item_ids.tolist() if current is not None else offline_item_ids(services.settings)
         catalog = services.features.items.refresh(item_ids, full=full)
@@ -190,6 +192,28 @@ async def _refresh_items_forever(services: Services, every: float) -> None:
         await asyncio.to_thread(_refresh_items, services, full=False)
         last_writes, last_sweep = writes, time.monotonic()
         await asyncio.to_thread(freeze_heap)  # the new catalog's 50k entries, as at start-up
+
+
+async def _watch_state_forever(services: Services, every: float) -> None:
+    """Background task: the online store's shared state (service.online.features.check_state):
+    whether it is materialized, and the reload signal; a new signal reloads this worker's model,
+    so every worker serves the version one POST /admin/reload loaded within `every` plus a load."""
+    features, holder = services.features, services.holder
+    seen = await asyncio.to_thread(features.check_state)
+    while True:
+        await asyncio.sleep(every)
+        signal = await asyncio.to_thread(features.check_state)
+        if signal is None or signal == seen:
+            continue
+        seen = signal
+        try:
+            result = await asyncio.to_thread(holder.reload)
+            if result.changed:
+                log.info("reload signalled: version %s → %s", result.previous, result.version)
+        except Exception as exc:
+            log.warning(
+                "signalled reload failed, keeping version %s: %s", holder.current and holder.current.version, exc
+            )
 
 
 def __getattr__(name: str) -> Any:

@@ -51,10 +51,25 @@ class ServiceSettings(Settings):
         description="Online-store read budget per request before answering degraded.",
     )
     feature_backoff_seconds: float = Field(
-        default=5.0,
+        default=1.0,
         ge=0,
         validation_alias="RECO_FEATURE_BACKOFF_SECONDS",
-        description="Skip the online store this long after it failed (answers degraded at once).",
+        description="Skip the online store this long after it failed (answers degraded at once); then one "
+        "read probes it and the first success ends the back-off.",
+    )
+    registry_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        validation_alias="RECO_REGISTRY_TIMEOUT_SECONDS",
+        description="Longest wait for MLflow to say where RECO_MODEL_URI points; at start-up without an answer "
+        "the version served last is loaded from the local model cache.",
+    )
+    state_poll_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        validation_alias="RECO_STATE_POLL_SECONDS",
+        description="How often each worker reads the online store's shared state: the marker of a complete "
+        "materialization (answers are degraded without it) and the reload signal of POST /admin/reload (0: never).",
     )
     item_refresh_seconds: float = Field(
         default=60.0,

@@ -26,7 +26,7 @@ router = APIRouter()
 )
 async def reload(_key: AdminKey, services: ServicesDep, force: bool = False) -> ReloadAnswer:
     """Re-resolve RECO_MODEL_URI now and swap atomically when it names another version (force: always)."""
-    result = await asyncio.to_thread(reload_model, holder=services.holder, force=force)
+    result = await asyncio.to_thread(reload_model, holder=services.holder, features=services.features, force=force)
     return ReloadAnswer(
         changed=result.changed,
         version=result.version,

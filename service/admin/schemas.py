@@ -50,6 +50,7 @@ class Ready(BaseModel):
                         "version": "3",
                         "uri": "models:/reco@champion",
                         "resolved_uri": "models:/reco/3",
+                        "source": "registry",
                         "loaded_at": "2026-11-23T19:00:00+00:00",
                         "load_seconds": 1.8,
                         "items": 50000,
@@ -60,6 +61,7 @@ class Ready(BaseModel):
                     "features": {
                         "online_store": "redis",
                         "available": True,
+                        "materialized": True,
                         "items_cached": 50000,
                         "items_stale": 0,
                         "items_refreshed_at": "2026-11-23T19:01:00+00:00",

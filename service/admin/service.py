@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from service.admin.schemas import Ready
@@ -14,12 +16,16 @@ if TYPE_CHECKING:
     from service.online.features import OnlineFeatures
 
 
-def reload_model(*, holder: ModelHolder, force: bool) -> ReloadResult:
-    """Re-resolve the model URI and swap when it names another version (blocking); ReloadFailed otherwise."""
+def reload_model(*, holder: ModelHolder, features: OnlineFeatures, force: bool) -> ReloadResult:
+    """Re-resolve the model URI and swap when it names another version (blocking); ReloadFailed otherwise.
+    Then signal the other workers (and replicas) through the online store: each reloads within
+    RECO_STATE_POLL_SECONDS (service.app._watch_state_forever)."""
     try:
-        return holder.reload(force=force)
+        result = holder.reload(force=force)
     except Exception as exc:
         raise ReloadFailed(f"Reload failed, still serving the previous model: {exc}") from None
+    features.signal_reload(json.dumps({"id": uuid.uuid4().hex, "version": result.version}))
+    return result
 
 
 def event_log_status(*, store: EventStore) -> dict[str, Any]:
@@ -46,6 +52,9 @@ def readiness(
     """What is loaded and from where; ready when a model is loaded."""
     current = holder.current
     catalog = features.catalog
+    error = features.error
+    if features.populated is False:
+        error = "the online store holds no complete materialization (emptied?): run `reco features materialize`"
     return Ready(
         ready=current is not None,
         model={
@@ -53,6 +62,7 @@ def readiness(
             "version": current.version if current else None,
             "uri": settings.model_uri,
             "resolved_uri": current.resolved_uri if current else None,
+            "source": current.source if current else None,
             "loaded_at": current.loaded_at.isoformat() if current else None,
             "load_seconds": round(current.load_seconds, 3) if current else None,
             "items": int(current.bundle.n_items) if current else None,
@@ -62,16 +72,17 @@ def readiness(
         },
         features={
             "online_store": features.kind,
-            "available": features.available,
+            "available": features.available and features.populated is not False,
+            "materialized": features.populated,
             "items_cached": len(catalog.items),
             "items_stale": catalog.stale,
             "items_refreshed_at": catalog.refreshed_at.isoformat() if catalog.refreshed_at else None,
-            "error": features.error,
+            "error": error,
         },
         events=events,
         checks={
             "model": current is not None,
-            "online_store": bool(features.available),
+            "online_store": bool(features.available) and features.populated is not False,
             "event_log": events.get("error") is None,
         },
     )

@@ -7,7 +7,13 @@
   the online store's `online_read` in a small dedicated thread pool. A failed or slow read
   answers `None` with a reason; the caller then serves from the model bundle alone with
   `degraded: true`. After a failure the store is skipped for `RECO_FEATURE_BACKOFF_SECONDS`, so an
-  outage costs one timeout, not one per request (the breaker: `_fail`).
+  outage costs one timeout, not one per request (the breaker: `_fail`); then one read probes it
+  while the others still skip it, and the first that succeeds closes the breaker, so answers are
+  whole again within a back-off of the store's return.
+* An emptied store (FLUSHDB, a restart without persistence, a load cut short) answers every read
+  with nothing, not an error: `check_state` (polled every `RECO_STATE_POLL_SECONDS`) looks for the
+  marker a complete materialization leaves (training.features.online_state); without it every
+  answer is `degraded` (`online-store-empty`) and `/health/ready` says so.
 * Recaps (`recap_v1`) are read per request like customer features.
 * Item attributes and availability (`item_stats`) are read in the background into an in-memory
   catalog: service.online.items, attached to the store opened here.
@@ -49,6 +55,7 @@ from training.features.names import (
     RECOMMEND_SERVICE,
     USER_ID,
 )
+from training.features.online_state import MATERIALIZED, RELOAD, OnlineState
 
 if TYPE_CHECKING:
     from service.config import ServiceSettings
@@ -75,6 +82,7 @@ CUSTOMER_FIELDS = (
     "previous_discover",
 )
 RECAP_FIELD = "recap_json"
+EMPTY = "online-store-empty"  # the degraded reason of an online store without a complete materialization
 
 
 @dataclass(frozen=True)
@@ -143,7 +151,11 @@ class OnlineFeatures:
         self._recap_view: Any = None
         self._online_store: Any = None  # the one online store instance every read goes through
         self._reader: Any = None  # Redis: HashReader over recommend_v1's views
-        self._skip_until = 0.0
+        self._skip_until = 0.0  # breaker open until then; then one read probes (half-open)
+        self._probing = False
+        self.state: OnlineState | None = None
+        self.populated: bool | None = None  # the materialization marker is there (None: not known yet)
+        self.state_error: str | None = None
         self._recent_timeouts: deque[bool] = deque(maxlen=BREAKER_WINDOW)
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="feast-read")
         self.timeout = settings.feature_timeout_ms / 1000.0
@@ -187,8 +199,10 @@ class OnlineFeatures:
                 # them (Feast's online_read_async costs one round trip per view).
                 self._reader = HashReader(self._online_store, store.config, self._customer_views)
             self.items.attach(online_store=self._online_store, config=store.config, view=item_view, kind=self.kind)
+            self.state = OnlineState(config=store.config, online_store=self._online_store)
             self.store = store
             self.error = None
+            self.check_state()
         except Exception as exc:  # no registry yet, Feast missing, bad REDIS_URL: serve without features
             self.store = None
             self.error = redact(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
@@ -215,6 +229,36 @@ class OnlineFeatures:
     def available(self) -> bool:
         return self.store is not None
 
+    def check_state(self) -> str | None:
+        """Read the shared state (blocking): whether the marker of a complete materialization is
+        there (`populated`), and the reload signal's value, returned. A store that does not answer
+        leaves `populated` as it was (its reads fail and degrade on their own)."""
+        if self.state is None:
+            return None
+        try:
+            values = self.state.get_many((MATERIALIZED, RELOAD))
+        except Exception as exc:
+            self.state_error = _first_line(exc)
+            log.debug("online state unreadable: %s", self.state_error)
+            return None
+        populated = values[MATERIALIZED] is not None
+        if populated != self.populated:
+            if not populated:
+                log.warning("the online store holds no complete materialization: answers are degraded")
+            elif self.populated is False:
+                log.info("the online store is materialized again")
+        self.populated, self.state_error = populated, None
+        return values[RELOAD]
+
+    def signal_reload(self, value: str) -> None:
+        """Tell every worker to reload (blocking; see check_state); a store that does not answer is logged."""
+        if self.state is None:
+            return
+        try:
+            self.state.set(RELOAD, value)
+        except Exception as exc:
+            log.warning("could not signal the reload to the other workers: %s", _first_line(exc))
+
     @property
     def catalog(self) -> ItemCatalog:
         """The in-memory item catalog (service.online.items), as of its last refresh."""
@@ -231,6 +275,8 @@ class OnlineFeatures:
                 row = await self._read(self._read_customer_blocking, user_id, group="customer")
         except OnlineStoreDown as exc:
             return CustomerRead(None, str(exc))
+        if self.populated is False:  # whatever was found may be a few rows of a load under way
+            return CustomerRead(None, EMPTY)
         return CustomerRead(_customer_features(row))
 
     def _customer_row(self, per_view: Sequence[tuple[datetime | None, dict[str, Any] | None]]) -> dict[str, Any]:
@@ -262,6 +308,8 @@ class OnlineFeatures:
         """The stored recap record, None when there is none; raises OnlineStoreDown."""
         raw = await self._read(self._read_recap_blocking, user_id, year, group="recap")
         if not raw:
+            if self.populated is False:
+                raise OnlineStoreDown(EMPTY)
             return None
         record: dict[str, Any] = json.loads(raw)
         if str(record.get("user_id")) != user_id:  # never another customer's recap
@@ -278,36 +326,45 @@ class OnlineFeatures:
         """Await the read `start()` begins within the timeout, through the breaker; raises OnlineStoreDown."""
         if self.store is None:
             raise OnlineStoreDown("online-store-unavailable")
-        if time.monotonic() < self._skip_until:
+        if self._skip_until and (self._probing or time.monotonic() < self._skip_until):
             raise OnlineStoreDown("online-store-backoff")
+        probe = self._skip_until > 0  # the breaker is open and its back-off over: this read probes
+        self._probing = probe
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeout):  # no extra task per read, unlike wait_for on 3.11
                 result = await start()
         except TimeoutError:
-            self._fail(group, "timeout", started)
+            self._fail(group, "timeout", started, probe=probe)
             raise OnlineStoreDown("online-store-timeout") from None
         except Exception as exc:
-            self._fail(group, "error", started)
+            self._fail(group, "error", started, probe=probe)
             log.debug("online read failed: %s", exc)
             raise OnlineStoreDown("online-store-error") from None
+        finally:
+            if probe:
+                self._probing = False
         labelled(FEATURE_SECONDS, group, "ok").observe(time.perf_counter() - started)
         self._recent_timeouts.append(False)
+        if probe:
+            self._skip_until = 0.0
+            log.info("online store answers again")
         return result
 
-    def _fail(self, group: str, outcome: str, started: float) -> None:
+    def _fail(self, group: str, outcome: str, started: float, *, probe: bool = False) -> None:
         labelled(FEATURE_SECONDS, group, outcome).observe(time.perf_counter() - started)
         # An error (refused, reset) means the store is down: back off at once. Timeouts open the
-        # breaker when they are at least half of the recent reads (and BREAKER_MIN_TIMEOUTS).
-        if outcome == "timeout":
+        # breaker when they are at least half of the recent reads (and BREAKER_MIN_TIMEOUTS), or
+        # when the read was the probe of an open breaker.
+        if outcome == "timeout" and not probe:
             self._recent_timeouts.append(True)
             timeouts = sum(self._recent_timeouts)
             if timeouts < BREAKER_MIN_TIMEOUTS or 2 * timeouts < len(self._recent_timeouts):
                 return
         self._recent_timeouts.clear()
         if self.settings.feature_backoff_seconds > 0:
-            if time.monotonic() >= self._skip_until:
-                log.warning("online store %s; skipping it for %.0f s", outcome, self.settings.feature_backoff_seconds)
+            if not probe and time.monotonic() >= self._skip_until:
+                log.warning("online store %s; skipping it for %.1f s", outcome, self.settings.feature_backoff_seconds)
             self._skip_until = time.monotonic() + self.settings.feature_backoff_seconds
 
     def _read_customer_blocking(self, user_id: str) -> dict[str, Any]:

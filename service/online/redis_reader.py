@@ -5,16 +5,16 @@ Feast's `online_read_async` costs one pipeline round trip per view. `HashReader`
 what `online_read_async` returns per view (`parse`; tests compare them), or the Python row the
 service uses straight from the reply (`python_row`).
 
-The fast path of the hot read: the HMGET is pre-encoded in Redis's wire format (RESP) and sent over
-plain asyncio connections beside redis-py's client, with the commands of one event-loop turn sent
-together (service.online.direct.DirectConnections): about 110 µs of CPU per read
-through `redis.asyncio.Redis.hmget` against about 30 µs (docs/performance.md). The connection
-settings and pool are those of Feast's Redis store (`_get_client` / `_get_client_async`, private:
-Feast configures the client from its connection string and exposes no public accessor).
+Per-request reads go through redis-py's own asyncio pool (`_async_client`), with the connection
+settings of Feast's Redis store (`_get_client_async`, private: Feast configures the client from its
+connection string and exposes no public accessor) and one retry on a fresh connection after a
+connection error: a pooled connection that a Redis restart closed is replaced on its first use
+instead of failing the read (and opening the service's back-off).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -26,8 +26,9 @@ from feast.infra.online_stores.redis import RedisOnlineStore, RedisOnlineStoreCo
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from google.protobuf.timestamp_pb2 import Timestamp
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
-from service.online.direct import DirectConnections, resp_bulk
 from training.features.encoding import RedisLayout, python_of, view_name
 
 
@@ -52,10 +53,8 @@ class HashReader:
                 self.fields.append(self.key.field(name, feature))
             self._layout.append((len(self.fields), features))
             self.fields.append(self.key.ts_field(name))
-        self._direct: DirectConnections | None = None
-        # The HMGET's field names in Redis's wire format (RESP), once: per read only the key is added.
-        self._fields_wire = b"".join(resp_bulk(f.encode() if isinstance(f, str) else f) for f in self.fields)
-        self._hmget_head = b"*%d\r\n%b" % (2 + len(self.fields), resp_bulk(b"HMGET"))
+        self._async: redis.asyncio.Redis | None = None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
 
     async def read(self, entity_key: EntityKeyProto) -> list[tuple[datetime | None, dict[str, ValueProto] | None]]:
         """One entity: per view, what `online_read_async` returns (async client, one round trip)."""
@@ -68,15 +67,29 @@ class HashReader:
     async def read_raw(self, key: bytes) -> list[bytes | None]:
         """The HMGET reply (in `fields` order) for a Redis key: for `parse` or `python_row`.
 
-        Not bounded in time on a plain Redis (see `DirectConnections`): callers bound it."""
-        if self._direct is None:
-            # Feast's store owns the connection settings (connection_string): its pool's, reused.
-            client = await self._store._get_client_async(self._online)
-            if type(getattr(client, "connection_pool", None)) is not redis.asyncio.ConnectionPool:  # cluster, sentinel
-                return list(await client.hmget(key, self.fields))
-            self._direct = DirectConnections(client.connection_pool)
-        reply: list[bytes | None] = await self._direct.execute(self._hmget_head + resp_bulk(key) + self._fields_wire)
+        Not bounded in time (the client has no socket timeout): callers bound it."""
+        client = await self._async_client()
+        reply: list[bytes | None] = await client.execute_command("HMGET", key, *self.fields)
         return reply
+
+    async def _async_client(self) -> redis.asyncio.Redis:
+        """redis-py's asyncio client for per-request reads, one per event loop (a connection belongs
+        to the loop that opened it): Feast's connection settings, no socket timeout (the caller's
+        budget bounds each read, RECO_FEATURE_TIMEOUT_MS), and one immediate retry on a new
+        connection after a connection error (a connection closed by a Redis restart)."""
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async_loop is not loop:
+            feast_client = await self._store._get_client_async(self._online)
+            pool = getattr(feast_client, "connection_pool", None)
+            if type(pool) is not redis.asyncio.ConnectionPool:  # cluster, sentinel: Feast's client as it is
+                return feast_client
+            retry = Retry(NoBackoff(), retries=1, supported_errors=(redis.ConnectionError,))
+            kwargs = {**pool.connection_kwargs, "socket_timeout": None, "retry": retry}
+            self._async = redis.asyncio.Redis(
+                connection_pool=redis.asyncio.ConnectionPool(connection_class=pool.connection_class, **kwargs)
+            )
+            self._async_loop = loop
+        return self._async
 
     def raw_many(self, keys: Sequence[bytes]) -> list[list[bytes | None]]:
         """HMGET replies (in `fields` order) for Redis keys (`self.key(...)`), in one pipeline."""

@@ -325,3 +325,20 @@ def test_predict_refuses_a_bad_request_with_one_sentence(
     with pytest.raises(MlflowException) as refused:
         model.predict(pd.DataFrame([record]))
     assert refused.value.error_code == "INVALID_PARAMETER_VALUE" and refused.value.message == message
+
+
+def test_loads_racing_for_the_same_version_all_get_it(trained: dict[str, dict[str, Any]], home: Path) -> None:
+    """The workers of one `reco serve` start together and download the same version into the one
+    cache: each must end up with the model (one of two failed here before, and served no model)."""
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    from training.registry.loading import load_bundle
+    from training.settings import load_settings
+
+    version = _champion(home)
+    shutil.rmtree(home / "model-cache" / "reco" / version, ignore_errors=True)
+    with ThreadPoolExecutor(3) as pool:
+        bundles = list(pool.map(lambda _: load_bundle(f"models:/reco/{version}", settings=load_settings()), range(3)))
+    assert all(b.n_items == bundles[0].n_items > 0 for b in bundles)
+    assert sorted(p.name for p in (home / "model-cache" / "reco").iterdir() if p.name.startswith(version)) == [version]

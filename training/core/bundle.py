@@ -88,6 +88,16 @@ class ModelBundle:
         """True when the item is in the model's catalog."""
         return str(item_id) in self.item_index
 
+    def bought_since(self, user_id: str, *, day: float) -> set[str]:
+        """Items the customer last bought on `day` (days since epoch) or later, per the model's history
+        (day resolution; none for customers the model does not know)."""
+        row = self.user_index.get(str(user_id))
+        if row is None:
+            return set()
+        span = self.history.row(row)
+        recent = self.history.indices[span][self.history.last_day[span] >= day]
+        return {str(self.item_ids[i]) for i in recent}
+
     def category_of(self, item_id: str) -> str | None:
         """The item's category (None when unknown)."""
         i = self.item_index.get(item_id)

@@ -11,18 +11,22 @@ Incremental runs only send rows whose event_timestamp is newer than the end of t
 materialization in the Feast registry (Feast's own watermark, the one `feast materialize-incremental`
 starts from; each run records its interval there), so a rebuild after new purchases writes only the
 customers and items whose values changed. A full run (`full=True`) rewrites every row; on Redis it
-also skips the read-timestamps-first round trip (`skip_dedup`) since every row goes. The watermark
-belongs to the registry, not to an online store: after pointing a home at another (or an emptied)
-online store, run a full one.
+also skips the read-timestamps-first round trip (`skip_dedup`) since every row goes.
+
+A run that has written every view leaves the `MATERIALIZED` marker in the online store itself
+(training.features.online_state), apart from the watermark, which says what was sent, not what is
+there. An incremental run that finds no marker (the store was emptied or is another one, or a run
+was cut short before the end) rewrites every row instead of trusting the watermark.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +37,7 @@ import pyarrow.parquet as pq
 from training.core.errors import RecoError
 from training.features.encoding import string_entity_keys
 from training.features.names import ALL_VIEWS, EVENT_TIMESTAMP
+from training.features.online_state import MATERIALIZED, OnlineState
 from training.features.store import (
     BULK_TIMEOUT_S,
     apply_definitions,
@@ -71,6 +76,7 @@ class MaterializeResult:
     online_store: str  # "sqlite" or "redis"
     full: bool
     views: list[ViewResult] = field(default_factory=list)
+    why_full: str | None = None  # an incremental run made full: why
 
     @property
     def rows_written(self) -> int:
@@ -82,6 +88,8 @@ class MaterializeResult:
 
     def format_text(self) -> str:
         lines = [f"materialized to {self.online_store} ({'full' if self.full else 'incremental'}):"]
+        if self.why_full:
+            lines.insert(0, f"rewriting every row: {self.why_full}")
         for v in self.views:
             if v.skipped:
                 lines.append(f"  {v.view:<24} skipped: {v.skipped}")
@@ -116,6 +124,13 @@ def _materialize(*, settings: Settings, views: list[str] | None, full: bool, pro
         raise RecoError(f"Unknown feature view(s) {', '.join(unknown)}; known: {', '.join(ALL_VIEWS)}.")
     store = open_store(settings, socket_timeout=BULK_TIMEOUT_S, skip_dedup=full)
     apply_definitions(store, settings)
+    state = _online_state(store)
+    complete = state.get(MATERIALIZED) is not None
+    why_full = None
+    if not full and not complete:
+        why_full = "the online store holds no complete materialization (emptied, or a run cut short)"
+        full = True
+        store = open_store(settings, socket_timeout=BULK_TIMEOUT_S, skip_dedup=True)
     results = []
     for name in views or list(ALL_VIEWS):
         path = source_path(name, settings)
@@ -126,7 +141,16 @@ def _materialize(*, settings: Settings, views: list[str] | None, full: bool, pro
             continue
         fv = store.get_feature_view(name)  # as registered: with its materialization intervals
         results.append(write_view(store, fv, path, full=full, progress=progress, workers=settings.materialize_workers))
-    return MaterializeResult(online_store=online_store_kind(store.config), full=full, views=results)
+    if views is None or complete:  # every view is now in the store
+        written = {r.view: r.rows_written for r in results}
+        state.set(MATERIALIZED, json.dumps({"at": datetime.now(UTC).isoformat(), "full": full, "rows": written}))
+    return MaterializeResult(online_store=online_store_kind(store.config), full=full, views=results, why_full=why_full)
+
+
+def _online_state(store: feast.FeatureStore) -> OnlineState:
+    from feast.infra.online_stores.helpers import get_online_store_from_config
+
+    return OnlineState(config=store.config, online_store=get_online_store_from_config(store.config.online_store))
 
 
 def write_view(

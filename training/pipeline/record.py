@@ -34,6 +34,7 @@ from training.pipeline.report import (
     run_description,
 )
 from training.registry import CHALLENGER
+from training.registry.cleanup import process_tags
 
 
 def current_champion(*, settings: Any, name: str) -> Champion | None:
@@ -143,6 +144,7 @@ def publish(
                 "reco.data_digest": digest,
                 "reco.data_end": data_end or "",
                 **source_tags(),
+                **process_tags(),
             }
         )
         mlflow.log_params(
@@ -283,13 +285,21 @@ def log_run(
         )
         mlflow.log_artifact(str(out / "evaluation.json"), artifact_path="evaluation")
         mlflow.log_artifact(str(out / "evaluation.md"), artifact_path="evaluation")
-        version = registry.register(settings=settings, name=name, model_uri=published.model_uri)
-        client = registry.client(settings=settings)
-        client.set_model_version_tag(name, version, "reco.model", fitted.model)
-        client.set_model_version_tag(name, version, "reco.params", json.dumps(fitted.params, sort_keys=True))
-        client.set_model_version_tag(name, version, "reco.score", f"{results[fitted.label][PRIMARY_METRIC]:.6f}")
-        client.set_model_version_tag(name, version, "reco.data_end", day_text(prepared.lines.reference_day) or "")
-        client.set_model_version_tag(name, version, "gate.decision", "champion" if promoted else "challenger")
+        # Tags with the version (one call), the alias after, the run's end last: a kill in between
+        # leaves a version of an unfinished run without alias, which the next run deletes
+        # (training.registry.cleanup).
+        version = registry.register(
+            settings=settings,
+            name=name,
+            model_uri=published.model_uri,
+            tags={
+                "reco.model": fitted.model,
+                "reco.params": json.dumps(fitted.params, sort_keys=True),
+                "reco.score": f"{results[fitted.label][PRIMARY_METRIC]:.6f}",
+                "reco.data_end": day_text(prepared.lines.reference_day) or "",
+                "gate.decision": "champion" if promoted else "challenger",
+            },
+        )
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         registry.describe(
             settings=settings,

@@ -34,6 +34,7 @@ from training.pipeline.fit import (
 from training.pipeline.gating import run_gate
 from training.pipeline.prepare import encode, prepare_interactions
 from training.pipeline.record import current_champion, input_dataset, log_run, publish
+from training.registry.cleanup import on_stop, sweep
 from training.tuning import score_of
 
 
@@ -88,7 +89,6 @@ def train(
     """The whole `reco train`: see the module docstring. Returns what the command prints last.
     Refuses (InvalidPurchases, before any run is logged) purchases that cannot make a model: no
     row accepted, one customer, more than `max_rejected` of the rows rejected."""
-    from training.data.load import load_training_inputs
     from training.registry.tracking import check_tracking_uri
     from training.settings import load_settings
 
@@ -103,8 +103,43 @@ def train(
     if refit not in REFIT_CHOICES:
         raise RecoError(f"refit must be one of {', '.join(REFIT_CHOICES)}.")
     name = registered_name or settings.registered_name
-    timings: dict[str, float] = {}
 
+    restore_signals = on_stop(settings=settings, name=name, log=log)  # a stopped run ends KILLED, not RUNNING
+    try:
+        return _train(
+            purchases_path=purchases_path,
+            catalog_path=catalog_path,
+            model=model,
+            params=params,
+            name=name,
+            promote=promote,
+            refit=refit,
+            settings=settings,
+            log=log,
+            total_start=total_start,
+            max_rejected=max_rejected,
+        )
+    finally:
+        restore_signals()
+
+
+def _train(
+    *,
+    purchases_path: Path,
+    catalog_path: Path | None,
+    model: str,
+    params: dict[str, str],
+    name: str,
+    promote: str,
+    refit: str,
+    settings: Any,
+    log: Log,
+    total_start: float,
+    max_rejected: float,
+) -> TrainResult:
+    from training.data.load import load_training_inputs
+
+    timings: dict[str, float] = {}
     t = time.perf_counter()
     purchases, purchase_report, catalog, catalog_report = load_training_inputs(purchases_path, catalog_path)
     for report in (purchase_report, catalog_report):
@@ -130,6 +165,9 @@ def train(
     # Not while the data loads: holding the GIL, it made the main thread wait for it after every
     # short Arrow and numpy step (load and split 7.7-11.3 s against 15.1-20.1 s, alternating runs).
     registry_pool = ThreadPoolExecutor(1, thread_name_prefix="registry")
+    # First what a killed earlier run left (runs RUNNING, versions without an alias); the same
+    # thread then logs this run, so the sweep is over before anything is registered.
+    registry_pool.submit(sweep, settings=settings, experiment=settings.experiment, name=name, log=log)
     champion_future = registry_pool.submit(current_champion, settings=settings, name=name)
     inputs_future = registry_pool.submit(
         lambda: [(input_dataset(p), c) for p, c in ((purchases_path, "training"), (catalog_path, "catalog")) if p]

@@ -191,12 +191,13 @@ def log_pyfunc(*, bundle_dir: Path, example_users: list[str]) -> Any:
         )
 
 
-def register(*, settings: Settings, name: str, model_uri: str) -> str:
-    """A new version of the registered model `name` from a logged model; returns the version."""
+def register(*, settings: Settings, name: str, model_uri: str, tags: dict[str, str] | None = None) -> str:
+    """A new version of the registered model `name` from a logged model, created with its `tags`
+    (one call: a kill never leaves a version without them); returns the version."""
     import mlflow
 
     client(settings=settings)
-    return str(mlflow.register_model(model_uri, name, await_registration_for=0).version)
+    return str(mlflow.register_model(model_uri, name, await_registration_for=0, tags=tags).version)
 
 
 def use_experiment(*, settings: Settings, name: str) -> str:

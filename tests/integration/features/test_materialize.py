@@ -340,3 +340,24 @@ def test_new_purchases_update_only_what_changed(messy_store: Path, tmp_path: Pat
     assert {f: got[f][0] for f in CUSTOMER_FIELDS} == want
     assert got["recent_items"][0][0] == catalog.item_id.iloc[0]
     flush(url)
+
+
+@pytest.mark.redis
+def test_an_emptied_online_store_is_rewritten_not_skipped(redis_home: Settings, sample) -> None:
+    """After FLUSHDB (or a restart without persistence, or a run cut short) the incremental run finds
+    no marker of a complete load and rewrites every row, instead of "nothing newer than last run"."""
+    from training.features.names import PROJECT
+    from training.features.online_state import MATERIALIZED
+
+    users, _ = sample
+    rows = [{"user_id": u} for u in users]
+    materialize(settings=redis_home)
+    before = read_service(redis_home, "recommend_v1", rows)
+    assert materialize(settings=redis_home).rows_written == 0  # complete and nothing new: nothing sent
+    client = redis_client(redis_home)
+    client.flushdb()
+    assert read_service(redis_home, "recommend_v1", rows) != before  # the rows are gone
+    again = materialize(settings=redis_home)
+    assert again.why_full and again.rows_written > 0, again.format_text()
+    assert read_service(redis_home, "recommend_v1", rows) == before
+    assert client.hget(f"reco:{PROJECT}:state", MATERIALIZED) is not None

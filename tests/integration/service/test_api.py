@@ -811,7 +811,9 @@ def test_credentials_of_a_dependency_url_stay_out_of_health_and_logs(
             answer = c.get(f"/v1/users/{w.users[0]}/recommendations", params={"k": 3})
     finally:
         logger.propagate = False
-    assert ready.status_code == 503 and ready.json()["model"]["last_error"]
+    # No registry: 503, or 200 with the version this RECO_HOME served before, from its local cache.
+    model = ready.json()["model"]
+    assert (ready.status_code, model["source"]) in ((503, None), (200, "local-cache")) and model["last_error"]
     assert "s3cret-pw" not in ready.text
     assert answer.status_code == 200 and answer.json()["degraded"] is True
     # caplog records the raw message; the handler's formatter redacts what is written out.

@@ -170,15 +170,21 @@ class StubFeatures:
     down: str | None = None  # e.g. "online-store-timeout": every read fails with this reason
     kind: str = "stub"
     error: str | None = None
+    populated: bool | None = True
+    reload_signals: list[str] = field(default_factory=list)
 
     @property
     def available(self) -> bool:
         return self.down is None
 
+    def signal_reload(self, value: str) -> None:
+        self.reload_signals.append(value)
+
     async def customer(self, user_id: str) -> CustomerRead:
         if self.down is not None:
             return CustomerRead(None, self.down)
-        return CustomerRead(self.customers.get(user_id, CustomerFeatures(known=False)))
+        # A row for everyone (the store built from the model's purchases); known=False: no row.
+        return CustomerRead(self.customers.get(user_id, CustomerFeatures(known=True)))
 
     async def recap(self, user_id: str, year: int) -> dict[str, Any] | None:
         if self.down is not None:

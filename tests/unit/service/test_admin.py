@@ -16,7 +16,7 @@ from tests.unit.service.shop import Shop, StubFeatures, StubHolder
 def test_a_failed_reload_keeps_the_old_model_and_says_so(model: LoadedModel) -> None:
     holder = StubHolder(current=model, reload_error=RuntimeError("registry unreachable"))
     with pytest.raises(ReloadFailed, match="still serving the previous model: registry unreachable"):
-        reload_model(holder=holder, force=False)  # type: ignore[arg-type]
+        reload_model(holder=holder, features=StubFeatures(), force=False)  # type: ignore[arg-type]
     assert holder.current is model
 
 
@@ -25,6 +25,7 @@ def test_the_reload_route_passes_force_and_reports_the_swap(make_shop: Callable[
     plain = shop.post("/admin/reload", key="key-admin").json()
     forced = shop.post("/admin/reload", key="key-admin", params={"force": "true"}).json()
     assert shop.holder.reloads == [False, True]
+    assert len(shop.features.reload_signals) == 2  # every worker is told
     assert (plain["changed"], forced["changed"], forced["version"]) == (False, True, "7")
     shop.holder.reload_error = RuntimeError("boom")
     failed = shop.post("/admin/reload", key="key-admin")

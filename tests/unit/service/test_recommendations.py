@@ -427,3 +427,24 @@ def test_buy_again_for_a_customer_without_history_is_empty_and_says_so(make_shop
     assert (body["items"], body["source"]) == ([], "no-history")
     home = shop.get("/v1/users/nobody/recommendations").json()
     assert home["source"] == "popular" and home["items"]  # the home page still gets the fallback chain
+
+
+@pytest.mark.parametrize(
+    ("features", "reason"),
+    [
+        (StubFeatures(down="online-store-error"), "online-store-error"),
+        (StubFeatures(down="online-store-empty"), "online-store-empty"),
+        # The model knows C1 but the online store has no row for them: it lost it (emptied a moment ago).
+        (StubFeatures(customers={"C1": CustomerFeatures(known=False)}), "customer-features-missing"),
+    ],
+)
+def test_without_features_buy_again_leaves_out_what_the_history_says_was_just_bought(
+    make_shop, model: LoadedModel, features: StubFeatures, reason: str
+) -> None:
+    """Features missing (down, emptied) must not make buy-again offer what was bought a day ago: the
+    model's own history stands in (by whole days), and the answer says it is degraded and why."""
+    shop: Shop = make_shop(model, features=features)
+    shop.services.settings = shop.services.settings.model_copy(update={"just_bought_hours": 48.0})
+    body = shop.get("/v1/users/C1/recommendations", params={"k": 3, "context": "buy-again"}).json()
+    assert body["degraded"] is True and body["degraded_reasons"] == [reason]
+    assert [i["item_id"] for i in body["items"]] == ["I3"]  # I0, last bought two days ago, left out
