@@ -12,8 +12,7 @@ it and keeps it, converted to the data contract, under `$RECO_HOME/datasets/NAME
              68,509 products, 155,848 baskets (order ids), 1.47 M lines; context `home`.
   catalogue  `recbole` 1.2.1: MovieLens-100k (`dataset_example/ml-100k/ml-100k.inter`): 943
              customers, 1,682 films, 100,000 lines, each film at most once per customer, no order
-             ids, epoch seconds (moved 25 years forward: the contract takes purchases from
-             2000 on); context `discover`.
+             ids, epoch seconds; context `discover`.
 
 Each runs the `reco train` pipeline without the registry (training.pipeline: prepare →
 fit_configuration → evaluate_on_test: the same split, tuning and test as `reco train`), then,
@@ -114,27 +113,18 @@ def _complete_journey(source: Path, out: Path) -> str:
     return f"{table.num_rows:,} of {n:,} lines (lines with quantity 0 left out)"
 
 
-# MovieLens-100k is from 1997-98, and the data contract takes purchases from 2000 on (earlier dates
-# are export defaults): its times move forward by whole days, so every interval and calendar day stays.
-MOVIELENS_SHIFT_DAYS = 9_131  # 25 years
-
-
 def _movielens(source: Path, out: Path) -> str:
     options = pcsv.ParseOptions(delimiter="\t")
     t = pcsv.read_csv(source, parse_options=options)
-    seconds = pc.add(pc.cast(t.column(3), pa.int64()), MOVIELENS_SHIFT_DAYS * 86_400)
     table = pa.table(
         {
             "user_id": pc.cast(t.column(0), pa.string()),
             "item_id": pc.cast(t.column(1), pa.string()),
-            "timestamp": pc.cast(seconds, pa.timestamp("s", tz="UTC")),
+            "timestamp": pc.cast(pc.cast(t.column(3), pa.int64()), pa.timestamp("s", tz="UTC")),
         }
     )
     pq.write_table(table, out)
-    return (
-        f"{table.num_rows:,} lines (every rating is a consumption; no order id, no price; "
-        f"times {MOVIELENS_SHIFT_DAYS:,} days later)"
-    )
+    return f"{table.num_rows:,} lines (every rating is a consumption; no order id, no price)"
 
 
 DATASETS = {

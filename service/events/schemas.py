@@ -32,13 +32,13 @@ def _optional_id(value: Any, info: ValidationInfo) -> str | None:
 
 
 def _timestamp(value: Any, info: ValidationInfo) -> datetime:
-    """ISO-8601 text or epoch seconds, as UTC, from 2000-01-01 to a day after the service's now
+    """ISO-8601 text or epoch seconds, as UTC, from 1970-01-01 to a day after the service's now
     (`now` in the validation context)."""
     parsed = _parse_time(value)
     if parsed is None:
         raise PydanticCustomError("timestamp", "unparseable or missing timestamp (ISO-8601 or epoch seconds)")
     if parsed < col.EARLIEST_TIMESTAMP:
-        raise PydanticCustomError("timestamp_early", "timestamp is before 2000-01-01")
+        raise PydanticCustomError("timestamp_early", "timestamp is before 1970-01-01")
     now = (info.context or {}).get("now") or datetime.now(UTC)
     if parsed > now + col.FUTURE_SLACK:
         raise PydanticCustomError("timestamp_future", "timestamp is in the future")
@@ -87,7 +87,7 @@ Timestamp = Annotated[
     WithJsonSchema(
         {
             "anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}],
-            "description": "ISO-8601 or epoch seconds; stored as UTC; from 2000-01-01 to a day after now.",
+            "description": "ISO-8601 or epoch seconds; stored as UTC; from 1970-01-01 to a day after now.",
         }
     ),
 ]

@@ -24,8 +24,9 @@ CATALOG_COLUMNS = (ITEM_ID, NAME, CATEGORY, BRAND, PRICE, IN_STOCK)
 
 ID_MAX_LENGTH = 128
 QUANTITY_MAX = 1_000_000
-# Purchases before 2000 are export defaults (1900-01-01, the epoch 1970-01-01), not purchases.
-EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
+# Purchases before the Unix epoch are export defaults (1900-01-01, 0001-01-01), not purchases. Real
+# logs go back to the 1990s (MovieLens-100k is of 1997-98), and day-numbered exports map to 1970.
+EARLIEST_TIMESTAMP = datetime(1970, 1, 1, tzinfo=UTC)
 # Clocks and time zones: a purchase up to a day ahead of now is accepted, later ones are not.
 FUTURE_SLACK = timedelta(days=1)
 # An id no request can carry (ids are at most ID_MAX_LENGTH characters): the service ranks popularity

@@ -84,8 +84,8 @@ def load_purchases(path: str | Path, *, dictionary_ids: bool = False) -> tuple[p
         ("ts IS NULL", "unparseable timestamp", "'unparseable timestamp ' || " + quoted("ts_raw")),
         (
             f"ts < TIMESTAMPTZ '{earliest.isoformat()}'",
-            "timestamp before 2000",
-            "'timestamp ' || CAST(ts AS VARCHAR) || ' is before 2000-01-01'",
+            "timestamp before 1970",
+            "'timestamp ' || CAST(ts AS VARCHAR) || ' is before 1970-01-01'",
         ),
         (
             f"ts > TIMESTAMPTZ '{latest.isoformat()}'",
@@ -153,7 +153,7 @@ def check_usable(purchases: pa.Table, report: ValidationReport, *, max_rejected:
 
 
 def timestamp_bounds() -> tuple[datetime, datetime]:
-    """The purchase times the contract accepts: from 2000-01-01 (earlier dates are export defaults,
+    """The purchase times the contract accepts: from 1970-01-01 (earlier dates are export defaults,
     not purchases) to a day after now (clocks and time zones)."""
     return col.EARLIEST_TIMESTAMP, datetime.now(UTC) + col.FUTURE_SLACK
 
