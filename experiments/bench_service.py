@@ -16,8 +16,8 @@ build` (the champion's) → a second registered version of the same model, witho
 and prints rps, p50, p99 for each plus the ratios (the load generator shares the 2 cores), and
 each worker's memory (RSS, and USS: the pages no other process shares).
 
-    .venv/bin/python experiments/bench_service.py [--users 100000] [--items 50000] [--duration 10] [--rounds 5]
-        [--workers 2] [--home DIR (reuse a trained home)] [--skip-mlflow] [--start-only]
+    .venv/bin/python experiments/bench_service.py [--users 100000] [--items 50000] [--years 2] [--duration 10]
+        [--rounds 5] [--workers 2] [--home DIR (reuse a trained home)] [--skip-mlflow] [--start-only]
 
 --start-only measures only server B's start (time to the first answer, first seconds' p99, worker
 memory): what the 1M-customer run needs.
@@ -348,6 +348,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--items", type=int, default=50_000)
+    parser.add_argument("--years", type=int, default=2, help="years of purchases generated")
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=5, help="alternating endpoint / bare rounds per server")
     parser.add_argument("--workers", type=int, default=2)
@@ -389,7 +390,7 @@ def main() -> None:
                 "--items",
                 str(args.items),
                 "--years",
-                "2",
+                str(args.years),
                 "--seed",
                 "3",
             ],
