@@ -28,6 +28,7 @@ from training.core.history import (
     rebuy_interval,
     repeat_odds,
 )
+from training.core.ids import IdLookup
 from training.core.topk import top_k
 
 BATCH = 256  # customers ranked per matrix product
@@ -52,7 +53,7 @@ class ModelBundle:
     version: str = ""
     # Evaluation only (never saved): popularity as of each held-out basket's day.
     popularity_timeline: PopularityTimeline | None = None
-    _user_index: dict[str, int] | None = field(default=None, repr=False)
+    _user_index: IdLookup | None = field(default=None, repr=False)
     _item_index: dict[str, int] | None = field(default=None, repr=False)
     _co_buyers: CoBuyers | None = field(default=None, repr=False)
     _item_repeat: np.ndarray | None = field(default=None, repr=False)
@@ -66,10 +67,10 @@ class ModelBundle:
         return len(self.item_ids)
 
     @property
-    def user_index(self) -> dict[str, int]:
-        """user_id → row (built on first use)."""
+    def user_index(self) -> IdLookup:
+        """user_id → row, by binary search over `user_ids` (training.core.ids: no per-customer memory)."""
         if self._user_index is None:
-            self._user_index = {u: i for i, u in enumerate(self.user_ids.tolist())}
+            self._user_index = IdLookup(self.user_ids)
         return self._user_index
 
     @property
@@ -338,7 +339,8 @@ class ModelBundle:
 
     @property
     def co_buyers(self) -> CoBuyers:
-        """Which customers bought each item (built on first use, kept by shallow copies)."""
+        """Which customers bought each item (saved with the model; built on first use for a bundle in
+        training, kept by shallow copies)."""
         if self._co_buyers is None:
             self._co_buyers = CoBuyers.of(self.history, n_items=self.n_items)
         return self._co_buyers

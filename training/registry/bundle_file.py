@@ -15,7 +15,7 @@ from training.core.bundle import ModelBundle
 from training.core.collaborative import Collaborative
 from training.core.copurchase import CategoryBaskets
 from training.core.errors import RecoError
-from training.core.history import History
+from training.core.history import CoBuyers, History
 
 FORMAT_VERSION = 1
 ARRAYS = "arrays.npz"
@@ -45,6 +45,10 @@ def save_bundle(bundle: ModelBundle, *, path: Path) -> Path:
         "item_category": bundle.item_category,
         "categories": bundle.categories.astype(str),
     }
+    # The history by item, which the service's reasons count co-buyers in: saved so that workers map
+    # it like the rest instead of each building a copy that grows with the number of customers.
+    arrays["co_buyers_indptr"] = bundle.co_buyers.indptr
+    arrays["co_buyers_customers"] = bundle.co_buyers.customers
     cf = bundle.collaborative
     if cf is not None:
         arrays.update(cf.arrays())
@@ -168,4 +172,13 @@ def load_bundle_dir(path: Path, *, version: str = "") -> ModelBundle:
         ),
         config=config,
         version=version or str(config.get("run_id", "")),
+        _co_buyers=(
+            CoBuyers(
+                indptr=a["co_buyers_indptr"],
+                customers=a["co_buyers_customers"],
+                n_customers=int(np.count_nonzero(np.diff(history.indptr))),
+            )
+            if "co_buyers_indptr" in a
+            else None  # written before they were saved: built on first use
+        ),
     )

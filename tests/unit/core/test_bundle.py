@@ -10,6 +10,7 @@ import pytest
 
 from training.core.bundle import ModelBundle
 from training.core.errors import UnknownContext
+from training.registry import bundle_file
 from training.registry.bundle_file import load_bundle_dir, save_bundle
 
 
@@ -83,6 +84,27 @@ def test_bundle_save_load_gives_identical_recommendations(hybrid: ModelBundle, t
     item = hybrid.item_ids[3]
     assert loaded.similar_items(item, k=5) == hybrid.similar_items(item, k=5)
     assert not any(p.suffix == ".pkl" for p in (tmp_path / "b").iterdir())
+
+
+def test_a_loaded_bundle_builds_nothing_per_customer(
+    hybrid: ModelBundle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a serving worker holds per customer (the id lookup, the co-buyers index) comes from the
+    # model file, so workers share it and their own memory does not grow with the customers.
+    monkeypatch.setattr(bundle_file, "_MAP_MIN_BYTES", 0)  # this small model's arrays mapped as big ones are
+    save_bundle(hybrid, path=tmp_path / "b")
+    loaded = load_bundle_dir(tmp_path / "b")
+    arrays = tmp_path / "b" / "arrays.npz"
+    for array in (loaded.user_index.ids, loaded.co_buyers.customers, loaded.co_buyers.indptr):
+        base = array
+        while not isinstance(base, np.memmap) and base.base is not None:
+            base = base.base
+        assert isinstance(base, np.memmap) and Path(base.filename) == arrays
+    assert loaded.user_index._order is None  # the saved ids are sorted: no permutation of their own
+    built = hybrid.co_buyers
+    assert np.array_equal(loaded.co_buyers.indptr, built.indptr)
+    assert np.array_equal(loaded.co_buyers.customers, built.customers)
+    assert loaded.co_buyers.n_customers == built.n_customers
 
 
 def test_the_filter_on_some_items_equals_the_catalog_filter(hybrid: ModelBundle) -> None:

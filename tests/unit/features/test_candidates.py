@@ -32,7 +32,8 @@ def test_lists_are_the_cores_ranking_before_live_filters(tmp_path: Path) -> None
         core = replace(bundle, in_stock=np.ones_like(bundle.in_stock)).recommend_batch([user], k=4)[0]
         home, scores = ranked(bundle, row["home"])
         assert home == [i for i, _ in core] and row["model_version"] == "1"
-        assert scores == [float(np.float32(s)) for _, s in core]
+        # The same scores up to float32 rounding: BLAS may round a batch of one customer differently.
+        assert np.allclose(scores, [s for _, s in core], rtol=1e-6, atol=0)
         discover, _ = ranked(bundle, row["discover"])
         bought = bundle.item_ids[bundle.history.indices[bundle.history.row(bundle.user_index[user])]].tolist()
         assert 0 < len(discover) <= 2 and not set(discover) & set(bought)
