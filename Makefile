@@ -16,6 +16,9 @@ install: $(STAMP) ## Create .venv/ and install reco with its dev tools and the P
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[train,dev,postgres]'
+	@# The -O bytecode reco serve's workers start from (service/runtime.py, optimize_workers); a
+	@# file that does not compile (a package's own test data) only means that module compiles at import.
+	-@$(BIN)/python -O -m compileall -q -j 0 $(VENV)/lib training service feature_repo >/dev/null
 	@touch $@
 
 browser: ## Install Debian's headless Chromium for the email-in-a-browser test (uses apt-get; root or sudo)
