@@ -10,7 +10,7 @@ tuned to it. This script writes differently built purchase files and runs the de
   store          the synthetic store itself (the reference result to keep)
   catalogue      MovieLens-like: a low-rank taste model with a popularity long tail and item
                  releases over time; each customer consumes an item at most once, 10..~800 items
-                 per customer in sessions spread over years; CSV with integer ids, epoch seconds,
+                 per customer in visits spread over years; CSV with integer ids, epoch seconds,
                  no order_id, no quantity, no price (the MovieLens ratings layout)
   catalogue-static the same without releases during the period (every title available throughout)
   catalogue-orders the `catalogue` lines, each its own order_id (the test is each customer's last item)
@@ -94,7 +94,7 @@ def _gumbel_top(rng: np.random.Generator, logits: np.ndarray, n: np.ndarray) -> 
 
 
 def catalogue(rng: np.random.Generator, *, users: int, items: int, new_releases: float = 0.7) -> pa.Table:
-    """MovieLens-like consumption: at most once per (customer, item), sessions spread over years; a share
+    """MovieLens-like consumption: at most once per (customer, item), visits spread over years; a share
     of the titles is released during the period (watched soon after release: popularity drifts)."""
     span = 4 * 365
     logits, log_pop = _tastes(rng, users=users, items=items, dim=12, zipf=1.0)
@@ -110,15 +110,15 @@ def catalogue(rng: np.random.Generator, *, users: int, items: int, new_releases:
     chosen = _gumbel_top(rng, logits, n)
     user_col, item_col, ts_col = [], [], []
     for user, picks in enumerate(chosen):
-        # Sessions: a burst at sign-up, then visits spread over the active period.
-        n_sessions = 1 + rng.poisson(max(length[user] / 30, 1))
-        session_day = np.sort(np.r_[start[user], rng.uniform(start[user], end[user], n_sessions - 1)])
+        # Visits: a burst at sign-up, then visits spread over the active period.
+        n_visits = 1 + rng.poisson(max(length[user] / 30, 1))
+        visit_day = np.sort(np.r_[start[user], rng.uniform(start[user], end[user], n_visits - 1)])
         earliest = np.maximum(release[picks], start[user])
-        # Each item is watched at the first session after it became available, or a later one (geometric).
-        first = np.searchsorted(session_day, earliest, side="left")
-        first = np.minimum(first, n_sessions - 1)
-        slot = np.minimum(first + rng.geometric(0.4, len(picks)) - 1, n_sessions - 1)
-        seconds = session_day[slot] * DAY + rng.uniform(0, 3 * 3600, len(picks))
+        # Each item is watched at the first visit after it became available, or a later one (geometric).
+        first = np.searchsorted(visit_day, earliest, side="left")
+        first = np.minimum(first, n_visits - 1)
+        slot = np.minimum(first + rng.geometric(0.4, len(picks)) - 1, n_visits - 1)
+        seconds = visit_day[slot] * DAY + rng.uniform(0, 3 * 3600, len(picks))
         user_col.append(np.full(len(picks), user))
         item_col.append(picks)
         ts_col.append(START + seconds.astype(np.int64))

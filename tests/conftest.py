@@ -1,4 +1,4 @@
-"""Shared fixtures: a small synthetic store (made once per session), access to the real Redis, and a
+"""Shared fixtures: a small synthetic store (made once per test run), access to the real Redis, and a
 local 3-master Redis Cluster."""
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def _free_cluster_ports(n: int) -> list[int]:
 
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
-    """A 3-master Redis Cluster on loopback, for the session: three `redis-server --cluster-enabled
+    """A 3-master Redis Cluster on loopback, for the whole test run: three `redis-server --cluster-enabled
     yes` processes (no persistence) joined by `redis-cli --cluster create`, stopped by PID and their
     directories removed afterwards. Skips without redis-server, fails instead when CI=true."""
     import redis

@@ -1,5 +1,5 @@
 """Shared world of the service's integration tests: ONE small trained model + features per test
-session, and a live uvicorn server on loopback per configuration.
+run, and a live uvicorn server on loopback per configuration.
 
 The world is built once per process (module-level cache) so every test module here (and a test's
 subprocess, which imports this module) reuses it: a synthetic store, `training.pipeline.train.train` into a

@@ -47,7 +47,7 @@ def _event(n: int, **changes: object) -> dict[str, object]:
 @pytest.fixture(params=["redis", "cluster"])
 def backend(request: pytest.FixtureRequest) -> Iterator[tuple[str, bool]]:
     """(REDIS_URL, cluster?) of an emptied Redis: DB 12 of the Redis on 127.0.0.1:6379, or the
-    session's local Redis Cluster."""
+    test run's local Redis Cluster."""
     if request.param == "cluster":
         cluster: RedisCluster = request.getfixturevalue("redis_cluster")
         cluster.flush()
