@@ -19,6 +19,7 @@ MAX_K = 100
 # Ids hold no control character (a NUL among them): the same pattern in OpenAPI and in the checks.
 ID_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 _CONTROL_OR_SURROGATE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+_WHOLE_NUMBER = re.compile(r"\s*[+-]?\d+\s*")
 
 
 def has_control_or_surrogate(text: str) -> bool:
@@ -27,9 +28,10 @@ def has_control_or_surrogate(text: str) -> bool:
 
 
 def whole_number(value: Any) -> Any:
-    """A count or a year in a query string or a path: digits only (pydantic alone takes "10.0" as
-    10). A JSON number is left to pydantic: 10.0 is an integer for JSON Schema too, 10.5 is not."""
-    if isinstance(value, bool) or (isinstance(value, str) and not value.strip().lstrip("+").isdigit()):
+    """A count or a year in a query string or a path: digits with an optional sign (pydantic alone
+    takes "10.0" as 10; a sign lets "-1" hear the range it is outside). A JSON number is left to
+    pydantic: 10.0 is an integer for JSON Schema too, 10.5 is not."""
+    if isinstance(value, bool) or (isinstance(value, str) and not _WHOLE_NUMBER.fullmatch(value)):
         raise PydanticCustomError("int_type", "Input should be a whole number, without a decimal point")
     return value
 

@@ -20,9 +20,14 @@ def test_a_count_must_be_a_whole_number(
     shop = make_shop(model)
     for path in ("/v1/users/C1/recommendations", "/v1/items/I0/similar", "/v1/users/C1/shelves"):
         assert shop.get(path, params={"k": "3"}).status_code == 200, path
-        for bad in ("10.0", "3.5", "1e1", "true"):
+        for bad in ("10.0", "3.5", "1e1", "true", "+-3", ""):
             r = shop.get(path, params={"k": bad})
             assert r.status_code == 422, (path, bad)
+            assert "whole number" in r.json()["detail"][0]["msg"], (path, bad)
+        # A whole number out of range hears the range, a negative one too.
+        for bad, says in (("-1", "greater than or equal to 1"), ("0", "greater than or equal to 1")):
+            r = shop.get(path, params={"k": bad})
+            assert r.status_code == 422 and says in r.json()["detail"][0]["msg"], (path, bad, r.json())
     # In a JSON body 3.0 is an integer (for JSON Schema too), 3.5 is not.
     for k, status in ((3, 200), (3.0, 200), (3.5, 422), ("3", 422), (True, 422)):
         assert shop.post("/v1/baskets/complete", json={"items": ["I0"], "k": k}).status_code == status, k
