@@ -190,6 +190,15 @@ class Lines:
         self._timelines: dict[float, PopularityTimeline] = {}
         self._category_baskets: CategoryBaskets | None = None
 
+    def release(self) -> None:
+        """Let go of everything computed on these lines (computed again if asked for)."""
+        self._events = None
+        self._popularity_events = None
+        self._popularity = {}
+        self._history = None
+        self._timelines = {}
+        self._category_baskets = None
+
     def _subset(self) -> Interactions:
         return self.interactions if self.keep is None else self.interactions.subset(self.keep)
 

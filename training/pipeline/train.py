@@ -177,6 +177,9 @@ def _train(
     t = time.perf_counter()
     fitted = fit_configuration(model=model, params=params, prepared=prepared, log=log)
     timings["fit_seconds"] = time.perf_counter() - t
+    # Nothing after the fit reads the training split's lines (the test and the gate read the lines
+    # before the test, the refit all of them): their events and histories go before the run's peak.
+    prepared.train.release()
 
     # The bundle to register depends on the fitted configuration only, not on the test: a thread
     # refits it on all lines and logs it as the run's model while the test and the gate run.

@@ -1,8 +1,11 @@
-"""The `reco train` steps: the same configuration whether the fit runs beside the tuning or not."""
+"""The `reco train` steps: the same configuration whether the fit runs beside the tuning or not, and
+after the training lines let go of what they computed."""
 
 from __future__ import annotations
 
+import gc
 import threading
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -36,4 +39,23 @@ def test_fit_beside_the_tuning_gives_the_same_configuration(small_store: Path, m
     assert beside.collaborative is not None and inline.collaborative is not None
     np.testing.assert_allclose(
         beside.collaborative.scorer.user_factors, inline.collaborative.scorer.user_factors, rtol=1e-5
+    )
+
+
+def test_the_training_lines_let_go_of_what_they_computed(small_store: Path) -> None:
+    """`reco train` releases the training split's events and histories once the fit is over (the
+    test, the gate and the refit read other lines, and the run's peak comes after the fit): nothing
+    the fit returns holds on to them, and asked again they are computed again, the same."""
+    prepared = prepare(purchases=pq.read_table(small_store / "purchases.parquet"), catalog=None, eval_users=200)
+    params = {"candidates": "als", "regularization": "0.05", "factors": "64", "alpha": "1.0"}  # no search
+    first = fit_configuration(model="hybrid", params=params, prepared=prepared, log=lambda _: None)
+    held = [weakref.ref(prepared.train.events), weakref.ref(prepared.train.history(first.half_life))]
+    prepared.train.release()
+    gc.collect()
+    assert [ref() for ref in held] == [None, None]
+    again = fit_configuration(model="hybrid", params=params, prepared=prepared, log=lambda _: None)
+    assert (again.blend, again.half_life, again.popularity_half_life) == (
+        first.blend,
+        first.half_life,
+        first.popularity_half_life,
     )
