@@ -14,7 +14,10 @@ Each side runs in its own process so that peak memory (max RSS) is measured clea
 Shared machines drift (the same fit took 18 s and 29 s within the hour here), so the two alternate
 for `--rounds` rounds, raw first and last (raw, reco, raw, …, reco, raw): each reco run is compared
 with the mean of the raw fits just before and after it, and the median of those ratios is reported
-beside every round's. Prints one JSON object; the goal is reco_total ≤ 1.5 × raw_fit.
+beside every round's. Each side's CPU seconds (user and kernel) and peak memory are reported too,
+and the machine's cost of a process's first gigabyte before and after the rounds
+(`first_touch_seconds_per_gb`): where it is high, most of `reco train`'s kernel time is that cost.
+Prints one JSON object; the goal is reco_total ≤ 1.5 × raw_fit.
 """
 
 from __future__ import annotations
@@ -68,13 +71,28 @@ def raw_fit(purchases: Path) -> dict[str, float]:
     }
 
 
-TIME = ["/usr/bin/time", "-f", "MAXRSS_KB=%M"]
+TIME = ["/usr/bin/time", "-f", "USAGE MAXRSS_KB=%M USER=%U SYS=%S"]
 
 
-def _peak_mb(stderr: str) -> float:
-    """Max RSS that /usr/bin/time reported for the child."""
-    lines = [line for line in stderr.splitlines() if line.startswith("MAXRSS_KB=")]
-    return int(lines[-1].split("=")[1]) / 1024 if lines else float("nan")
+def _usage(stderr: str, side: str) -> dict[str, float]:
+    """Peak RSS and CPU seconds (user, kernel) that /usr/bin/time reported for the child."""
+    lines = [line for line in stderr.splitlines() if line.startswith("USAGE ")]
+    fields = dict(pair.split("=") for pair in lines[-1].split()[1:]) if lines else {}
+    nan = float("nan")
+    return {
+        f"{side}_peak_rss_mb": int(fields["MAXRSS_KB"]) / 1024 if fields else nan,
+        f"{side}_cpu_user_seconds": float(fields.get("USER", nan)),
+        f"{side}_cpu_kernel_seconds": float(fields.get("SYS", nan)),
+    }
+
+
+def first_touch_seconds_per_gb() -> float:
+    """What this machine's kernel takes to hand a new process its first gigabyte (numpy's ones): about
+    0.2 s on bare metal; on a virtual machine whose host takes back the memory processes free, it can
+    be 3 s or more. `reco train` touches about four times the memory of the raw fit, so this cost
+    weighs on the ratio: it is printed beside it."""
+    probe = "import time, numpy as np; t = time.perf_counter(); np.ones(1 << 27); print(time.perf_counter() - t)"
+    return float(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout)
 
 
 def main() -> None:
@@ -92,14 +110,14 @@ def main() -> None:
         print(json.dumps(raw_fit(args.purchases)))
         return
 
-    def raw() -> tuple[dict[str, float], float]:
+    def raw() -> tuple[dict[str, float], dict[str, float]]:
         proc = subprocess.run(
             [*TIME, sys.executable, __file__, "--raw-only", "--purchases", str(args.purchases)],
             capture_output=True,
             text=True,
             check=True,
         )
-        return json.loads(proc.stdout.strip().splitlines()[-1]), _peak_mb(proc.stderr)
+        return json.loads(proc.stdout.strip().splitlines()[-1]), _usage(proc.stderr, "raw")
 
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     template = Path(tempfile.mkdtemp(prefix="reco-bench-home-"))
@@ -134,7 +152,7 @@ def main() -> None:
         keep = ("  ", "loaded", "test", "gate", "logged", "timings")
         return {
             "reco_total_seconds": seconds,
-            "reco_peak_rss_mb": _peak_mb(proc.stderr),
+            **_usage(proc.stderr, "reco"),
             "reco_log": "\n".join(line for line in proc.stderr.splitlines() if line.startswith(keep)),
             "reco_home_ndcg_at_10": json.loads(proc.stdout.strip().splitlines()[-1])["metrics"].get(
                 "home/ndcg_at_10", float("nan")
@@ -142,8 +160,10 @@ def main() -> None:
         }
 
     result: dict[str, Any] = {}
-    raw_result, result["raw_peak_rss_mb"] = raw()
+    result["first_touch_seconds_per_gb_before"] = first_touch_seconds_per_gb()
+    raw_result, raw_usage = raw()
     result.update(raw_result)
+    result.update(raw_usage)
     if not args.skip_reco:
         raw_fits = [float(raw_result["raw_fit_seconds"])]
         rounds = []
@@ -161,6 +181,7 @@ def main() -> None:
         result["ratio_reco_to_raw_fit_all"] = [round(float(r["ratio_reco_to_raw_fit"]), 3) for r in rounds]
         result["ratio_reco_to_raw_total"] = float(median["reco_total_seconds"]) / float(result["raw_total_seconds"])
         result["registry"] = "fresh" if args.fresh_registry else "existing (empty)"
+        result["first_touch_seconds_per_gb_after"] = first_touch_seconds_per_gb()
     shutil.rmtree(template, ignore_errors=True)
     print(json.dumps(result, indent=2))
 
