@@ -44,5 +44,6 @@ class RecommendationsQuery(SimilarQuery):
         ge=0,
         le=1,
         description="context=home only: the share of items new to the customer (explore slots, spread over the "
-        "list; default RECO_HOME_EXPLORE_SHARE, 0.2; 0 gives the plain blend).",
+        "list; default RECO_HOME_EXPLORE_SHARE if set, else the model's share, 0.1 unless trained otherwise; "
+        "0 gives the plain blend).",
     )
