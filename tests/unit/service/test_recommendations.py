@@ -103,9 +103,10 @@ def test_offline_candidates_answer_as_the_core_ranks(bundle: ModelBundle, catalo
     newer = replace(flipped, version="8")
     ids, _, _ = _recommend(served, catalog, "C1", k=3, features=CustomerFeatures(known=True, candidates=(newer, lists)))
     assert ids == [i for i, _ in bundle.recommend_batch(["C1"], k=3)[0]]
-    # Lists of another model version, or more excluded than the lists hold: the core ranks on the spot.
+    # Lists of another model version (flipped: used, they would give another answer), or more
+    # excluded than the lists hold: the core ranks on the spot.
     for features, exclude in (
-        (offline(bundle, "C1", version="6"), ("I0",)),
+        (CustomerFeatures(known=True, candidates=(replace(flipped, version="6"),)), ()),
         (offline(bundle, "C1"), ("I0", "I4", "I1")),
     ):
         ids, _, _ = _recommend(served, catalog, "C1", k=3, exclude=exclude, features=features)

@@ -20,7 +20,10 @@ def test_the_install_compiled_the_bytecode_the_workers_start_from() -> None:
 
 
 def test_workers_are_optimized_unless_the_environment_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("PYTHONOPTIMIZE", raising=False)
+    # Set, then removed: monkeypatch records the variable as it was, so the "1" optimize_workers
+    # writes does not outlive the test (a later test's subprocess would skip its asserts at -O).
+    monkeypatch.setenv("PYTHONOPTIMIZE", "")
+    monkeypatch.delenv("PYTHONOPTIMIZE")
     assert runtime.optimize_workers()
     assert runtime.os.environ["PYTHONOPTIMIZE"] == "1"
     monkeypatch.setenv("PYTHONOPTIMIZE", "0")

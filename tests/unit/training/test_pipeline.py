@@ -7,6 +7,7 @@ import gc
 import threading
 import weakref
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -59,3 +60,40 @@ def test_the_training_lines_let_go_of_what_they_computed(small_store: Path) -> N
         first.half_life,
         first.popularity_half_life,
     )
+
+
+def test_train_lets_the_training_lines_go_after_the_fit(
+    small_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole `reco train`: by the time the test is scored, nothing holds the training split's
+    events and histories any more (the refit, the test and the gate run without them)."""
+    import training.pipeline.train as train_module
+    from training.settings import load_settings
+
+    held: list[weakref.ref[Any]] = []
+    alive_at_test: list[list[bool]] = []
+
+    def fit_and_watch(*, prepared: Any, **kwargs: Any) -> Any:
+        fitted = fit_configuration(prepared=prepared, **kwargs)
+        held.extend([weakref.ref(prepared.train.events), weakref.ref(prepared.train.history(fitted.half_life))])
+        return fitted
+
+    evaluate = train_module.evaluate_on_test
+
+    def look_then_evaluate(**kwargs: Any) -> Any:
+        gc.collect()
+        alive_at_test.append([ref() is not None for ref in held])
+        return evaluate(**kwargs)
+
+    monkeypatch.setattr(train_module, "fit_configuration", fit_and_watch)
+    monkeypatch.setattr(train_module, "evaluate_on_test", look_then_evaluate)
+    settings = load_settings(home=str(tmp_path), mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    result = train_module.train(
+        purchases_path=small_store / "purchases.parquet",
+        catalog_path=small_store / "catalog.parquet",
+        params={"candidates": "als", "eval_users": "200"},
+        settings=settings,
+        log=lambda _: None,
+    )
+    assert result.version is not None and len(held) == 2
+    assert alive_at_test == [[False, False]]

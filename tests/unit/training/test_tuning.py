@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.unit.training.conftest import catalogue_style
-from training import algorithms
+from training import algorithms, tuning
 from training.algorithms.base import DEFAULTS, FittedCollaborative
 from training.algorithms.blends import HYBRID_START, baseline_blend
 from training.algorithms.repurchase import build_history, history_matrix
@@ -77,6 +77,17 @@ def test_the_model_search_keeps_a_value_only_when_it_wins_beyond_the_interval_an
     assert fitted.collaborative.model.regularization == fitted.collaborative_params.get(
         "regularization", DEFAULTS["regularization"]
     )
+    # The interval decides: when no value beats it nothing is kept; when every one does, values are
+    # kept, the fit returned is the one with them, and the refit fits with them.
+    with monkeypatch.context() as rule:
+        rule.setattr(tuning, "better_beyond_interval", lambda challenger, incumbent: (False, None))
+        assert (
+            fit_configuration(model="als", params={}, prepared=prepared, log=lambda _: None).collaborative_params == {}
+        )
+        rule.setattr(tuning, "better_beyond_interval", lambda challenger, incumbent: (True, None))
+        kept = fit_configuration(model="als", params={}, prepared=prepared, log=lambda _: None)
+    assert "regularization" in kept.collaborative_params and kept.collaborative is not None
+    assert kept.collaborative.model.regularization == kept.collaborative_params["regularization"]
     seen: list[dict[str, Any]] = []
     original = algorithms.fit_collaborative
 
@@ -85,8 +96,8 @@ def test_the_model_search_keeps_a_value_only_when_it_wins_beyond_the_interval_an
         return original(**kwargs)
 
     monkeypatch.setattr(algorithms, "fit_collaborative", recording)
-    refit_all(fitted=fitted, prepared=prepared, refit="full", log=lambda _: None)
-    assert len(seen) == 1 and all(seen[0][k] == v for k, v in fitted.collaborative_params.items())
+    refit_all(fitted=kept, prepared=prepared, refit="full", log=lambda _: None)
+    assert len(seen) == 1 and all(seen[0][k] == v for k, v in kept.collaborative_params.items())
     seen.clear()
     # An explicit --param is used as given (its axis is not searched), and no fit starts after the budget.
     given = fit_configuration(
