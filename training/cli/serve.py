@@ -17,7 +17,9 @@ events_app = typer.Typer(help="Purchase events posted to the service: export the
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to bind.")] = 8000,
-    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: one per core, at most 8).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Worker processes (default: one per core, at most 8).")
+    ] = None,
     limit_concurrency: Annotated[
         int | None,
         typer.Option(
