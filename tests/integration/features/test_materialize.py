@@ -136,11 +136,11 @@ def test_unknown_entities_read_as_none(redis_home: Settings) -> None:
     assert got["orders"] == [None] and got["recent_items"] == [None]
 
 
-@pytest.mark.redis
 def items_all(settings: Settings) -> list[str]:
     return pq.read_table(settings.feature_data_dir / "item_stats.parquet", columns=["item_id"]).column(0).to_pylist()
 
 
+@pytest.mark.redis
 def test_build_and_materialize_twice_is_idempotent(redis_home: Settings, messy_store: Path, sample) -> None:
     users, items = sample
     rows = [{"user_id": u} for u in users]
