@@ -35,7 +35,7 @@ BENCH_KEY = "benchmark-signing-key-not-secret"
 
 
 def totals_sql(purchases: Path, year: int) -> str:
-    """The DESIGN.md totals of every customer of the year, straight from the file, in one GROUP BY."""
+    """The recap totals (docs/recaps.md) of every customer of the year, straight from the file, in one GROUP BY."""
     return f"""
         SELECT user_id, count(DISTINCT order_id) + count(*) FILTER (WHERE order_id IS NULL) AS orders,
                sum(coalesce(quantity, 1)) AS items, coalesce(sum(coalesce(quantity, 1) * price), 0) AS spend

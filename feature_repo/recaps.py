@@ -18,7 +18,11 @@ customer_year_recap = FeatureView(
     entities=[customer, year],
     ttl=timedelta(0),
     schema=[
-        Field(name="recap_json", dtype=String, description="The recap record (DESIGN.md, 'Recap record') as JSON."),
+        Field(
+            name="recap_json",
+            dtype=String,
+            description="The recap record (docs/recaps.md, 'What a recap holds') as JSON.",
+        ),
         Field(name="schema_version", dtype=Int64),
         Field(name="model_version", dtype=String),
     ],

@@ -1,4 +1,4 @@
-"""What every endpoint shares (DESIGN.md, "HTTP API"): id types, the ranked-list answer, the error body.
+"""What every endpoint shares (docs/api.md): id types, the ranked-list answer, the error body.
 
 Each domain's own request and response models live beside its routes (`service/<domain>/schemas.py`).
 """

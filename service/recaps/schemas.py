@@ -1,4 +1,4 @@
-"""The recap record as GET /v1/users/{user_id}/recaps/{year} documents it (DESIGN.md, "Recap record").
+"""The recap record as GET /v1/users/{user_id}/recaps/{year} documents it (docs/recaps.md, "What a recap holds").
 
 The record is the recap job's (training.recaps), stored in the online store and served as it is;
 EXAMPLE is its OpenAPI example (tests compare its shape with a real answer).

@@ -4,7 +4,7 @@
 * "Because you bought X": X is the customer's purchase that adds most to the item's score (the
   model's own contribution, `Collaborative.contributions`) and adds more than the model's bar
   (`LoadedModel.reason_floor`, the RECO_REASON_SIMILARITY_QUANTILE of item pairs). A reason
-  therefore always names an item the customer bought (DESIGN.md) that drives the score.
+  therefore always names an item the customer bought that drives the score (docs/api.md).
 * Otherwise a generic reason: "popular with customers like you" when the collaborative part of the
   item's score outweighs its popularity part, else "popular in {category}".
 * Co-purchase evidence (basket completion): "N% of customers who buy X also buy this", counted on

@@ -1,4 +1,4 @@
-"""`reco`: the one command (DESIGN.md, "CLI"). Each sub-command imports what it needs when it
+"""`reco`: the one command (README.md; every command has a --help). Each sub-command imports what it needs when it
 runs, so `reco --help` stays instant (importing Feast or MLflow costs seconds).
 
     data       generate a synthetic store, validate files          (training/cli/data.py)

@@ -1,5 +1,6 @@
-"""Column names of the data contract and the bounds of their values, defined once (DESIGN.md, "Data
-contract"): the batch loaders (training/data/) and the service's events (service/events/) check the same."""
+"""Column names of the data contract and the bounds of their values, defined once
+(docs/data-contract.md): the batch loaders (training/data/) and the service's events
+(service/events/) check the same."""
 
 from datetime import UTC, datetime, timedelta
 

@@ -1,4 +1,4 @@
-"""The data contract: the purchase and catalog files reco reads (DESIGN.md, "Data contract").
+"""The data contract: the purchase and catalog files reco reads (docs/data-contract.md).
 
 contract   schemas, limits, errors for unusable files, the validation report
 readers    CSV and Parquet into Arrow, with row numbers

@@ -1,4 +1,4 @@
-"""The data contract (DESIGN.md, "Data contract"): the schemas accepted rows come in, the limits a
+"""The data contract (docs/data-contract.md): the schemas accepted rows come in, the limits a
 row is checked against, the errors for files that cannot be used, and the validation report.
 
 Every row is either accepted or rejected with its row number and a reason: rows read = rows

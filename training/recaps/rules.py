@@ -1,4 +1,4 @@
-"""The rules of a yearly "Your year with us" recap (DESIGN.md, "Recap record"): what a customer sees.
+"""The rules of a yearly "Your year with us" recap (docs/recaps.md, "What a recap holds"): what a customer sees.
 
 Rules that decide what a customer sees:
 

@@ -1,4 +1,4 @@
-"""The purchase and catalog data contract (DESIGN.md): what is accepted, what is rejected and why."""
+"""The purchase and catalog data contract (docs/data-contract.md): what is accepted, what is rejected and why."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""API keys and scopes (DESIGN.md: no key → 401, wrong scope → 403), as a plain function and on every
+"""API keys and scopes (docs/api.md: no key → 401, wrong scope → 403), as a plain function and on every
 endpoint of the app, both lanes of the hot GET routes included."""
 
 from __future__ import annotations
