@@ -8,8 +8,15 @@ import typer
 
 app = typer.Typer(help="Per-customer candidates of a model version, for the online store.", no_args_is_help=True)
 
+BUILD_EXAMPLE = """
+Example (after `reco features materialize`; again after each new model version):
 
-@app.command("build")
+  reco candidates build                      # the champion's
+  reco candidates build --model-uri models:/reco/3 --size 100
+"""
+
+
+@app.command("build", epilog=BUILD_EXAMPLE)
 def candidates_build(
     model_uri: Annotated[
         str | None, typer.Option(help="Model to rank with (default: RECO_MODEL_URI, models:/reco@champion).")

@@ -10,8 +10,25 @@ import typer
 
 app = typer.Typer(help="Purchase data: generate a synthetic store, validate a file.", no_args_is_help=True)
 
+GENERATE_EXAMPLE = """
+Example (a store to try every command on; `reco demo` makes one under .reco/demo/store):
 
-@app.command("generate")
+  reco data generate --out shop --users 2000 --items 500 --years 2
+  # shop/purchases.parquet, shop/catalog.parquet, shop/recipes.json
+"""
+
+VALIDATE_EXAMPLE = """
+Example:
+
+  reco data validate shop/purchases.parquet \\
+      --catalog shop/catalog.parquet --report report.json
+
+Exit code 1 when rows are rejected (each with its row number and reason), 2 when a file cannot be
+used at all.
+"""
+
+
+@app.command("generate", epilog=GENERATE_EXAMPLE)
 def data_generate(
     out: Annotated[Path, typer.Option(help="Directory to write purchases.parquet, catalog.parquet, recipes.json.")],
     users: Annotated[int, typer.Option(min=1, help="Number of customers.")] = 10_000,
@@ -26,7 +43,7 @@ def data_generate(
     typer.echo(summary.format_text())
 
 
-@app.command("validate")
+@app.command("validate", epilog=VALIDATE_EXAMPLE)
 def data_validate(
     purchases: Annotated[Path, typer.Argument(help="Purchase file (CSV or Parquet) to check against the contract.")],
     catalog: Annotated[Path | None, typer.Option(help="Catalog file to check as well.")] = None,

@@ -41,6 +41,13 @@ if TYPE_CHECKING:
 Echo = Callable[[str], None]
 READY_TIMEOUT_S = 180.0
 
+EXAMPLE = """
+Example:
+
+  reco demo            # the whole loop, then the API on :8000 (Ctrl-C stops)
+  reco demo --users 20000 --items 3000 --no-serve
+"""
+
 
 def demo(
     users: Annotated[int, typer.Option(min=100, help="Customers in the demo store.")] = 5_000,

@@ -9,8 +9,29 @@ import typer
 
 app = typer.Typer(help="Feature store: build offline sources, push them to the online store.", no_args_is_help=True)
 
+BUILD_EXAMPLE = """
+Example (then `reco features materialize`):
 
-@app.command("build")
+  reco features build --purchases shop/purchases.parquet \\
+      --catalog shop/catalog.parquet
+"""
+
+MATERIALIZE_EXAMPLE = """
+Example (SQLite under RECO_HOME by default; REDIS_URL=redis://host:6379/0 for Redis):
+
+  reco features materialize       # the rows new since the last run
+  reco features materialize --full --view item_stats
+"""
+
+ENV_EXAMPLE = """
+Example (the stock Feast CLI on the same repo and stores):
+
+  eval "$(reco features env)"
+  cd feature_repo && feast feature-views list
+"""
+
+
+@app.command("build", epilog=BUILD_EXAMPLE)
 def features_build(
     purchases: Annotated[Path, typer.Option(help="Purchase file (CSV or Parquet).")],
     catalog: Annotated[Path | None, typer.Option(help="Catalog file (category, price, in_stock).")] = None,
@@ -25,7 +46,7 @@ def features_build(
     typer.echo(f"wrote {settings.feature_data_dir}")
 
 
-@app.command("materialize")
+@app.command("materialize", epilog=MATERIALIZE_EXAMPLE)
 def features_materialize(
     full: Annotated[
         bool, typer.Option("--full", help="Rewrite every row, not only rows changed since last run.")
@@ -40,7 +61,7 @@ def features_materialize(
     typer.echo(result.format_text())
 
 
-@app.command("env")
+@app.command("env", epilog=ENV_EXAMPLE)
 def features_env() -> None:
     """Print the shell exports feature_repo/feature_store.yaml reads, so the stock `feast` CLI uses this
     home's registry and online store: eval "$(reco features env)"; cd feature_repo; feast ..."""

@@ -13,6 +13,21 @@ import typer
 
 events_app = typer.Typer(help="Purchase events posted to the service: export them.", no_args_is_help=True)
 
+SERVE_EXAMPLE = """
+Example (keys and their scopes in RECO_API_KEYS; docs/api.md):
+
+  export RECO_API_KEYS='{"shop-key": ["recommend"], "ops-key": ["admin"]}'
+  reco serve --port 8000        # then, from another shell:
+  curl -H 'X-API-Key: shop-key' \\
+      'http://127.0.0.1:8000/v1/users/C0001/recommendations?k=5'
+"""
+
+EXPORT_EXAMPLE = """
+Example (from any host that reaches the event log; each event is exported once):
+
+  reco events export --out events/
+"""
+
 
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
@@ -76,7 +91,7 @@ def serve(
     )
 
 
-@events_app.command("export")
+@events_app.command("export", epilog=EXPORT_EXAMPLE)
 def events_export(
     out: Annotated[Path, typer.Option(help="Directory for the Parquet files (purchase contract columns + event_id).")],
     batch: Annotated[int, typer.Option(min=1, help="Events per file at most.")] = 100_000,

@@ -11,6 +11,37 @@ import typer
 
 from training.core.errors import RecoError
 
+TRAIN_EXAMPLE = """
+Example (the files of `reco data generate --out shop`):
+
+  reco train --purchases shop/purchases.parquet \\
+      --catalog shop/catalog.parquet
+  reco train --purchases shop/purchases.parquet \\
+      --param candidates=als --param factors=128
+
+The last line is a JSON summary; `reco promote --history` lists every move of @champion.
+"""
+
+EVALUATE_EXAMPLE = """
+Example (one configuration against the baselines; nothing is registered):
+
+  reco evaluate --purchases shop/purchases.parquet \\
+      --model ease --param ease_lambda=500 --out ease.json
+"""
+
+RECOMMEND_EXAMPLE = """
+Example (one customer id per line; unknown customers get the fallback list):
+
+  reco recommend --users customers.txt --k 10 --out recs.jsonl
+"""
+
+PROMOTE_EXAMPLE = """
+Example:
+
+  reco promote --history
+  reco promote --version 3 --reason 'roll back: 4 misranks new items'
+"""
+
 ModelOption = Annotated[
     str, typer.Option("--model", help="hybrid (default), popularity, frequency, als, bpr, knn-cosine, knn-bm25, ease.")
 ]
