@@ -88,9 +88,9 @@ def _usage(stderr: str, side: str) -> dict[str, float]:
 
 def first_touch_seconds_per_gb() -> float:
     """What this machine's kernel takes to hand a new process its first gigabyte (numpy's ones): about
-    0.2 s on bare metal; on a virtual machine whose host takes back the memory processes free, it can
-    be 3 s or more. `reco train` touches about four times the memory of the raw fit, so this cost
-    weighs on the ratio: it is printed beside it."""
+    0.2 s here when it has the pages at hand (right after another process freed them); on a virtual
+    machine whose host takes back the memory processes free, 3 s or more. `reco train` touches about
+    four times the memory of the raw fit, so this cost weighs on the ratio: it is printed beside it."""
     probe = "import time, numpy as np; t = time.perf_counter(); np.ones(1 << 27); print(time.perf_counter() - t)"
     return float(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout)
 
