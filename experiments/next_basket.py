@@ -154,7 +154,7 @@ def ndcg_of_scores(scores: np.ndarray, holdout: Holdout) -> np.ndarray:
 def rerank_features(bundle: ModelBundle, blend: Blend, holdout: Holdout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(features of each customer's first RERANK_CANDIDATES `home` items of the blend, one row per
     customer and item in list order; 1 where the item is in the held-out basket; the items)."""
-    h, n = bundle.history, RERANK_CANDIDATES
+    h, n = bundle.history, min(RERANK_CANDIDATES, bundle.n_items)
     repeat_rate = bundle.item_repeat_rates()
     buyers = np.bincount(h.indices, minlength=bundle.n_items).astype(np.float64)
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
@@ -247,8 +247,9 @@ def reranked(
             verbose=-1,
         )
         y = np.concatenate(learn_y)
-        model.fit(np.concatenate(learn_x), y, group=np.full(len(y) // RERANK_CANDIDATES, RERANK_CANDIDATES))
-        predicted = model.predict(x).reshape(len(holdout.users), RERANK_CANDIDATES)
+        width = top.shape[1]  # RERANK_CANDIDATES, or every item of a smaller catalogue
+        model.fit(np.concatenate(learn_x), y, group=np.full(len(y) // width, width))
+        predicted = model.predict(x).reshape(len(holdout.users), width)
         ids = np.take_along_axis(top, np.argsort(-predicted, axis=1, kind="stable")[:, :K], axis=1)
         targets = holdout.targets.toarray()
         hits = ranked_hits(top=ids, targets=targets)

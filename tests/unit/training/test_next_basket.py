@@ -1,5 +1,6 @@
 """experiments/next_basket.py's building blocks on hand-made histories: basket order, TIFU-KNN's
-vectors, neighbours and the repeat share by count (the study on real data is `make`-free and slow)."""
+vectors, neighbours, the repeat share by count and the re-ranker's features (the study on real data,
+`make bench-next-basket`, takes minutes)."""
 
 from __future__ import annotations
 
@@ -88,3 +89,35 @@ def test_repeat_by_count_is_the_share_who_came_back_after_k_baskets(study: Modul
     items = np.zeros(4, dtype=np.int64)
     rate = study.repeat_by_count(baskets, items, n_items=1, prior=0.0)
     np.testing.assert_allclose(rate, [3 / 4, 1 / 3, 1 / 3, 0.0])
+
+
+def test_rerank_features_describe_the_blends_list_and_label_the_held_out_basket(study: ModuleType) -> None:
+    from training.core.blend import Blend
+    from training.pipeline.prepare import Catalog, Lines
+    from training.split import Holdout
+
+    # Customer 0 bought item 0 on days 1 and 5, item 1 on day 5; customer 1 bought items 2 and 3.
+    lines = [(0, 0, 1.0, 0), (0, 0, 5.0, 1), (0, 1, 5.0, 1), (1, 2, 2.0, 2), (1, 3, 2.0, 2)]
+    catalog = Catalog(
+        in_stock=np.ones(4, dtype=bool), item_category=np.zeros(4, dtype=np.int64), categories=np.array(["c"])
+    )
+    blend = Blend(repurchase=1.0, popularity=0.01)
+    bundle = Lines(_interactions(lines, n_users=2, n_items=4)).bundle(
+        half_life=float("inf"), popularity_half_life=30.0, blend=blend, collaborative=None, catalog=catalog
+    )
+    # Customer 0's next basket, on day 10, holds item 1 only.
+    holdout = Holdout(
+        users=np.array([0]),
+        now=np.array([10.0]),
+        targets=sp.csr_matrix((np.array([True]), (np.array([0]), np.array([1]))), shape=(1, 4)),
+        prior_baskets=np.array([2]),
+    )
+    features, labels, top = study.rerank_features(bundle, blend, holdout)
+    assert top.tolist() == [[0, 1, 2, 3]]  # two baskets of item 0, one of item 1, then the others by popularity
+    assert labels.tolist() == [0, 1, 0, 0]
+    bought, baskets, since, interval = features[:, 2], features[:, 3], features[:, 5], features[:, 6]
+    assert bought.tolist() == [1, 1, 0, 0]
+    assert baskets.tolist() == [2, 1, 0, 0]
+    assert since[:2].tolist() == [5.0, 5.0]  # days from the last purchase to the held-out basket
+    assert interval[0] == 4.0  # days 1 and 5
+    assert features[:, 1].tolist() == [0, 1, 2, 3]  # the rank in the blend's list
