@@ -168,8 +168,8 @@ def rerank_features(bundle: ModelBundle, blend: Blend, holdout: Holdout) -> tupl
         keys = row_of * bundle.n_items + h.indices[pos]
         order = np.argsort(keys)
         wanted = rows * bundle.n_items + items
-        at = np.minimum(np.searchsorted(keys[order], wanted), len(keys) - 1)
-        found = keys[order][at] == wanted
+        at = np.minimum(np.searchsorted(keys[order], wanted), max(len(keys) - 1, 0))
+        found = keys[order][at] == wanted if len(keys) else np.zeros(len(wanted), dtype=bool)
         p = np.where(found, pos[order][at], 0)
         baskets = np.where(found, h.baskets[p], 0.0)
         since = np.where(found, batch.now[rows] - h.last_day[p], 9999.0)
@@ -235,6 +235,7 @@ def reranked(
         learn_x.append(x)
         learn_y.append(y)
     x, _, top = rerank_features(bundle, blend, holdout)
+    targets = holdout.targets.toarray()
     out = {}
     for trees, leaves in RERANK_SETTINGS:
         model = lightgbm.LGBMRanker(
@@ -251,7 +252,6 @@ def reranked(
         model.fit(np.concatenate(learn_x), y, group=np.full(len(y) // width, width))
         predicted = model.predict(x).reshape(len(holdout.users), width)
         ids = np.take_along_axis(top, np.argsort(-predicted, axis=1, kind="stable")[:, :K], axis=1)
-        targets = holdout.targets.toarray()
         hits = ranked_hits(top=ids, targets=targets)
         out[f"re-ranker, {trees} trees of {leaves} leaves"] = metrics_from_hits(
             hits=hits, n_targets=targets.sum(axis=1), k=K

@@ -105,19 +105,23 @@ def test_rerank_features_describe_the_blends_list_and_label_the_held_out_basket(
     bundle = Lines(_interactions(lines, n_users=2, n_items=4)).bundle(
         half_life=float("inf"), popularity_half_life=30.0, blend=blend, collaborative=None, catalog=catalog
     )
-    # Customer 0's next basket, on day 10, holds item 1 only.
+    # Customer 1's next basket, on day 4, holds item 3; customer 0's, on day 10, item 1 (listed second,
+    # so a lookup that mixed up list rows and customer ids would fail).
     holdout = Holdout(
-        users=np.array([0]),
-        now=np.array([10.0]),
-        targets=sp.csr_matrix((np.array([True]), (np.array([0]), np.array([1]))), shape=(1, 4)),
-        prior_baskets=np.array([2]),
+        users=np.array([1, 0]),
+        now=np.array([4.0, 10.0]),
+        targets=sp.csr_matrix((np.array([True, True]), (np.array([0, 1]), np.array([3, 1]))), shape=(2, 4)),
+        prior_baskets=np.array([1, 2]),
     )
     features, labels, top = study.rerank_features(bundle, blend, holdout)
-    assert top.tolist() == [[0, 1, 2, 3]]  # two baskets of item 0, one of item 1, then the others by popularity
-    assert labels.tolist() == [0, 1, 0, 0]
-    bought, baskets, since, interval = features[:, 2], features[:, 3], features[:, 5], features[:, 6]
-    assert bought.tolist() == [1, 1, 0, 0]
-    assert baskets.tolist() == [2, 1, 0, 0]
-    assert since[:2].tolist() == [5.0, 5.0]  # days from the last purchase to the held-out basket
-    assert interval[0] == 4.0  # days 1 and 5
-    assert features[:, 1].tolist() == [0, 1, 2, 3]  # the rank in the blend's list
+    assert features.shape == (8, 16)
+    assert top.tolist() == [[2, 3, 0, 1], [0, 1, 2, 3]]  # own items first (0: two baskets), then by popularity
+    assert labels.tolist() == [0, 1, 0, 0, 0, 1, 0, 0]
+    score, bought, baskets, decayed, since, interval = (features[:, c] for c in (0, 2, 3, 4, 5, 6))
+    assert np.all(np.diff(score.reshape(2, 4), axis=1) <= 0)  # each list in the blend's order
+    assert bought.tolist() == [1, 1, 0, 0, 1, 1, 0, 0]
+    assert baskets.tolist() == [1, 1, 0, 0, 2, 1, 0, 0]
+    assert decayed.tolist() == [1, 1, 0, 0, 2, 1, 0, 0]  # no decay at an infinite half-life
+    assert since.tolist()[:2] == [2.0, 2.0] and since.tolist()[4:6] == [5.0, 5.0]  # to the held-out basket's day
+    assert interval[4] == 4.0  # customer 0 bought item 0 on days 1 and 5
+    assert since[6] == interval[6] == 9999.0  # never bought: the fill value
