@@ -162,15 +162,13 @@ def rerank_features(bundle: ModelBundle, blend: Blend, holdout: Holdout) -> tupl
         batch = holdout.take(np.arange(start, min(start + 500, len(holdout.users))))
         signals = bundle.signals(rows=batch.users, now=batch.now)
         scores = blend_scores(signals, blend=blend, context="home")
-        top = np.argsort(-scores, axis=1, kind="stable")[:, :n]
+        top, _ = top_k(scores, k=n)
         rows, items = np.repeat(np.arange(len(batch.users)), n), top.ravel()
         row_of, pos = h.positions(batch.users)
-        keys = row_of * bundle.n_items + h.indices[pos]
-        order = np.argsort(keys)
-        wanted = rows * bundle.n_items + items
-        at = np.minimum(np.searchsorted(keys[order], wanted), max(len(keys) - 1, 0))
-        found = keys[order][at] == wanted if len(keys) else np.zeros(len(wanted), dtype=bool)
-        p = np.where(found, pos[order][at], 0)
+        where = np.full(scores.shape, -1, dtype=np.int64)  # each bought pair's position in the history
+        where[row_of, h.indices[pos]] = pos
+        p = where[rows, items]
+        found = p >= 0
         baskets = np.where(found, h.baskets[p], 0.0)
         since = np.where(found, batch.now[rows] - h.last_day[p], 9999.0)
         interval = np.where(
@@ -251,7 +249,7 @@ def reranked(
         width = top.shape[1]  # RERANK_CANDIDATES, or every item of a smaller catalogue
         model.fit(np.concatenate(learn_x), y, group=np.full(len(y) // width, width))
         predicted = model.predict(x).reshape(len(holdout.users), width)
-        ids = np.take_along_axis(top, np.argsort(-predicted, axis=1, kind="stable")[:, :K], axis=1)
+        ids = np.take_along_axis(top, top_k(predicted, k=K)[0], axis=1)
         hits = ranked_hits(top=ids, targets=targets)
         out[f"re-ranker, {trees} trees of {leaves} leaves"] = metrics_from_hits(
             hits=hits, n_targets=targets.sum(axis=1), k=K
