@@ -172,9 +172,10 @@ def _start_without_registry(shop: Shop, name: str, env: dict[str, str]) -> Outco
 
 
 def train_killed(shop: Shop, *, runs: int = 2, seed: int = 0) -> Outcome:
-    """`reco train` SIGKILLed at random points (and once SIGTERMed, and once killed right after the
-    version is registered), then run to the end: the registry must hold no run RUNNING and no
-    version without tags or whose training did not finish but that nobody chose (no alias)."""
+    """`reco train` SIGKILLed at random points (and once SIGTERMed, once killed right after the
+    version is registered, once right after @champion moved to it), then run to the end, promoting
+    (so @champion moves on from the killed run's version): the registry must hold no run RUNNING
+    and no version without tags or whose training did not finish but that nobody chose (no alias)."""
     rng = random.Random(seed)
     outcome = Outcome("reco train killed, re-run")
     length = shop.train_seconds
@@ -193,9 +194,10 @@ def train_killed(shop: Shop, *, runs: int = 2, seed: int = 0) -> Outcome:
             time.sleep(rng.uniform(0.3, 0.9) * length)
             proc.kill()
         proc.wait()
-    _killed_after_registration(shop)
-    done = shop.train()
-    outcome.requests = runs + 2
+    _killed_after(shop, "register")
+    _killed_after(shop, "promote", "--promote", "always")
+    done = shop.train("--promote", "always")
+    outcome.requests = runs + 3
     outcome.errors_5xx = int(done.returncode != 0)
     outcome.notes = registry_report(shop)
     return outcome
@@ -212,25 +214,26 @@ def _running_runs(shop: Shop) -> int:
         con.close()
 
 
-KILL_AFTER_REGISTER = """
+KILL_AFTER = """
 import os, signal, sys
 from training.registry import publishing
-register = publishing.register
-def register_then_die(*args, **kwargs):
-    version = register(*args, **kwargs)
+step = getattr(publishing, sys.argv[1])
+def step_then_die(*args, **kwargs):
+    step(*args, **kwargs)
     os.kill(os.getpid(), signal.SIGKILL)
-publishing.register = register_then_die
+setattr(publishing, sys.argv[1], step_then_die)
 from training.cli import app
-sys.argv = ["reco", *sys.argv[1:]]
+sys.argv = ["reco", *sys.argv[2:]]
 app()
 """
 
 
-def _killed_after_registration(shop: Shop) -> None:
-    """A real SIGKILL at the worst moment: the version registered, its alias not yet moved."""
+def _killed_after(shop: Shop, step: str, *extra: str) -> None:
+    """A real SIGKILL at a worst moment: right after `training.registry.publishing.<step>` (the
+    version registered, its alias not yet moved; or the alias moved, the run not yet ended)."""
     python = str(Path(shop.reco).parent / "python")
     subprocess.run(
-        [python, "-c", KILL_AFTER_REGISTER, "train", "--purchases", str(shop.data / "purchases.parquet")],
+        [python, "-c", KILL_AFTER, step, "train", "--purchases", str(shop.data / "purchases.parquet"), *extra],
         env=shop.env(),
         capture_output=True,
         timeout=600,

@@ -167,7 +167,7 @@ def _train(
     registry_pool = ThreadPoolExecutor(1, thread_name_prefix="registry")
     # First what a killed earlier run left (runs RUNNING, versions without an alias); the same
     # thread then logs this run, so the sweep is over before anything is registered.
-    registry_pool.submit(sweep, settings=settings, experiment=settings.experiment, name=name, log=log)
+    sweeping = registry_pool.submit(sweep, settings=settings, experiment=settings.experiment, name=name, log=log)
     champion_future = registry_pool.submit(current_champion, settings=settings, name=name)
     inputs_future = registry_pool.submit(
         lambda: [(input_dataset(p), c) for p, c in ((purchases_path, "training"), (catalog_path, "catalog")) if p]
@@ -212,7 +212,10 @@ def _train(
     # The champion gate: the challenger, the champion as served and its configuration refit, on the
     # gate customers (set aside before tuning; the reported test never decides).
     t = time.perf_counter()
-    gated = run_gate(fitted=fitted, prepared=prepared, champion=champion_future.result(), promote=promote, log=log)
+    champion = champion_future.result()
+    if sweeping.exception() is not None:  # done: the same thread ran it first; this training goes on
+        log(f"warning: could not clean up after stopped trainings: {sweeping.exception()}")
+    gated = run_gate(fitted=fitted, prepared=prepared, champion=champion, promote=promote, log=log)
     timings["gate_seconds"] = time.perf_counter() - t
     log(
         f"gate ({len(prepared.gate.users):,} customers): {'promoted' if gated.promoted else 'not promoted'}: "

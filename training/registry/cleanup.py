@@ -4,7 +4,10 @@
 its tags in one call, then moves the alias, then ends the run (FINISHED). So after a kill:
 
 * a run left RUNNING whose process is gone (same host, no such pid), or that started more than
-  STALE_RUN_HOURS ago elsewhere, is ended KILLED (resp. FAILED);
+  STALE_RUN_HOURS ago elsewhere, is ended KILLED (resp. FAILED), unless one of its versions holds
+  an alias: then the kill came after the alias move, the training made its choice and only its end
+  was lost, so the run is ended FINISHED (a later alias move must not turn a chosen version into
+  debris);
 * a version without an alias whose run did not finish is debris of a kill between registration and
   the alias move: it is deleted, so no READY version is left that nobody chose.
 
@@ -53,7 +56,7 @@ def sweep(*, settings: Settings, experiment: str, name: str, log: Callable[[str]
             status = "FAILED"
         else:
             continue
-        mlflow_client.set_terminated(run.info.run_id, status=status)
+        status = _end(mlflow_client, run.info.run_id, name=name, status=status)
         log(f"run {run.info.run_id} was left RUNNING by a stopped `reco train`: marked {status}")
     _delete_unfinished_versions(mlflow_client, name=name, log=log)
 
@@ -66,8 +69,8 @@ def end_own_runs(*, settings: Settings, name: str, log: Callable[[str], Any] = p
         for run in mlflow_client.search_runs(
             [experiment.experiment_id], filter_string=f"attributes.status = 'RUNNING' and {mine}"
         ):
-            mlflow_client.set_terminated(run.info.run_id, status="KILLED")
-            log(f"stopped: run {run.info.run_id} marked KILLED")
+            status = _end(mlflow_client, run.info.run_id, name=name, status="KILLED")
+            log(f"stopped: run {run.info.run_id} marked {status}")
     _delete_unfinished_versions(mlflow_client, name=name, log=log)
 
 
@@ -94,19 +97,37 @@ def on_stop(*, settings: Settings, name: str, log: Callable[[str], Any] = print)
     return restore
 
 
+def _end(mlflow_client: Any, run_id: str, *, name: str, status: str) -> str:
+    """End a stopped run: FINISHED if a version of `name` it registered holds an alias, else `status`."""
+    aliased = _aliased_versions(mlflow_client, name=name)
+    versions = mlflow_client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    if any(str(version.version) in aliased for version in versions):
+        status = "FINISHED"
+    mlflow_client.set_terminated(run_id, status=status)
+    return status
+
+
 def _delete_unfinished_versions(mlflow_client: Any, *, name: str, log: Callable[[str], Any]) -> None:
-    try:
-        aliased = set(mlflow_client.get_registered_model(name).aliases.values())
-        versions = mlflow_client.search_model_versions(f"name = '{name}'")
-    except Exception:  # no registered model yet
-        return
-    for version in versions:
-        if str(version.version) in {str(v) for v in aliased} or not version.run_id:
+    aliased = _aliased_versions(mlflow_client, name=name)
+    for version in mlflow_client.search_model_versions(f"name = '{name}'"):
+        if str(version.version) in aliased or not version.run_id:
             continue
         status = mlflow_client.get_run(version.run_id).info.status
         if status in ("FAILED", "KILLED"):
             mlflow_client.delete_model_version(name, version.version)
             log(f"deleted version {version.version} of {name}: its training was stopped before an alias moved")
+
+
+def _aliased_versions(mlflow_client: Any, *, name: str) -> set[str]:
+    """The versions of `name` that hold an alias (none while the model is not registered yet)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return {str(v) for v in mlflow_client.get_registered_model(name).aliases.values()}
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return set()
+        raise
 
 
 def _alive(pid: int) -> bool:
