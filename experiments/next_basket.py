@@ -19,14 +19,8 @@ training.gate.paired_bootstrap):
                  of the share who came back at all (Blend.item_repeat)
   explore slot   the served home list with its explore slot (Blend.home_explore) against the blend
                  alone: what the fixed policy costs on this data (a policy, not a model choice)
-  re-ranker      LightGBM's LambdaRank over the blend's first 50 items per customer, with the
-                 signals and the history's facts as features (blend score and rank, bought, basket
-                 count, decayed count, days since the last purchase, rebuy interval and their ratio,
-                 the item's share of the customer's baskets, the customer's baskets and items, the
-                 repurchase, collaborative and popularity signals, the item's repeat rate and
-                 buyers), trained on earlier baskets only: the validation baskets of splits taken
-                 again on each earlier split's training lines (two baskets further back each time),
-                 the collaborative part fitted again on each
+  re-ranker      the learned re-ranker of `home` as `reco train` fits it (training.pipeline.rerank:
+                 LightGBM's LambdaRank over the blend's first 50 items, learnt from earlier baskets)
 
 Variants that replace the repurchase signal keep the default's blend weights. The last line is
 JSON with every figure.
@@ -52,19 +46,19 @@ sys.path.insert(0, str(ROOT / "experiments"))
 
 from real_data import DATASETS, fetch  # noqa: E402
 
-from training import algorithms  # noqa: E402
 from training.algorithms.blends import baseline_blend  # noqa: E402
-from training.algorithms.repurchase import BasketEvents, history_matrix  # noqa: E402
-from training.core.blend import Blend, blend_scores  # noqa: E402
+from training.algorithms.repurchase import BasketEvents  # noqa: E402
+from training.core.blend import Blend  # noqa: E402
 from training.core.bundle import ModelBundle  # noqa: E402
-from training.core.history import decay, rebuy_interval  # noqa: E402
+from training.core.history import decay  # noqa: E402
 from training.core.topk import top_k  # noqa: E402
 from training.data.load import load_purchases  # noqa: E402
 from training.evaluate import Candidate, customer_scores  # noqa: E402
 from training.gate import paired_bootstrap  # noqa: E402
 from training.metrics import metrics_from_hits, ranked_hits  # noqa: E402
+from training.pipeline import rerank  # noqa: E402
 from training.pipeline.fit import DEFAULT_EVAL_USERS, Fitted, fit_configuration, parse_params  # noqa: E402
-from training.pipeline.prepare import Prepared, prepare, prepare_interactions  # noqa: E402
+from training.pipeline.prepare import Prepared, prepare  # noqa: E402
 from training.sorting import run_starts, unique_inverse  # noqa: E402
 from training.split import Holdout  # noqa: E402
 
@@ -73,9 +67,6 @@ BASKET_HALF_LIVES = (5.0, 10.0, 20.0, 40.0)
 TIFU_SETTINGS = ((3, 0.9, 0.6, 900, 0.2), (7, 0.9, 0.7, 300, 0.7), (7, 0.9, 0.7, 100, 0.9))  # m, r_b, r_g, k, α
 WINDOWS = (10, 25, 50)
 SMOOTHING = ((100, 0.8), (100, 0.9), (900, 0.8), (900, 0.9))  # k, α
-RERANK_CANDIDATES = 50
-RERANK_EARLIER = 8  # earlier splits whose validation baskets the re-ranker learns from
-RERANK_SETTINGS = ((100, 7), (200, 7), (100, 15))  # trees, leaves
 REPEAT_BY_COUNT_MAX = 8
 
 
@@ -151,110 +142,21 @@ def ndcg_of_scores(scores: np.ndarray, holdout: Holdout) -> np.ndarray:
     return metrics_from_hits(hits=ranked_hits(top=ids, targets=targets), n_targets=targets.sum(axis=1), k=K)["ndcg"]
 
 
-def rerank_features(bundle: ModelBundle, blend: Blend, holdout: Holdout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(features of each customer's first RERANK_CANDIDATES `home` items of the blend, one row per
-    customer and item in list order; 1 where the item is in the held-out basket; the items)."""
-    h, n = bundle.history, min(RERANK_CANDIDATES, bundle.n_items)
-    repeat_rate = bundle.item_repeat_rates()
-    buyers = np.bincount(h.indices, minlength=bundle.n_items).astype(np.float64)
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    for start in range(0, len(holdout.users), 500):
-        batch = holdout.take(np.arange(start, min(start + 500, len(holdout.users))))
-        signals = bundle.signals(rows=batch.users, now=batch.now)
-        scores = blend_scores(signals, blend=blend, context="home")
-        top, _ = top_k(scores, k=n)
-        rows, items = np.repeat(np.arange(len(batch.users)), n), top.ravel()
-        row_of, pos = h.positions(batch.users)
-        where = np.full(scores.shape, -1, dtype=np.int64)  # each bought pair's position in the history
-        where[row_of, h.indices[pos]] = pos
-        p = where[rows, items]
-        found = p >= 0
-        baskets = np.where(found, h.baskets[p], 0.0)
-        since = np.where(found, batch.now[rows] - h.last_day[p], 9999.0)
-        interval = np.where(
-            found,
-            rebuy_interval(first_day=h.first_day[p], last_day=h.last_day[p], baskets=np.maximum(baskets, 1)),
-            9999.0,
-        )
-        prior = batch.prior_baskets[rows].astype(np.float64)
-        collaborative = signals.collaborative[rows, items] if signals.collaborative is not None else np.zeros(len(rows))
-        popular = signals.popular[rows, items] if signals.popular.ndim == 2 else signals.popular[items]
-        features = np.column_stack(
-            [
-                scores[rows, items],
-                np.tile(np.arange(n), len(batch.users)),
-                signals.bought[rows, items],
-                baskets,
-                np.where(found, h.decayed[p], 0.0),
-                since,
-                interval,
-                since / np.maximum(interval, 1.0),
-                baskets / np.maximum(prior, 1.0),
-                prior,
-                np.diff(h.indptr)[batch.users][rows],
-                signals.repurchase_scores(blend.repurchase_key)[rows, items],
-                collaborative,
-                popular,
-                repeat_rate[items],
-                buyers[items],
-            ]
-        )
-        labels = np.asarray(batch.targets[rows, items]).ravel().astype(np.int64)
-        parts.append((features, labels, top))
-    return tuple(np.concatenate(column) for column in zip(*parts, strict=True))  # type: ignore[return-value]
-
-
-def reranked(
-    prepared: Prepared, fitted: Fitted, blend: Blend, bundle: ModelBundle, holdout: Holdout
-) -> dict[str, np.ndarray]:
-    """Per setting of RERANK_SETTINGS, the validation customers' per-customer NDCG@10 of the blend's
-    first RERANK_CANDIDATES re-ranked by a LambdaRank model trained on RERANK_EARLIER earlier splits."""
-    import lightgbm
-
-    learn_x, learn_y = [], []
-    earlier = prepared
-    for _ in range(RERANK_EARLIER):
-        lines = earlier.interactions.subset(earlier.split.train)
-        earlier = prepare_interactions(interactions=lines, catalog=None, eval_users=len(lines.user_ids))
-        cf = None
-        if fitted.collaborative_name is not None:
-            matrix = history_matrix(earlier.train.history(fitted.half_life), n_items=lines.n_items)
-            params = {**fitted.params, **fitted.collaborative_params}
-            cf = algorithms.fit_collaborative(name=fitted.collaborative_name, matrix=matrix, params=params).scorer
-        earlier_bundle = earlier.train.bundle(
-            half_life=fitted.half_life,
-            popularity_half_life=fitted.popularity_half_life,
-            blend=blend,
-            collaborative=cf,
-            catalog=earlier.catalog,
-            timeline=True,
-        )
-        x, y, _ = rerank_features(earlier_bundle, blend, earlier.validation)
-        learn_x.append(x)
-        learn_y.append(y)
-    x, _, top = rerank_features(bundle, blend, holdout)
-    targets = holdout.targets.toarray()
-    out = {}
-    for trees, leaves in RERANK_SETTINGS:
-        model = lightgbm.LGBMRanker(
-            objective="lambdarank",
-            n_estimators=trees,
-            num_leaves=leaves,
-            learning_rate=0.05,
-            min_child_samples=50,
-            random_state=0,
-            verbose=-1,
-        )
-        y = np.concatenate(learn_y)
-        width = top.shape[1]  # RERANK_CANDIDATES, or every item of a smaller catalogue
-        model.fit(np.concatenate(learn_x), y, group=np.full(len(y) // width, width))
-        predicted = model.predict(x).reshape(len(holdout.users), width)
-        ids = np.take_along_axis(top, top_k(predicted, k=K)[0], axis=1)
-        hits = ranked_hits(top=ids, targets=targets)
-        out[f"re-ranker, {trees} trees of {leaves} leaves"] = metrics_from_hits(
-            hits=hits, n_targets=targets.sum(axis=1), k=K
-        )["ndcg"]
-    return out
+def reranked(prepared: Prepared, fitted: Fitted, blend: Blend, bundle: ModelBundle, holdout: Holdout) -> np.ndarray:
+    """The validation customers' per-customer NDCG@10 of the blend's home list re-ranked as `reco
+    train` does (training.pipeline.rerank), without the explore slot."""
+    learnt = rerank.learn(
+        prepared=prepared,
+        blend=blend,
+        half_life=fitted.half_life,
+        popularity_half_life=fitted.popularity_half_life,
+        collaborative=fitted.collaborative_name,
+        params={**fitted.params, **fitted.collaborative_params},
+        log=print,
+    )
+    assert learnt.reranker is not None, "too few earlier baskets to learn from"
+    candidate = Candidate("x", replace(bundle, reranker=learnt.reranker), replace(blend, home_rerank=True), ("home",))
+    return customer_scores(candidates=[candidate], holdout=holdout)["x"]["home"]
 
 
 def study(dataset: str, params: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
@@ -262,7 +164,8 @@ def study(dataset: str, params: dict[str, Any], log: Callable[[str], None]) -> d
     cache = Path(os.environ.get("RECO_HOME", ROOT / ".reco")) / "datasets"
     purchases, _ = load_purchases(fetch(DATASETS[dataset], cache))
     prepared = prepare(purchases=purchases, catalog=None, eval_users=DEFAULT_EVAL_USERS)
-    fitted = fit_configuration(model="hybrid", params=params, prepared=prepared, log=log)
+    # The blend without the re-ranker: the methods below replace or re-rank its signals.
+    fitted = fit_configuration(model="hybrid", params={**params, "rerank": "off"}, prepared=prepared, log=log)
     holdout, train = prepared.tuning, prepared.train
     cf = fitted.collaborative.scorer if fitted.collaborative is not None else None
     bundle = train.bundle(
@@ -321,7 +224,7 @@ def study(dataset: str, params: dict[str, Any], log: Callable[[str], None]) -> d
         scores[f"TIFU-KNN m {m}, r_b {r_b}, r_g {r_g}, k {k}, α {alpha}"] = ndcg_of_scores(
             dense + 1e-9 * popular[None, :], holdout
         )
-    scores.update(reranked(prepared, fitted, blend, bundle, holdout))
+    scores["re-ranker as `reco train` fits it"] = reranked(prepared, fitted, blend, bundle, holdout)
     reference = scores["default's blend"]
     frequency = float(np.nanmean(scores["frequency (tuned day decay)"]))
     rows_out = []

@@ -33,7 +33,9 @@ from typing import Any
 import numpy as np
 from scipy.linalg import blas
 
+from training.core import rerank
 from training.core.errors import UnknownContext
+from training.core.rerank import PairFacts, Reranker
 from training.core.topk import top_k, top_of_candidates
 
 CONTEXTS = ("home", "buy-again", "discover")
@@ -68,6 +70,8 @@ class Blend:
     # Exponents of the item's repeat rate and of the customer's repeat odds in the repurchase signal.
     item_repeat: float = 0.0
     customer_repeat: float = 0.0
+    # `home`'s first items reordered by the bundle's learned re-ranker (core.rerank), when it has one.
+    home_rerank: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for config.json and MLflow params."""
@@ -82,6 +86,7 @@ class Blend:
             "home_explore": self.home_explore,
             "item_repeat": self.item_repeat,
             "customer_repeat": self.customer_repeat,
+            "home_rerank": self.home_rerank,
         }
 
     @property
@@ -115,6 +120,9 @@ class Signals:
     popular: np.ndarray  # per item, or rows × items (popularity as of each row's day)
     pairs: tuple[np.ndarray, np.ndarray] | None = None  # (row, item) of every bought pair, rows ascending
     repurchase_of: Callable[[RepurchaseKey], np.ndarray] | None = None  # Blend.repurchase_key → scores at `pairs`
+    # The bundle's re-ranker (None: the blend's order) and what its features read of the history.
+    reranker: Reranker | None = None
+    facts: Callable[[], PairFacts] | None = None
     _at_pairs: dict[RepurchaseKey, np.ndarray] = field(default_factory=dict, init=False, repr=False)
 
     def repurchase_at_pairs(self, key: RepurchaseKey) -> np.ndarray:
@@ -151,7 +159,34 @@ def blend_scores(signals: Signals, *, blend: Blend, context: str) -> np.ndarray:
         np.copyto(scores, np.float32(-np.inf), where=excluded)
     elif blend.excludes_bought(context):
         np.copyto(scores, np.float32(-np.inf), where=signals.bought)
+    if context == "home" and blend.home_rerank and signals.reranker is not None and known.any():
+        scores = reranked_home(signals, scores=scores, blend=blend)
     return scores
+
+
+def reranked_home(signals: Signals, *, scores: np.ndarray, blend: Blend) -> np.ndarray:
+    """`home` scores of the known customers with their first items in the re-ranker's order (core.rerank)."""
+    assert signals.reranker is not None
+    top, x = rerank_features(signals, scores=scores, blend=blend)
+    predicted = signals.reranker.predict(x).reshape(top.shape)
+    return rerank.reordered(scores, top, predicted, rows=signals.known)
+
+
+def rerank_features(signals: Signals, *, scores: np.ndarray, blend: Blend) -> tuple[np.ndarray, np.ndarray]:
+    """(each row's re-ranking candidates, best first: rows × at most rerank.CANDIDATES; their
+    rerank.FEATURES, one row per customer and candidate) of the blend's `home` scores."""
+    assert signals.facts is not None, "Signals without a history have no re-ranking features"
+    top = rerank.candidates(scores)
+    x = rerank.features(
+        signals.facts(),
+        scores=scores,
+        top=top,
+        bought=signals.bought,
+        repurchase=signals.repurchase_scores(blend.repurchase_key),
+        collaborative=signals.collaborative,
+        popular=signals.popular,
+    )
+    return top, x
 
 
 def _base_scores(signals: Signals, *, collaborative: float, popularity: float) -> np.ndarray:
@@ -189,8 +224,10 @@ def top_blended(
     context, so one top-k of the base over those items per (collaborative, popularity) weights, kept
     in `shared` (one dict per Signals), serves every blend and context with those weights; the bought
     items, a few dozen per customer, are scored on their own and merged in. The same float operations
-    on the same values as `blend_scores`: the same lists, ties included."""
-    if signals.pairs is None or not signals.known.all():
+    on the same values as `blend_scores`: the same lists, ties included. A re-ranked `home` list
+    has no shared work: it is `blend_scores`'s."""
+    reranked = context == "home" and blend.home_rerank and signals.reranker is not None
+    if signals.pairs is None or not signals.known.all() or reranked:
         return top_k(blend_scores(signals, blend=blend, context=context), k=k)
     k = max(min(k, signals.bought.shape[1]), 0)
     blend = blend.for_context(context)

@@ -29,6 +29,7 @@ from training.core.history import (
     repeat_odds,
 )
 from training.core.ids import IdLookup
+from training.core.rerank import PairFacts, Reranker
 from training.core.topk import top_k
 
 BATCH = 256  # customers ranked per matrix product
@@ -49,6 +50,7 @@ class ModelBundle:
     blend: Blend
     collaborative: Collaborative | None = None
     category_baskets: CategoryBaskets | None = None  # which aisles share baskets (None: older bundles)
+    reranker: Reranker | None = None  # home's learned re-ranker (core.rerank; None: the blend's order)
     config: dict[str, Any] = field(default_factory=dict)
     version: str = ""
     # Evaluation only (never saved): popularity as of each held-out basket's day.
@@ -57,6 +59,7 @@ class ModelBundle:
     _item_index: dict[str, int] | None = field(default=None, repr=False)
     _co_buyers: CoBuyers | None = field(default=None, repr=False)
     _item_repeat: np.ndarray | None = field(default=None, repr=False)
+    _item_buyers: np.ndarray | None = field(default=None, repr=False)
     _category_codes: dict[str, int] | None = field(default=None, repr=False)
     _categories_lower: dict[str, str] | None = field(default=None, repr=False)
 
@@ -123,6 +126,12 @@ class ModelBundle:
             self._item_repeat = item_repeat_rates(self.history, n_items=self.n_items)
         return self._item_repeat
 
+    def item_buyers(self) -> np.ndarray:
+        """Per item, the customers who bought it (float64; computed once)."""
+        if self._item_buyers is None:
+            self._item_buyers = np.bincount(self.history.indices, minlength=self.n_items).astype(np.float64)
+        return self._item_buyers
+
     def _repurchase_values(
         self, *, row_of: np.ndarray, pos: np.ndarray, now: np.ndarray, key: RepurchaseKey
     ) -> np.ndarray:
@@ -177,6 +186,18 @@ class ModelBundle:
             popular = self.popularity_timeline.at(when)
         else:
             popular = self.popular_scores()
+
+        def facts() -> PairFacts:
+            return PairFacts(
+                history=self.history,
+                row_of=row_of,
+                item=item,
+                pos=pos,
+                now=when,
+                item_repeat=self.item_repeat_rates(),
+                buyers=self.item_buyers(),
+            )
+
         return Signals(
             known=known,
             bought=bought,
@@ -185,6 +206,8 @@ class ModelBundle:
             popular=popular,
             pairs=(row_of, item),
             repurchase_of=lambda key: self._repurchase_values(row_of=row_of, pos=pos, now=when, key=key),
+            reranker=self.reranker,
+            facts=facts,
         )
 
     def score_rows(self, *, rows: np.ndarray, context: str, now: np.ndarray | None = None) -> np.ndarray:

@@ -25,9 +25,11 @@ from training.core.blend import DEFAULT_HOME_EXPLORE, Blend
 from training.core.bundle import ModelBundle
 from training.core.collaborative import Collaborative
 from training.core.errors import RecoError
+from training.core.rerank import Reranker
 from training.evaluate import Candidate, Reuse, evaluate
 from training.interactions import Interactions
 from training.metrics import KS, PRIMARY_METRIC
+from training.pipeline import rerank
 from training.pipeline.prepare import Prepared
 from training.tuning import (
     HALF_LIVES,
@@ -42,6 +44,7 @@ from training.tuning import (
 
 DEFAULT_EVAL_USERS = 10_000
 REFIT_CHOICES = ("auto", "full", "fold-in", "none")
+RERANK_CHOICES = ("auto", "off")  # --param rerank: learn home's re-ranker where it can help, or never
 # Candidates the hybrid chooses its discovery part from, simplest first: EASE (one value to choose,
 # closed form, deterministic), item neighbours (one value, a truncated similarity), ALS (three values,
 # iterative, seeded). A later one replaces the one kept so far only when its validation score (home
@@ -68,6 +71,7 @@ class Fitted:
     collaborative_name: str | None
     collaborative: FittedCollaborative | None
     test_bundle: ModelBundle
+    reranker: Reranker | None = None  # home's, when validation kept it (blend.home_rerank)
     collaborative_params: dict[str, Any] = field(default_factory=dict)  # chosen on validation (refit uses them)
     validation_scores: dict[str, float] = field(default_factory=dict)
     choice: dict[str, Any] = field(default_factory=dict)
@@ -91,6 +95,7 @@ def parse_params(pairs: Sequence[str]) -> dict[str, str]:
         "popularity_half_life",
         "explore_share",
         "search_seconds",
+        "rerank",
     }
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -100,7 +105,21 @@ def parse_params(pairs: Sequence[str]) -> dict[str, str]:
             raise RecoError(f"Unknown --param {key!r}: use one of {', '.join(sorted(known))}.")
         params[key] = value
     explore_share(params)  # checked before any work
+    if params.get("rerank", "auto") not in RERANK_CHOICES:
+        raise RecoError(f"rerank must be one of {', '.join(RERANK_CHOICES)}, got {params['rerank']!r}.")
     return params
+
+
+def wants_reranker(*, model: str, params: Mapping[str, Any], prepared: Prepared, blend: Blend, search: bool) -> bool:
+    """Whether to learn home's re-ranker: `--param rerank=auto` (the default) for the hybrid on
+    basket data with the model search (below SEARCH_MAX_PAIRS), whose home list holds bought items."""
+    return (
+        params.get("rerank", "auto") == "auto"
+        and model == "hybrid"
+        and search
+        and prepared.split.protocol == "baskets"
+        and not blend.home_excludes_bought
+    )
 
 
 def explore_share(params: Mapping[str, Any]) -> float:
@@ -294,6 +313,25 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
         blend = replace(blend, home_explore=explore_share(params))
     if chosen and chosen_params.get(chosen):
         choice["chosen_params"] = chosen_params[chosen]
+    # 4. The learned re-ranker of home (hybrid on baskets with the model search), kept when it beats
+    # the blend as served beyond the interval on validation (training.pipeline.rerank).
+    reranker = None
+    if wants_reranker(model=model, params=params, prepared=prepared, blend=blend, search=search):
+        learnt = rerank.learn(
+            prepared=prepared,
+            blend=blend,
+            half_life=half_life,
+            popularity_half_life=pop_half_life,
+            collaborative=chosen,
+            params={**params, **chosen_params.get(chosen, {})} if chosen else dict(params),
+            log=log,
+        )
+        cf_scorer = fits[chosen].scorer if chosen else None
+        kept, choice["rerank"] = rerank.choose(
+            learnt, bundle=bundle(half_life, pop_half_life, blend, cf_scorer), blend=blend, holdout=val, log=log
+        )
+        if kept:
+            reranker, blend = learnt.reranker, replace(blend, home_rerank=True)
     # 3. The test-time bundle. With the model search (small data) every candidate is fitted again on
     # all the lines before the test, with the values validation chose: the test then measures what
     # is registered (a fit on every line known), and the validation lines (a fifth of every
@@ -325,6 +363,7 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
         collaborative=test_cf,
         catalog=prepared.catalog,
         timeline=True,
+        reranker=reranker,
     )
     _step(bar, "test bundle")
     fitted = Fitted(
@@ -337,6 +376,7 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
         collaborative=cf_fit,
         collaborative_params=chosen_params.get(chosen, {}) if chosen else {},
         test_bundle=test_bundle,
+        reranker=reranker,
         choice=choice,
         fit_seconds=time.perf_counter() - start,
     )
@@ -401,5 +441,6 @@ def refit_all(*, fitted: Fitted, prepared: Prepared, refit: str, log: Log) -> tu
         collaborative=scorer,
         catalog=prepared.catalog,
         copurchase=True,
+        reranker=fitted.reranker,
     )
     return bundle, mode

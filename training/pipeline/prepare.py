@@ -31,6 +31,7 @@ from training.core.collaborative import Collaborative
 from training.core.copurchase import CategoryBaskets
 from training.core.errors import RecoError
 from training.core.history import History, PopularityTimeline
+from training.core.rerank import Reranker
 from training.interactions import Interactions, build_interactions
 from training.sorting import run_starts
 from training.split import (
@@ -268,6 +269,7 @@ class Lines:
         catalog: Catalog,
         timeline: bool = False,
         copurchase: bool = False,
+        reranker: Reranker | None = None,
     ) -> ModelBundle:
         """A bundle of these lines; `timeline` adds popularity as of past days, for evaluation on held-out
         baskets; `copurchase` the aisles' basket counts that basket completion explains with (the
@@ -285,6 +287,7 @@ class Lines:
             collaborative=collaborative,
             category_baskets=self.category_baskets(catalog) if copurchase else None,
             popularity_timeline=self.timeline(popularity_half_life) if timeline else None,
+            reranker=reranker,
         )
 
 

@@ -16,10 +16,12 @@ from training.core.collaborative import Collaborative
 from training.core.copurchase import CategoryBaskets
 from training.core.errors import RecoError
 from training.core.history import CoBuyers, History
+from training.core.rerank import Reranker
 
 FORMAT_VERSION = 1
 ARRAYS = "arrays.npz"
 CONFIG = "config.json"
+RERANKER = "reranker_"  # the prefix of the re-ranker's arrays
 _MAP_MIN_BYTES = 1 << 20
 
 
@@ -54,6 +56,8 @@ def save_bundle(bundle: ModelBundle, *, path: Path) -> Path:
         arrays.update(cf.arrays())
     if bundle.category_baskets is not None:
         arrays["category_baskets"] = bundle.category_baskets.together
+    if bundle.reranker is not None:
+        arrays.update({f"{RERANKER}{name}": values for name, values in bundle.reranker.arrays().items()})
     _write_aligned_npz(path / ARRAYS, arrays)
     config = {
         "format_version": FORMAT_VERSION,
@@ -169,6 +173,11 @@ def load_bundle_dir(path: Path, *, version: str = "") -> ModelBundle:
             CategoryBaskets(together=np.asarray(a["category_baskets"]), baskets=int(config["baskets"]))
             if "category_baskets" in a and "baskets" in config
             else None  # written before baskets were counted: basket completion quotes co-buyers only
+        ),
+        reranker=(
+            Reranker.of_arrays({n.removeprefix(RERANKER): a[n] for n in a if n.startswith(RERANKER)})
+            if f"{RERANKER}roots" in a
+            else None
         ),
         config=config,
         version=version or str(config.get("run_id", "")),

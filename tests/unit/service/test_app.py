@@ -71,7 +71,7 @@ def test_metrics_survive_feast_setting_the_multiprocess_variable() -> None:
 # Importing the service must not load the trainer or the batch side's libraries (docs/architecture.md: the
 # service imports the ranking core, the registry's loading side, the features' names and encodings
 # and the recap renderer). Feast and MLflow are loaded by the lifespan, never at import.
-FORBIDDEN_PACKAGES = ("duckdb", "pyarrow", "implicit", "feast", "mlflow")
+FORBIDDEN_PACKAGES = ("duckdb", "pyarrow", "implicit", "lightgbm", "feast", "mlflow")
 ALLOWED_TRAINING = ("training.core", "training.registry", "training.features", "training.recaps", "training.settings")
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from tests.conftest import purchase_lines
+from training.interactions import Interactions
 
 
 def checkerboard(customers: int = 40, items: int = 20) -> pa.Table:
@@ -38,3 +39,18 @@ def catalogue_style(customers: int = 240, items: int = 90, seed: int = 5) -> pa.
         for day, item in enumerate(seen):
             rows.append((f"U{u:03d}", f"F{item:03d}", start + timedelta(days=3 * day, hours=u % 24)))
     return purchase_lines(rows)
+
+
+def hand_made(lines: list[tuple[int, int, float, int]], n_users: int, n_items: int) -> Interactions:
+    """(customer, item, day, basket) lines as Interactions."""
+    user, item, day, basket = (np.array(column) for column in zip(*lines, strict=True))
+    return Interactions(
+        user_ids=np.array([f"u{i}" for i in range(n_users)]),
+        item_ids=np.array([f"i{i}" for i in range(n_items)]),
+        user=user.astype(np.int32),
+        item=item.astype(np.int32),
+        day=day.astype(np.float64),
+        basket=basket.astype(np.int64),
+        quantity=np.ones(len(lines), dtype=np.float32),
+        ordered=True,
+    )

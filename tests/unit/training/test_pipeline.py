@@ -24,7 +24,7 @@ def test_fit_beside_the_tuning_gives_the_same_configuration(small_store: Path, m
     the same fit and choices as one after the other (the test bundle then folds the tested customers
     in, where the model search fits the candidates again on the lines before the test)."""
     prepared = prepare(purchases=pq.read_table(small_store / "purchases.parquet"), catalog=None, eval_users=200)
-    params = {"candidates": "als", "regularization": "0.05", "factors": "64", "alpha": "1.0"}  # no search
+    params = {"candidates": "als", "regularization": "0.05", "factors": "64", "alpha": "1.0", "rerank": "off"}
     inline = fit_configuration(model="hybrid", params=params, prepared=prepared, log=lambda _: None)
     monkeypatch.setattr(fit_module, "SEARCH_MAX_PAIRS", 0)
     threads: list[str] = []
