@@ -160,6 +160,7 @@ def blend_scores(signals: Signals, *, blend: Blend, context: str) -> np.ndarray:
     elif blend.excludes_bought(context):
         np.copyto(scores, np.float32(-np.inf), where=signals.bought)
     if context == "home" and blend.home_rerank and signals.reranker is not None and known.any():
+        assert not blend.home_excludes_bought, "the re-ranker orders home lists that hold bought items"
         scores = reranked_home(signals, scores=scores, blend=blend)
     return scores
 

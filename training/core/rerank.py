@@ -20,7 +20,7 @@ from training.core.history import History, rebuy_interval
 from training.core.topk import top_k
 
 CANDIDATES = 50  # the blend's first items that the ensemble reorders
-NEVER = 9999.0  # days since, and interval, of an item the customer never bought (or bought once)
+NEVER = 9999.0  # days since the last purchase, and rebuy interval, of an item the customer never bought
 FEATURES = (
     "blend score",
     "blend rank",
@@ -155,15 +155,15 @@ def reordered(scores: np.ndarray, top: np.ndarray, predicted: np.ndarray, *, row
     """`scores` with the candidates `top` of `rows` (a bool mask: the others keep the blend's order)
     in the order of `predicted` (rows × candidates): the candidates take the blend's scores of the
     candidates in turn, best first, each made just below the one before where the blend had a tie,
-    and the rest of the row stays below the last of them. The same items lead, in the trees' order."""
+    and the rest of the row stays below the last of them. The same items lead, in the trees' order.
+    (A known customer's `home` scores are all finite: the context leaves no item out.)"""
     out = scores.copy()
     chosen = np.flatnonzero(rows)
     if not len(chosen) or not top.shape[1]:
         return out
     top, predicted = top[chosen], predicted[chosen]
     values = np.take_along_axis(scores[chosen], top, axis=1)  # best first: `top` is in the blend's order
-    # Items the context leaves out (−inf) stay last.
-    order = np.argsort(-np.where(np.isfinite(values), predicted, -np.inf), axis=1, kind="stable")
+    order = np.argsort(-predicted, axis=1, kind="stable")
     for c in range(1, values.shape[1]):
         values[:, c] = np.minimum(values[:, c], np.nextafter(values[:, c - 1], np.float32(-np.inf)))
     below = np.nextafter(values[:, -1], np.float32(-np.inf))[:, None]

@@ -136,7 +136,7 @@ def run_gate(*, fitted: Any, prepared: Prepared, champion: Champion | None, prom
 
 def served_bundle(champion: ModelBundle, *, prepared: Prepared) -> ModelBundle:
     """The champion as served, on the challenger's histories up to each customer's last basket (see the
-    module docstring): its blend, half-lives and item side on the challenger's item index."""
+    module docstring): its blend, half-lives, item side and re-ranker on the challenger's item index."""
     inter = prepared.interactions
     known = champion.item_index
     position = np.array([known.get(item, -1) for item in inter.item_ids.tolist()], dtype=np.int64)
@@ -169,6 +169,7 @@ def served_bundle(champion: ModelBundle, *, prepared: Prepared) -> ModelBundle:
         collaborative=collaborative,
         catalog=prepared.catalog,
         timeline=True,
+        reranker=champion.reranker,  # its features read no item ids: the trees hold on any item index
     )
 
 

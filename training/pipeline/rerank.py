@@ -26,6 +26,7 @@ from training import algorithms
 from training.algorithms.repurchase import history_matrix
 from training.core.blend import Blend, blend_scores, rerank_features
 from training.core.bundle import ModelBundle
+from training.core.errors import RecoError
 from training.core.rerank import Reranker
 from training.pipeline.prepare import Prepared, prepare_interactions
 from training.split import Holdout
@@ -67,8 +68,9 @@ def learn(
         lines = earlier.interactions.subset(earlier.split.train)
         if lines.n_lines == 0:
             break
-        earlier = prepare_interactions(interactions=lines, catalog=None, eval_users=len(lines.user_ids))
-        if len(earlier.validation.users) == 0:
+        try:
+            earlier = prepare_interactions(interactions=lines, catalog=None, eval_users=len(lines.user_ids))
+        except RecoError:  # no customer has two baskets this far back: learn from the splits so far
             break
         cf = None
         if collaborative is not None:
@@ -114,8 +116,12 @@ def choose(
     record: dict[str, Any] = {"learnt_from_customers": learnt.customers, "seconds": round(learnt.seconds, 1)}
     if learnt.reranker is None:
         return False, record
-    reranked = (replace(bundle, reranker=learnt.reranker), replace(blend, home_rerank=True))
-    scores = per_customer({"blend": (bundle, blend), "re-ranked": reranked}, holdout=holdout, context="home")
+    with_trees = replace(bundle, reranker=learnt.reranker)  # one bundle: its signals serve both lists
+    scores = per_customer(
+        {"blend": (with_trees, blend), "re-ranked": (with_trees, replace(blend, home_rerank=True))},
+        holdout=holdout,
+        context="home",
+    )
     wins, comparison = better_beyond_interval(scores["re-ranked"], scores["blend"])
     record.update(comparison.to_dict(), kept=wins)
     log(
@@ -163,7 +169,8 @@ def from_lightgbm(model: dict[str, Any]) -> Reranker:
         right.append(at)
         value.append(float(node.get("leaf_value", 0.0)))
         if "split_feature" in node:
-            assert node["decision_type"] == "<=", node["decision_type"]
+            # Numerical "≤ goes left" splits without missing values: what `Reranker.predict` does.
+            assert node["decision_type"] == "<=" and node["missing_type"] == "None", node
             feature[at] = int(node["split_feature"])
             threshold[at] = float(node["threshold"])
             left[at] = add(node["left_child"], level + 1)
