@@ -121,3 +121,24 @@ def test_a_bundle_keeps_its_reranker_through_the_file_and_ranks_home_with_it(tmp
     top, x = rerank_features(signals, scores=blend_scores(signals, blend=blend, context="home"), blend=blend)
     expected = top[0][np.argsort(-trees.predict(x), kind="stable")]
     assert [i for i, _ in served.recommend_batch(["u0"], k=4)[0]] == [f"i{i}" for i in expected]
+
+
+def test_the_gate_scores_the_champion_with_its_reranker() -> None:
+    """The champion as served, rebuilt on the challenger's histories, keeps its trees (its blend asks
+    for them: without them the gate would score it in the plain blend's order)."""
+    from tests.unit.training.conftest import checkerboard
+    from training.pipeline.gating import served_bundle
+    from training.pipeline.prepare import prepare
+
+    prepared = prepare(purchases=checkerboard(), catalog=None, eval_users=1000)
+    model, _ = _fitted_trees()
+    trees = from_lightgbm(model.booster_.dump_model())  # type: ignore[attr-defined]
+    champion = prepared.lines.bundle(
+        half_life=90.0,
+        popularity_half_life=30.0,
+        blend=Blend(repurchase=1.0, popularity=0.01, home_rerank=True),
+        collaborative=None,
+        catalog=prepared.catalog,
+        reranker=trees,
+    )
+    assert served_bundle(champion, prepared=prepared).reranker is trees
