@@ -86,7 +86,8 @@ class Blend:
             "home_explore": self.home_explore,
             "item_repeat": self.item_repeat,
             "customer_repeat": self.customer_repeat,
-            "home_rerank": self.home_rerank,
+            # Only when set: a bundle without a re-ranker stays readable by services from before it.
+            **({"home_rerank": True} if self.home_rerank else {}),
         }
 
     @property

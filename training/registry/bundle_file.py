@@ -18,7 +18,10 @@ from training.core.errors import RecoError
 from training.core.history import CoBuyers, History
 from training.core.rerank import Reranker
 
-FORMAT_VERSION = 1
+# Format 2 adds home's re-ranker (its arrays and Blend.home_rerank); a bundle without one is still
+# written as format 1, which services from before the re-ranker read.
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 ARRAYS = "arrays.npz"
 CONFIG = "config.json"
 RERANKER = "reranker_"  # the prefix of the re-ranker's arrays
@@ -60,7 +63,7 @@ def save_bundle(bundle: ModelBundle, *, path: Path) -> Path:
         arrays.update({f"{RERANKER}{name}": values for name, values in bundle.reranker.arrays().items()})
     _write_aligned_npz(path / ARRAYS, arrays)
     config = {
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION if bundle.reranker is not None else 1,
         "blend": bundle.blend.to_dict(),
         "collaborative": None if cf is None else cf.kind,
         "reference_day": h.reference_day,
@@ -143,9 +146,10 @@ def load_bundle_dir(path: Path, *, version: str = "") -> ModelBundle:
         a = _map_npz(path / ARRAYS)
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise InvalidBundle(f"Cannot read the model bundle in {path} ({exc}).") from None
-    if config.get("format_version") != FORMAT_VERSION:
+    if config.get("format_version") not in READABLE_FORMATS:
         raise InvalidBundle(
-            f"The bundle in {path} has format {config.get('format_version')}, expected {FORMAT_VERSION}."
+            f"The bundle in {path} has format {config.get('format_version')}, expected one of "
+            f"{', '.join(map(str, READABLE_FORMATS))}: a newer `reco train` wrote it; update the service."
         )
     kind = config.get("collaborative")
     cf = None if kind is None else Collaborative.from_arrays(kind, a, n_items=len(a["item_ids"]))

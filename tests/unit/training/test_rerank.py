@@ -3,10 +3,12 @@ LightGBM's own prediction, the reordered list, and a bundle that keeps it throug
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 from tests.unit.training.conftest import hand_made
@@ -15,7 +17,7 @@ from training.core.blend import Blend, blend_scores, rerank_features
 from training.core.bundle import ModelBundle
 from training.pipeline.prepare import Catalog, Lines
 from training.pipeline.rerank import examples, from_lightgbm
-from training.registry.bundle_file import load_bundle_dir, save_bundle
+from training.registry.bundle_file import InvalidBundle, load_bundle_dir, save_bundle
 from training.split import Holdout
 
 
@@ -110,6 +112,13 @@ def test_a_bundle_keeps_its_reranker_through_the_file_and_ranks_home_with_it(tmp
     served = replace(bundle, reranker=trees, blend=replace(blend, home_rerank=True))
     loaded = load_bundle_dir(save_bundle(served, path=tmp_path / "b"))
     assert loaded.reranker is not None and loaded.blend.home_rerank
+    # Format 2 with the trees; without them format 1 and no new key: services from before read it.
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["format_version"] == 2
+    plain_config = json.loads((save_bundle(bundle, path=tmp_path / "p") / "config.json").read_text())
+    assert plain_config["format_version"] == 1 and "home_rerank" not in plain_config["blend"]
+    (tmp_path / "p" / "config.json").write_text(json.dumps({**plain_config, "format_version": 3}))
+    with pytest.raises(InvalidBundle, match="format 3, expected one of 1, 2"):
+        load_bundle_dir(tmp_path / "p")
     for name in ("feature", "threshold", "left", "right", "value", "roots"):
         assert np.array_equal(getattr(loaded.reranker, name), getattr(trees, name))
     users = ["u0", "u1", "nobody"]
