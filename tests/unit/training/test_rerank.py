@@ -151,3 +151,26 @@ def test_the_gate_scores_the_champion_with_its_reranker() -> None:
         reranker=trees,
     )
     assert served_bundle(champion, prepared=prepared).reranker is trees
+
+
+def test_the_number_of_trees_is_chosen_on_the_most_recent_earlier_split(small_store: Path) -> None:
+    """Four earlier splits of a synthetic store: the trees stop where the most recent split's NDCG@10
+    stopped improving (at most MAX_TREES), and the re-ranker holds exactly that many."""
+    import pyarrow.parquet as pq
+
+    from training.pipeline import rerank as learning
+    from training.pipeline.prepare import prepare
+
+    prepared = prepare(purchases=pq.read_table(small_store / "purchases.parquet"), catalog=None, eval_users=1000)
+    learnt = learning.learn(
+        prepared=prepared,
+        blend=Blend(repurchase=3.0, popularity=0.5, due=0.5),
+        half_life=90.0,
+        popularity_half_life=30.0,
+        collaborative=None,
+        params={},
+        log=lambda _: None,
+    )
+    assert learnt.reranker is not None and learnt.customers >= learning.MIN_EXAMPLES_CUSTOMERS
+    assert 1 <= learnt.trees < learning.MAX_TREES  # stopped early, not the cap
+    assert len(learnt.reranker.roots) == learnt.trees
