@@ -81,6 +81,8 @@ def learn(
             earlier = prepare_interactions(interactions=lines, catalog=None, eval_users=len(lines.user_ids))
         except RecoError:  # no customer has two baskets this far back: learn from the splits so far
             break
+        if len(earlier.validation.users) == 0:  # a few test customers, all in the gate: none moved to validation
+            break
         cf = None
         if collaborative is not None:
             matrix = history_matrix(earlier.train.history(half_life), n_items=lines.n_items)

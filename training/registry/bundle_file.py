@@ -68,7 +68,7 @@ def save_bundle(bundle: ModelBundle, *, path: Path) -> Path:
         "collaborative": None if cf is None else cf.kind,
         "reference_day": h.reference_day,
         "half_life": h.half_life,
-        **{k: v for k, v in bundle.config.items() if k not in {"blend", "collaborative", "baskets"}},
+        **{k: v for k, v in bundle.config.items() if k not in {"blend", "collaborative", "baskets", "format_version"}},
         **({"baskets": bundle.category_baskets.baskets} if bundle.category_baskets is not None else {}),
     }
     (path / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
