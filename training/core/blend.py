@@ -160,10 +160,15 @@ def blend_scores(signals: Signals, *, blend: Blend, context: str) -> np.ndarray:
         np.copyto(scores, np.float32(-np.inf), where=excluded)
     elif blend.excludes_bought(context):
         np.copyto(scores, np.float32(-np.inf), where=signals.bought)
-    if context == "home" and blend.home_rerank and signals.reranker is not None and known.any():
+    if reranks(signals, blend=blend, context=context) and known.any():
         assert not blend.home_excludes_bought, "the re-ranker orders home lists that hold bought items"
         scores = reranked_home(signals, scores=scores, blend=blend)
     return scores
+
+
+def reranks(signals: Signals, *, blend: Blend, context: str) -> bool:
+    """Whether this list is re-ranked: `home`, with a blend that asks for it and a bundle that has one."""
+    return context == "home" and blend.home_rerank and signals.reranker is not None
 
 
 def reranked_home(signals: Signals, *, scores: np.ndarray, blend: Blend) -> np.ndarray:
@@ -228,8 +233,7 @@ def top_blended(
     items, a few dozen per customer, are scored on their own and merged in. The same float operations
     on the same values as `blend_scores`: the same lists, ties included. A re-ranked `home` list
     has no shared work: it is `blend_scores`'s."""
-    reranked = context == "home" and blend.home_rerank and signals.reranker is not None
-    if signals.pairs is None or not signals.known.all() or reranked:
+    if signals.pairs is None or not signals.known.all() or reranks(signals, blend=blend, context=context):
         return top_k(blend_scores(signals, blend=blend, context=context), k=k)
     k = max(min(k, signals.bought.shape[1]), 0)
     blend = blend.for_context(context)

@@ -91,14 +91,15 @@ class PairFacts:
 
     def at(self, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
         """The history position of each (row, item), −1 where the customer never bought the item."""
+        if not len(self.pos):
+            return np.full(len(rows), -1, dtype=np.int64)
         n_items = len(self.buyers)
         keys = self.row_of * n_items + self.item
         order = np.argsort(keys, kind="stable")
         sorted_keys = keys[order]
         wanted = rows.astype(np.int64) * n_items + items
-        at = np.minimum(np.searchsorted(sorted_keys, wanted), max(len(keys) - 1, 0))
-        found = (sorted_keys[at] == wanted) if len(keys) else np.zeros(len(wanted), dtype=bool)
-        return np.where(found, self.pos[order[at]] if len(keys) else -1, -1)
+        at = np.minimum(np.searchsorted(sorted_keys, wanted), len(keys) - 1)
+        return np.where(sorted_keys[at] == wanted, self.pos[order[at]], -1)
 
 
 def candidates(scores: np.ndarray) -> np.ndarray:
