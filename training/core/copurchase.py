@@ -26,7 +26,7 @@ class CategoryBaskets:
         """From one entry per purchase line (or per basket and item): its basket index and its item's
         category code (−1 unknown: left out)."""
         known = category >= 0
-        baskets = int(np.unique(basket).size)
+        baskets = int(np.count_nonzero(np.bincount(basket))) if len(basket) else 0
         if not known.any() or n_categories == 0:
             return cls(together=np.zeros((n_categories, n_categories)), baskets=baskets)
         # Each (basket, category) once, in basket order: the rows of a basket × category matrix whose
