@@ -230,10 +230,9 @@ def search_candidate(
     if not search or not axes:
         return fit, {}, {}, 0.0
     start = time.perf_counter()
-    alone = baseline_blend(name)
 
     def scores_of(f: FittedCollaborative) -> np.ndarray:
-        return per_customer({"c": (validation_bundle(f.scorer), alone)}, holdout=holdout, context="discover")["c"]
+        return discover_scores(name=name, scorer=f.scorer, validation_bundle=validation_bundle, holdout=holdout)
 
     chosen: dict[str, Any] = {}
     current, current_scores = fit, scores_of(fit)
@@ -262,6 +261,24 @@ def search_candidate(
         if "budget_reached" in tried:
             break
     return replace(current, seconds=fit_seconds), chosen, tried, time.perf_counter() - start
+
+
+def discover_scores(
+    *, name: str, scorer: Collaborative, validation_bundle: Callable[[Collaborative], ModelBundle], holdout: Holdout
+) -> np.ndarray:
+    """Per validation customer, discover NDCG@10 of a collaborative scorer alone: what the model
+    search compares, and what ALS's iterations stop on where the search does not run."""
+    alone = baseline_blend(name)
+    return per_customer({"c": (validation_bundle(scorer), alone)}, holdout=holdout, context="discover")["c"]
+
+
+def discover_score(
+    *, name: str, validation_bundle: Callable[[Collaborative], ModelBundle], holdout: Holdout
+) -> Callable[[Collaborative], float]:
+    """The mean of `discover_scores` of a scorer (NaN without a validation customer to score)."""
+    return lambda scorer: _mean(
+        discover_scores(name=name, scorer=scorer, validation_bundle=validation_bundle, holdout=holdout)
+    )
 
 
 def _mean(scores: np.ndarray) -> float:

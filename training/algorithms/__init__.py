@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from training.algorithms.als import ALS
-from training.algorithms.base import CollaborativeFamily, FittedCollaborative, blas_single_thread
+from training.algorithms.base import CollaborativeFamily, FittedCollaborative, Score, blas_single_thread
 from training.algorithms.bpr import BPR
 from training.algorithms.ease import EASE
 from training.algorithms.knn import ItemKNN
@@ -52,15 +53,21 @@ def check_model(name: str) -> str:
     return name
 
 
-def fit_collaborative(*, name: str, matrix: sp.csr_matrix, params: Mapping[str, Any]) -> FittedCollaborative:
-    """Fit one collaborative model on a customer × item basket-count matrix."""
+def fit_collaborative(
+    *, name: str, matrix: sp.csr_matrix, params: Mapping[str, Any], score: Score | None = None
+) -> FittedCollaborative:
+    """Fit one collaborative model on a customer × item basket-count matrix; with `score` (a validation
+    score), an iterative family stops when more iterations stop raising it (`fit_stopping_early`)."""
     family = FAMILIES.get(name)
     if family is None:
         raise UnknownModel(f"{name!r} is not a collaborative model: use one of {', '.join(COLLABORATIVE)}.")
     start = time.perf_counter()
     with blas_single_thread():
-        fitted = family.fit(matrix=matrix, params=params)
-    return FittedCollaborative(fitted.name, fitted.scorer, fitted.model, time.perf_counter() - start)
+        if score is None:
+            fitted = family.fit(matrix=matrix, params=params)
+        else:
+            fitted = family.fit_stopping_early(matrix=matrix, params=params, score=score)
+    return replace(fitted, seconds=time.perf_counter() - start)
 
 
 def fold_in(

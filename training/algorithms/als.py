@@ -1,11 +1,13 @@
 """ALS: alternating least squares on BM25-weighted basket counts (implicit), customer and item factors.
 
+Its number of iterations can be chosen by early stopping on validation (`ALS.fit_stopping_early`).
 The one family with a fold-in: customers' factors are solved again from a newer history with the
 item factors fixed (the test bundle's customers, and the refit on all lines when it folds in).
 """
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -13,8 +15,12 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from training.algorithms.base import CollaborativeFamily, FittedCollaborative, blas_single_thread, param
+from training.algorithms.base import CollaborativeFamily, FittedCollaborative, Score, blas_single_thread, param
 from training.core.collaborative import Factors
+
+# Early stopping: the first score after this many iterations, then one after every STEP more.
+FIRST_ITERATIONS = 4
+STEP_ITERATIONS = 2
 
 
 class ALS(CollaborativeFamily):
@@ -24,19 +30,58 @@ class ALS(CollaborativeFamily):
 
     def fit(self, *, matrix: sp.csr_matrix, params: Mapping[str, Any]) -> FittedCollaborative:
         """Fit on BM25-weighted basket counts."""
-        from implicit.cpu.als import AlternatingLeastSquares
-
-        als = AlternatingLeastSquares(
-            factors=param(params, "factors"),
-            regularization=param(params, "regularization"),
-            alpha=param(params, "alpha"),
-            iterations=param(params, "iterations"),
-            random_state=param(params, "seed"),
-        )
+        als = _model(params)
         # implicit's own bar of the iterations (with an ETA) on a terminal; nothing in logs.
         als.fit(_confidence(matrix), show_progress=sys.stderr.isatty())
+        return FittedCollaborative(
+            self.name, Factors(user_factors=als.user_factors, item_factors=als.item_factors), als
+        )
+
+    def fit_stopping_early(
+        self, *, matrix: sp.csr_matrix, params: Mapping[str, Any], score: Score
+    ) -> FittedCollaborative:
+        """At most `iterations` iterations (15 by default), scored on validation after FIRST_ITERATIONS
+        and then every STEP_ITERATIONS more: the fit stops at the first score that is not above the
+        best so far and keeps the best one's factors. `chosen` says how many iterations those had,
+        `scores` the score of each count tried. Given `iterations` (or a first score that is not a
+        number: no validation customers), a plain fit of that many.
+
+        Later steps continue from the factors so far (implicit's `fit` starts from factors it already
+        has), so the factors kept are those of a plain fit of that many iterations."""
+        if "iterations" in params:
+            return self.fit(matrix=matrix, params=params)
+        limit = param(params, "iterations")
+        als, confidence = _model(params), _confidence(matrix)
+
+        def more(iterations: int) -> float:
+            als.iterations = iterations
+            als.fit(confidence, show_progress=False)
+            return score(Factors(user_factors=als.user_factors, item_factors=als.item_factors))
+
+        done = min(FIRST_ITERATIONS, limit)
+        first = more(done)
+        if math.isnan(first):  # no validation customer: nothing to stop on
+            if done < limit:
+                als.iterations = limit - done
+                als.fit(confidence, show_progress=False)
+            als.iterations = limit
+            return FittedCollaborative(
+                self.name, Factors(user_factors=als.user_factors, item_factors=als.item_factors), als
+            )
+        scores = {f"iterations_{done}": first}
+        best = (first, done, als.user_factors.copy(), als.item_factors.copy())
+        while done < limit:
+            step = min(STEP_ITERATIONS, limit - done)
+            value = more(step)
+            done += step
+            scores[f"iterations_{done}"] = value
+            if not value > best[0]:
+                break
+            best = (value, done, als.user_factors.copy(), als.item_factors.copy())
+        _, kept, als.user_factors, als.item_factors = best
+        als.iterations = kept
         scorer = Factors(user_factors=als.user_factors, item_factors=als.item_factors)
-        return FittedCollaborative(self.name, scorer, als)
+        return FittedCollaborative(self.name, scorer, als, chosen={"iterations": kept}, scores=scores)
 
     def fold_in(
         self,
@@ -71,6 +116,19 @@ class ALS(CollaborativeFamily):
             Factors(user_factors=factors, item_factors=fitted.scorer.item_factors),
             fitted.model,
         )
+
+
+def _model(params: Mapping[str, Any]) -> Any:
+    """implicit's ALS with the --param values (not fitted)."""
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    return AlternatingLeastSquares(
+        factors=param(params, "factors"),
+        regularization=param(params, "regularization"),
+        alpha=param(params, "alpha"),
+        iterations=param(params, "iterations"),
+        random_state=param(params, "seed"),
+    )
 
 
 def _confidence(matrix: sp.csr_matrix) -> sp.csr_matrix:

@@ -9,14 +9,17 @@ thread around the fits and evaluation's batch threads.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from training.core.collaborative import Collaborative
+
+# A scorer's validation score (higher is better): what an iterative family may stop on.
+Score = Callable[[Collaborative], float]
 
 DEFAULTS: dict[str, Any] = {
     "factors": 64,
@@ -39,6 +42,8 @@ class FittedCollaborative:
     scorer: Collaborative
     model: Any = None
     seconds: float = 0.0
+    chosen: Mapping[str, Any] = field(default_factory=dict)  # values chosen while fitting (ALS: iterations)
+    scores: Mapping[str, float] = field(default_factory=dict)  # the validation score of each value tried
 
 
 def param(params: Mapping[str, Any], key: str) -> Any:
@@ -56,6 +61,13 @@ class CollaborativeFamily(ABC):
     @abstractmethod
     def fit(self, *, matrix: sp.csr_matrix, params: Mapping[str, Any]) -> FittedCollaborative:
         """Fit on a customer × item matrix of basket counts, with the --param values in `params`."""
+
+    def fit_stopping_early(
+        self, *, matrix: sp.csr_matrix, params: Mapping[str, Any], score: Score
+    ) -> FittedCollaborative:
+        """`fit`, with its number of iterations chosen on `score` where the family iterates and
+        `params` does not give it (ALS: see `ALS.fit_stopping_early`). By default a plain `fit`."""
+        return self.fit(matrix=matrix, params=params)
 
     def fold_in(
         self,

@@ -61,6 +61,39 @@ def test_collaborative_scores_agree_with_implicit_recommend(small_store: Path) -
         assert [inter.item_ids[i] for i in expected][:5] == [i for i, _ in got][:5]
 
 
+def test_als_stops_at_the_first_score_not_above_the_best_and_keeps_the_best(small_store: Path) -> None:
+    """Early stopping: scored after 4 iterations, then every 2; the first score not above the best
+    stops the fit, whose factors are then the best count's, as a plain fit of that many gives them.
+    Without a validation score (NaN) or with `iterations` given, a plain fit of the limit."""
+    prepared = prepare(purchases=pq.read_table(small_store / "purchases.parquet"), catalog=None, eval_users=100)
+    inter = prepared.interactions
+    history = build_history(interactions=inter, reference_day=float(inter.day.max()), half_life=90.0)
+    matrix = history_matrix(history, n_items=inter.n_items)
+    said = iter([0.10, 0.30, 0.30, 0.50])  # after 4, 6 and 8 iterations: the tie at 8 stops the fit
+
+    def score(scorer: object) -> float:
+        return next(said)
+
+    fitted = algorithms.fit_collaborative(name="als", matrix=matrix, params={}, score=score)
+    assert fitted.chosen == {"iterations": 6}
+    assert fitted.scores == {"iterations_4": 0.10, "iterations_6": 0.30, "iterations_8": 0.30}
+    plain = algorithms.fit_collaborative(name="als", matrix=matrix, params={"iterations": 6})
+    np.testing.assert_allclose(fitted.scorer.user_factors, plain.scorer.user_factors, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(fitted.scorer.item_factors, plain.scorer.item_factors, rtol=1e-4, atol=1e-6)
+    assert fitted.model.iterations == 6
+
+    limit = algorithms.fit_collaborative(name="als", matrix=matrix, params={})
+    unscored = algorithms.fit_collaborative(name="als", matrix=matrix, params={}, score=lambda _: float("nan"))
+    assert unscored.chosen == {} and unscored.model.iterations == 15
+    np.testing.assert_allclose(unscored.scorer.item_factors, limit.scorer.item_factors, rtol=1e-4, atol=1e-6)
+
+    def never(scorer: object) -> float:
+        raise AssertionError("iterations were given: nothing to stop on")
+
+    given = algorithms.fit_collaborative(name="als", matrix=matrix, params={"iterations": "3"}, score=never)
+    assert given.chosen == {} and given.model.iterations == 3
+
+
 def test_fold_in_of_every_customer_matches_the_exact_solve(small_store: Path) -> None:
     """The refit's conjugate-gradient user step (customers seen at fit time) ranks as recalculate_user
     does; customers unseen at fit time are solved exactly."""

@@ -25,6 +25,7 @@ def test_fit_beside_the_tuning_gives_the_same_configuration(small_store: Path, m
     in, where the model search fits the candidates again on the lines before the test)."""
     prepared = prepare(purchases=pq.read_table(small_store / "purchases.parquet"), catalog=None, eval_users=200)
     params = {"candidates": "als", "regularization": "0.05", "factors": "64", "alpha": "1.0", "rerank": "off"}
+    params["iterations"] = "15"  # given: no early stopping beside the tuning (see the test below)
     inline = fit_configuration(model="hybrid", params=params, prepared=prepared, log=lambda _: None)
     monkeypatch.setattr(fit_module, "SEARCH_MAX_PAIRS", 0)
     threads: list[str] = []
@@ -40,6 +41,29 @@ def test_fit_beside_the_tuning_gives_the_same_configuration(small_store: Path, m
     assert beside.collaborative is not None and inline.collaborative is not None
     np.testing.assert_allclose(
         beside.collaborative.scorer.user_factors, inline.collaborative.scorer.user_factors, rtol=1e-5
+    )
+
+
+def test_beside_the_tuning_als_stops_early_on_validation(small_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above the model-search size, ALS's iterations are chosen on validation (discover NDCG@10 of
+    ALS alone): the run records the count kept and each count's score, the refit uses that count,
+    and the factors are those of a plain fit of that many iterations on the training split."""
+    prepared = prepare(purchases=pq.read_table(small_store / "purchases.parquet"), catalog=None, eval_users=200)
+    monkeypatch.setattr(fit_module, "SEARCH_MAX_PAIRS", 0)
+    params = {"candidates": "als", "rerank": "off"}
+    fitted = fit_configuration(model="hybrid", params=params, prepared=prepared, log=lambda _: None)
+    kept = fitted.collaborative_params["iterations"]
+    tried = fitted.choice["als_discover_scores"]
+    assert 4 <= kept <= 15 and f"iterations_{kept}" in tried
+    assert tried[f"iterations_{kept}"] == max(tried.values())
+    assert fitted.collaborative is not None
+    assert fitted.collaborative.model.iterations == kept
+    matrix = fit_module.history_matrix(
+        prepared.train.history(fit_module.HALF_LIVES[0]), n_items=prepared.interactions.n_items
+    )
+    plain = algorithms.fit_collaborative(name="als", matrix=matrix, params={"iterations": kept})
+    np.testing.assert_allclose(
+        fitted.collaborative.scorer.item_factors, plain.scorer.item_factors, rtol=1e-4, atol=1e-6
     )
 
 
