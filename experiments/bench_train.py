@@ -5,7 +5,9 @@
 
 Each side runs in its own process so that peak memory (max RSS) is measured cleanly:
   raw   — read the Parquet file, build the customer × item basket-count CSR, BM25-weight it and fit
-          implicit's ALS with the trainer's defaults (64 factors, 15 iterations, BLAS at 1 thread);
+          implicit's ALS with the trainer's defaults (64 factors, 15 iterations, BLAS at 1 thread), as
+          a team's own script would (`reco train` stops ALS's iterations early on validation at this
+          size: docs/training.md);
   reco  — `reco train --purchases FILE` in a temporary RECO_HOME (load, validate, split, tune, fit,
           evaluate beside the baselines, champion gate, refit, MLflow run + registered model). Each
           round's home is a copy of one whose MLflow registry exists, empty (made once, not timed), as
