@@ -15,7 +15,14 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from training.algorithms.base import CollaborativeFamily, FittedCollaborative, Score, blas_single_thread, param
+from training.algorithms.base import (
+    DEFAULTS,
+    CollaborativeFamily,
+    FittedCollaborative,
+    Score,
+    blas_single_thread,
+    param,
+)
 from training.core.collaborative import Factors
 
 # Early stopping: the first score after this many iterations, then one after every STEP more.
@@ -40,44 +47,54 @@ class ALS(CollaborativeFamily):
     def fit_stopping_early(
         self, *, matrix: sp.csr_matrix, params: Mapping[str, Any], score: Score
     ) -> FittedCollaborative:
-        """At most `iterations` iterations (15 by default), scored on validation after FIRST_ITERATIONS
+        """At most the default number of iterations (15), scored on validation after FIRST_ITERATIONS
         and then every STEP_ITERATIONS more: the fit stops at the first score that is not above the
-        best so far and keeps the best one's factors. `chosen` says how many iterations those had,
-        `scores` the score of each count tried. Given `iterations` (or a first score that is not a
-        number: no validation customers), a plain fit of that many.
+        best so far and keeps the best one's factors (the best mean: stopping saves fitting time, it
+        adds nothing to the model). `chosen` says how many iterations those had, `scores` the score of
+        each count tried. Given `iterations` (or a first score that is not a number: no validation
+        customers), a plain fit of that many. On a terminal, a bar of the iterations and the score.
 
         Later steps continue from the factors so far (implicit's `fit` starts from factors it already
         has), so the factors kept are those of a plain fit of that many iterations."""
+        from tqdm import tqdm
+
         if "iterations" in params:
             return self.fit(matrix=matrix, params=params)
-        limit = param(params, "iterations")
+        limit = DEFAULTS["iterations"]
         als, confidence = _model(params), _confidence(matrix)
+        with tqdm(total=limit, desc="als", unit="iteration", disable=None, file=sys.stderr, leave=False) as bar:
 
-        def more(iterations: int) -> float:
-            als.iterations = iterations
-            als.fit(confidence, show_progress=False)
-            return score(Factors(user_factors=als.user_factors, item_factors=als.item_factors))
-
-        done = min(FIRST_ITERATIONS, limit)
-        first = more(done)
-        if math.isnan(first):  # no validation customer: nothing to stop on
-            if done < limit:
-                als.iterations = limit - done
+            def more(iterations: int) -> None:
+                als.iterations = iterations
                 als.fit(confidence, show_progress=False)
-            als.iterations = limit
-            return FittedCollaborative(
-                self.name, Factors(user_factors=als.user_factors, item_factors=als.item_factors), als
-            )
-        scores = {f"iterations_{done}": first}
-        best = (first, done, als.user_factors.copy(), als.item_factors.copy())
-        while done < limit:
-            step = min(STEP_ITERATIONS, limit - done)
-            value = more(step)
-            done += step
-            scores[f"iterations_{done}"] = value
-            if not value > best[0]:
-                break
-            best = (value, done, als.user_factors.copy(), als.item_factors.copy())
+                bar.update(iterations)
+
+            def scored() -> float:
+                value = score(Factors(user_factors=als.user_factors, item_factors=als.item_factors))
+                bar.set_postfix_str(f"validation {value:.4f}")
+                return value
+
+            done = min(FIRST_ITERATIONS, limit)
+            more(done)
+            first = scored()
+            if math.isnan(first):  # no validation customer: nothing to stop on, a plain fit of the limit
+                if done < limit:
+                    more(limit - done)
+                als.iterations = limit
+                return FittedCollaborative(
+                    self.name, Factors(user_factors=als.user_factors, item_factors=als.item_factors), als
+                )
+            scores = {f"iterations_{done}": first}
+            best = (first, done, als.user_factors.copy(), als.item_factors.copy())
+            while done < limit:
+                step = min(STEP_ITERATIONS, limit - done)
+                more(step)
+                done += step
+                value = scored()
+                scores[f"iterations_{done}"] = value
+                if not value > best[0]:
+                    break
+                best = (value, done, als.user_factors.copy(), als.item_factors.copy())
         _, kept, als.user_factors, als.item_factors = best
         als.iterations = kept
         scorer = Factors(user_factors=als.user_factors, item_factors=als.item_factors)

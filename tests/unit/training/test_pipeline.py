@@ -46,7 +46,7 @@ def test_fit_beside_the_tuning_gives_the_same_configuration(small_store: Path, m
 
 def test_beside_the_tuning_als_stops_early_on_validation(small_store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Above the model-search size, ALS's iterations are chosen on validation (discover NDCG@10 of
-    ALS alone): the run records the count kept and each count's score, the refit uses that count,
+    ALS alone): the run records the count kept (what a full refit is given) and each count's score,
     and the factors are those of a plain fit of that many iterations on the training split."""
     prepared = prepare(purchases=pq.read_table(small_store / "purchases.parquet"), catalog=None, eval_users=200)
     monkeypatch.setattr(fit_module, "SEARCH_MAX_PAIRS", 0)
