@@ -40,9 +40,7 @@ class ALS(CollaborativeFamily):
         als = _model(params)
         # implicit's own bar of the iterations (with an ETA) on a terminal; nothing in logs.
         als.fit(_confidence(matrix), show_progress=sys.stderr.isatty())
-        return FittedCollaborative(
-            self.name, Factors(user_factors=als.user_factors, item_factors=als.item_factors), als
-        )
+        return FittedCollaborative(self.name, _factors(als), als)
 
     def fit_stopping_early(
         self, *, matrix: sp.csr_matrix, params: Mapping[str, Any], score: Score
@@ -56,10 +54,10 @@ class ALS(CollaborativeFamily):
 
         Later steps continue from the factors so far (implicit's `fit` starts from factors it already
         has), so the factors kept are those of a plain fit of that many iterations."""
-        from tqdm import tqdm
-
         if "iterations" in params:
             return self.fit(matrix=matrix, params=params)
+        from tqdm import tqdm
+
         limit = DEFAULTS["iterations"]
         als, confidence = _model(params), _confidence(matrix)
         with tqdm(total=limit, desc="als", unit="iteration", disable=None, file=sys.stderr, leave=False) as bar:
@@ -70,7 +68,7 @@ class ALS(CollaborativeFamily):
                 bar.update(iterations)
 
             def scored() -> float:
-                value = score(Factors(user_factors=als.user_factors, item_factors=als.item_factors))
+                value = score(_factors(als))
                 bar.set_postfix_str(f"validation {value:.4f}")
                 return value
 
@@ -81,9 +79,7 @@ class ALS(CollaborativeFamily):
                 if done < limit:
                     more(limit - done)
                 als.iterations = limit
-                return FittedCollaborative(
-                    self.name, Factors(user_factors=als.user_factors, item_factors=als.item_factors), als
-                )
+                return FittedCollaborative(self.name, _factors(als), als)
             scores = {f"iterations_{done}": first}
             best = (first, done, als.user_factors.copy(), als.item_factors.copy())
             while done < limit:
@@ -97,8 +93,7 @@ class ALS(CollaborativeFamily):
                 best = (value, done, als.user_factors.copy(), als.item_factors.copy())
         _, kept, als.user_factors, als.item_factors = best
         als.iterations = kept
-        scorer = Factors(user_factors=als.user_factors, item_factors=als.item_factors)
-        return FittedCollaborative(self.name, scorer, als, chosen={"iterations": kept}, scores=scores)
+        return FittedCollaborative(self.name, _factors(als), als, chosen={"iterations": kept}, scores=scores)
 
     def fold_in(
         self,
@@ -133,6 +128,11 @@ class ALS(CollaborativeFamily):
             Factors(user_factors=factors, item_factors=fitted.scorer.item_factors),
             fitted.model,
         )
+
+
+def _factors(als: Any) -> Factors:
+    """The scorer of implicit's model as it stands (its arrays, not copies)."""
+    return Factors(user_factors=als.user_factors, item_factors=als.item_factors)
 
 
 def _model(params: Mapping[str, Any]) -> Any:
