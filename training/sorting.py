@@ -46,6 +46,27 @@ def sorted_groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return ordered[starts], order, starts
 
 
+def sorted_pairs(major: np.ndarray, minor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(each distinct pair's major, its minor, order, starts) of non-negative integer pairs: `order`
+    puts the positions in (major, minor) order (equal pairs in any order) and each distinct pair's
+    run starts at `starts` in that order; the definition is `np.lexsort((minor, major))`. One sort
+    of the two packed in 64 bits when they fit."""
+    bits = max(int(minor.max(initial=0)).bit_length(), 1)
+    if int(major.max(initial=0)) < 1 << (63 - bits):  # always when empty: the fallback needs a pair
+        packed = major.astype(np.int64)  # a copy: shifted and or-ed in place
+        packed <<= bits
+        packed |= minor
+        order = np.argsort(packed)
+        packed = packed[order]
+        starts = run_starts(packed)
+        packed = packed[starts]
+        return packed >> bits, packed & ((1 << bits) - 1), order, starts
+    order = np.lexsort((minor, major))
+    major, minor = major[order], minor[order]
+    starts = np.flatnonzero(np.r_[True, (major[1:] != major[:-1]) | (minor[1:] != minor[:-1])])
+    return major[starts], minor[starts], order, starts
+
+
 def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`np.unique(values, return_inverse=True)` for non-negative integers, through `stable_argsort`."""
     distinct, order, starts = sorted_groups(values)

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from training.core.history import History, decay
 from training.interactions import Interactions
-from training.sorting import run_numbers, run_starts, sorted_groups
+from training.sorting import run_numbers, run_starts, sorted_pairs
 
 
 @dataclass(frozen=True)
@@ -66,16 +66,15 @@ def baskets_of(interactions: Interactions, lines: np.ndarray) -> np.ndarray:
 def basket_events(interactions: Interactions) -> BasketEvents:
     """Collapse purchase lines to one event per (basket, item) and group them by (customer, item)."""
     n_items = interactions.n_items
-    # A basket listing an item on several lines counts once, on the day of its earliest line.
-    basket_item, order, starts = sorted_groups(interactions.basket * n_items + interactions.item)
+    # One sort by (customer, item) and basket: a basket listing an item on several lines is one
+    # event, on the day of its earliest line, and each pair's events come in basket order.
+    pair_key = interactions.user.astype(np.int64) * n_items + interactions.item
+    pair_key, basket, order, starts = sorted_pairs(pair_key, interactions.basket)
     day = np.minimum.reduceat(interactions.day[order], starts) if len(starts) else np.zeros(0)
-    basket_user = np.zeros(int(interactions.basket.max(initial=-1)) + 1, dtype=np.int64)
-    basket_user[interactions.basket] = interactions.user
-    basket = basket_item // n_items
-    # Events in pair order; the stable sort keeps each pair's events in basket order.
-    keys, order, starts = sorted_groups(basket_user[basket] * n_items + basket_item % n_items)
-    pair = run_numbers(starts, len(order))
-    return _grouped(interactions.n_users, n_items, keys, pair, day[order], basket[order])
+    del order
+    pair_starts = run_starts(pair_key)
+    pair = run_numbers(pair_starts, len(pair_key))
+    return _grouped(interactions.n_users, n_items, pair_key[pair_starts], pair, day, basket)
 
 
 def build_history(

@@ -119,6 +119,39 @@ def test_fold_in_of_every_customer_matches_the_exact_solve(small_store: Path) ->
     assert not np.allclose(fast[seen], fitted.scorer.user_factors[seen])  # the new lines were taken in
 
 
+def test_basket_events_are_one_per_basket_and_item_on_its_earliest_line() -> None:
+    """Lines in any order, a basket listing an item on several lines at different times: one event per
+    (basket, item) on the day of its earliest line, grouped by (customer, item), each pair's events
+    in basket order; as a loop over the lines defines them."""
+    from training.interactions import Interactions
+
+    rng = np.random.default_rng(3)
+    n, n_users, n_items = 3_000, 40, 25
+    user = rng.integers(0, n_users, n).astype(np.int32)
+    basket = user * 10 + rng.integers(0, 10, n)  # ten baskets per customer: many items on several lines
+    inter = Interactions(
+        user_ids=np.array([f"U{u}" for u in range(n_users)]),
+        item_ids=np.array([f"I{i}" for i in range(n_items)]),
+        user=user,
+        item=rng.integers(0, n_items, n).astype(np.int32),
+        day=rng.uniform(19_000, 19_100, n),
+        basket=basket.astype(np.int64),
+        quantity=np.ones(n, dtype=np.float32),
+    )
+    earliest: dict[tuple[int, int], float] = {}  # (customer * n_items + item, basket) -> day
+    for u, i, b, d in zip(inter.user, inter.item, inter.basket, inter.day, strict=True):
+        key = (int(u) * n_items + int(i), int(b))
+        earliest[key] = min(earliest.get(key, np.inf), float(d))
+    expected = sorted(earliest)  # by pair, then basket
+    pairs = [pair for pair, _ in expected]
+    events = basket_events(inter)
+    assert len(events.day) == len(expected) < n
+    np.testing.assert_array_equal(events.keys[events.pair], pairs)
+    np.testing.assert_array_equal(events.basket, [b for _, b in expected])
+    np.testing.assert_array_equal(events.day, [earliest[key] for key in expected])
+    np.testing.assert_array_equal(events.baskets, np.unique(pairs, return_counts=True)[1])
+
+
 def test_split_events_taken_from_all_lines_equal_events_built_from_the_split(small_store: Path) -> None:
     """The trainer builds the (basket, item) events once and gives each split its baskets' events."""
     from training.data.load import load_purchases

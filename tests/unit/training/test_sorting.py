@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.sorting import stable_argsort, unique_inverse
+from training.sorting import sorted_pairs, stable_argsort, unique_inverse
 
 
 def test_packed_sorts_equal_numpy() -> None:
@@ -17,3 +17,22 @@ def test_packed_sorts_equal_numpy() -> None:
         expected = np.unique(keys, return_inverse=True)
         np.testing.assert_array_equal(distinct, expected[0])
         np.testing.assert_array_equal(inverse, expected[1])
+
+
+def test_sorted_pairs_equal_lexsort() -> None:
+    """`sorted_pairs` groups positions by (major, minor) as `np.lexsort` orders them, packed or not
+    (majors too large to pack beside the minors: numpy's path); equal pairs may come in any order."""
+    rng = np.random.default_rng(6)
+    for high in (30, 10**9, 2**60):
+        major = rng.integers(0, high, 20_000, dtype=np.int64)
+        minor = rng.integers(0, 40, 20_000, dtype=np.int64)
+        majors, minors, order, starts = sorted_pairs(major, minor)
+        expected = np.lexsort((minor, major))
+        np.testing.assert_array_equal(major[order], major[expected])
+        np.testing.assert_array_equal(minor[order], minor[expected])
+        pairs, counts = np.unique(np.stack([major, minor], axis=1), axis=0, return_counts=True)
+        np.testing.assert_array_equal(majors, pairs[:, 0])
+        np.testing.assert_array_equal(minors, pairs[:, 1])
+        np.testing.assert_array_equal(np.diff(np.r_[starts, len(order)]), counts)
+    empty = np.zeros(0, dtype=np.int64)
+    assert all(len(part) == 0 for part in sorted_pairs(empty, empty))
