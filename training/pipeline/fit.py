@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -212,17 +212,23 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
     search = matrix.nnz <= SEARCH_MAX_PAIRS
     fitting = None
     if names and not search:
-        stop_on = bundle(first_half_life, POPULARITY_HALF_LIVES[0], baseline_blend("als"), None)
+        # The bundle ALS is scored on is built here while its first iterations run.
+        stop_on: Future[ModelBundle] = Future()
 
         def fit_stopping_early(name: str) -> FittedCollaborative:
             score = discover_score(
-                name=name, validation_bundle=lambda cf: replace(stop_on, collaborative=cf), holdout=val
+                name=name, validation_bundle=lambda cf: replace(stop_on.result(), collaborative=cf), holdout=val
             )
             return algorithms.fit_collaborative(name=name, matrix=matrix, params=params, score=score)
 
         pool = ThreadPoolExecutor(1, thread_name_prefix="fit")
         fitting = pool.submit(lambda: {n: fit_stopping_early(n) for n in names})
         pool.shutdown(wait=False)
+        try:
+            stop_on.set_result(bundle(first_half_life, POPULARITY_HALF_LIVES[0], baseline_blend("als"), None))
+        except BaseException as error:  # the fit's thread ends on it at its first score
+            stop_on.set_exception(error)
+            raise
 
     choice: dict[str, Any] = {}
     # 1. Recency of the customer's own purchases and of popularity, on validation.

@@ -120,7 +120,10 @@ def prepare_interactions(*, interactions: Interactions, catalog: pa.Table | None
         gate, test = set_aside_gate(test)
         validation = validation.without(gate.users)
         events, popular = events_future.result(), popular_future.result()
-    train = lines_of(interactions, split.train, events=events, popular=popular)
+        # The training split's lines and those before the test take their events from the same ones.
+        train_future = pool.submit(lines_of, interactions, split.train, events=events, popular=popular)
+        before_test = lines_of(interactions, split.train | split.validation, events=events, popular=popular)
+        train = train_future.result()
     # Share of the training customers who bought each item (novelty): the training events' pairs.
     users = train.events.keys // interactions.n_items
     n_customers = max(len(run_starts(users)), 1)
@@ -137,7 +140,7 @@ def prepare_interactions(*, interactions: Interactions, catalog: pa.Table | None
         events=events,
         popular=popular,
         train=train,
-        before_test=lines_of(interactions, split.train | split.validation, events=events, popular=popular),
+        before_test=before_test,
         lines=lines_of(interactions, None, events=events, popular=popular),
         held_out_customers=held_out,
     )
