@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 DUE_WIDTH = 0.6  # log-scale width of the "due" bump around the customer's usual interval
 
@@ -69,12 +70,14 @@ class CoBuyers:
 
     @classmethod
     def of(cls, history: History, *, n_items: int) -> CoBuyers:
-        """Transpose a history (one stable sort of its item column)."""
-        order = np.argsort(history.indices, kind="stable")  # rows stay ascending within an item
-        rows = np.repeat(np.arange(history.n_users, dtype=np.int32), np.diff(history.indptr))
-        counts = np.bincount(history.indices, minlength=n_items)
-        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        return cls(indptr=indptr, customers=rows[order], n_customers=int((np.diff(history.indptr) > 0).sum()))
+        """Transpose a history: its pairs as a CSC matrix, whose rows are ascending within each item."""
+        pairs = (np.ones(len(history.indices), dtype=bool), history.indices, history.indptr)
+        bought = sp.csr_array(pairs, shape=(history.n_users, n_items)).tocsc()
+        return cls(
+            indptr=bought.indptr.astype(np.int64),
+            customers=bought.indices.astype(np.int32),
+            n_customers=int((np.diff(history.indptr) > 0).sum()),
+        )
 
     def buyers(self, item: int) -> int:
         """How many customers bought the item."""
