@@ -242,6 +242,7 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
     # for the refit.
     before_test = prepared.before_test
     test_history = before_test.history(half_life)
+    before_test.popularity(pop_half_life)
     before_test.timeline(pop_half_life)
     if fitting is not None:
         prepared.lines.history(half_life)
