@@ -67,16 +67,18 @@ class HashReader:
     async def read_raw(self, key: bytes) -> list[bytes | None]:
         """The HMGET reply (in `fields` order) for a Redis key: for `parse` or `python_row`.
 
-        Not bounded in time (the client has no socket timeout): callers bound it."""
+        Not bounded in time (the client has no socket or connect timeout): callers bound it."""
         client = await self._async_client()
         reply: list[bytes | None] = await client.execute_command("HMGET", key, *self.fields)
         return reply
 
     async def _async_client(self) -> redis.asyncio.Redis:
         """redis-py's asyncio client for per-request reads, one per event loop (a connection belongs
-        to the loop that opened it): Feast's connection settings, no socket timeout (the caller's
-        budget bounds each read, RECO_FEATURE_TIMEOUT_MS), and one immediate retry on a new
-        connection after a connection error (a connection closed by a Redis restart)."""
+        to the loop that opened it): Feast's connection settings without its socket and connect
+        timeouts (one deadline, the caller's, bounds each read with the connect it may need:
+        RECO_FEATURE_TIMEOUT_MS; a burst of reads on a cold pool opens its connections together),
+        and one immediate retry on a new connection after a connection error (a connection
+        closed by a Redis restart)."""
         loop = asyncio.get_running_loop()
         if self._async is None or self._async_loop is not loop:
             feast_client = await self._store._get_client_async(self._online)
@@ -84,7 +86,7 @@ class HashReader:
             if type(pool) is not redis.asyncio.ConnectionPool:  # cluster, sentinel: Feast's client as it is
                 return feast_client
             retry = Retry(NoBackoff(), retries=1, supported_errors=(redis.ConnectionError,))
-            kwargs = {**pool.connection_kwargs, "socket_timeout": None, "retry": retry}
+            kwargs = {**pool.connection_kwargs, "socket_timeout": None, "socket_connect_timeout": None, "retry": retry}
             self._async = redis.asyncio.Redis(
                 connection_pool=redis.asyncio.ConnectionPool(connection_class=pool.connection_class, **kwargs)
             )
