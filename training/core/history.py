@@ -155,4 +155,7 @@ def decay(*, age_days: np.ndarray, half_life: float) -> np.ndarray:
     """0.5^(age / half_life); an infinite half-life weighs every purchase 1."""
     if not math.isfinite(half_life):
         return np.ones_like(age_days, dtype=np.float64)
-    return np.exp2(np.maximum(age_days, 0.0) * (-1.0 / half_life))
+    exponent = np.array(age_days, dtype=np.float64)  # one new array, worked on in place (millions of lines)
+    np.maximum(exponent, 0.0, out=exponent)
+    exponent *= -1.0 / half_life
+    return np.exp2(exponent, out=exponent)
