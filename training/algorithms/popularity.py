@@ -1,60 +1,22 @@
 """Popularity: the recency-weighted number of customers buying each item, as of the last line (served)
 and as of evenly spaced past days (evaluation ranks each held-out basket with its own day's).
 
-A customer counts once per item and calendar day. `PopularityLines` is the one sort of every line
-that each split's popularity events are taken from by mask.
+A customer counts once per item and basket (a basket listing the item on two lines, once): the
+popularity events are the basket events every split already has (training.algorithms.repurchase).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from training.algorithms.repurchase import BasketEvents, basket_events
 from training.core.history import PopularityTimeline, decay
 from training.interactions import Interactions
-from training.sorting import run_starts, stable_argsort
 
 
-@dataclass(frozen=True)
-class PopularityLines:
-    """Every line ordered by (customer, item, calendar day), file order within: in any set of these
-    lines, the first of each group is that set's popularity event, so each split takes its events
-    with a mask instead of sorting its lines again. Items and days are kept in that order too: a
-    split's events are then read in order, not gathered from all over the lines."""
-
-    line: np.ndarray  # line index, in group order
-    group: np.ndarray  # group number per position (non-decreasing)
-    item: np.ndarray  # the lines' items, in group order
-    day: np.ndarray  # the lines' days, in group order
-
-    def events(self, keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """`popularity_events` of the lines where `keep` is true (all lines when None)."""
-        if keep is None:
-            first = run_starts(self.group)
-        else:
-            kept = np.flatnonzero(keep[self.line])
-            first = kept[run_starts(self.group[kept])]
-        return self.item[first], self.day[first]
-
-
-def popularity_lines(interactions: Interactions) -> PopularityLines:
-    """The one sort that every split's popularity events come from (see PopularityLines)."""
-    day = np.floor(interactions.day).astype(np.int64)
-    key = (interactions.user.astype(np.int64) * interactions.n_items + interactions.item) * 100_000 + day
-    line = stable_argsort(key)
-    key = key[line]
-    return PopularityLines(
-        line=line,
-        group=np.cumsum(np.r_[False, key[1:] != key[:-1]]) if len(key) else key,
-        item=interactions.item[line],
-        day=interactions.day[line],
-    )
-
-
-def popularity_events(interactions: Interactions) -> tuple[np.ndarray, np.ndarray]:
-    """(item, day) of each customer's first purchase of an item on a calendar day (half-life independent)."""
-    return popularity_lines(interactions).events()
+def popularity_events(events: BasketEvents) -> tuple[np.ndarray, np.ndarray]:
+    """(item, day) of each (basket, item) event (half-life independent)."""
+    return (events.keys % events.n_items)[events.pair], events.day
 
 
 def popularity(
@@ -64,8 +26,8 @@ def popularity(
     half_life: float,
     events: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Recency-weighted number of customers buying each item (a customer counts once per day)."""
-    item, day = events if events is not None else popularity_events(interactions)
+    """Recency-weighted number of customers buying each item (a customer counts once per basket)."""
+    item, day = events if events is not None else popularity_events(basket_events(interactions))
     weights = decay(age_days=reference_day - day, half_life=half_life)
     return np.bincount(item, weights=weights, minlength=interactions.n_items).astype(np.float32)
 
@@ -82,7 +44,7 @@ def popularity_timeline(
 ) -> PopularityTimeline:
     """`popularity` as of evenly spaced days over the lines' span (the first snapshot is empty, the last
     counts every line), each snapshot scaled to max 1; at most `snapshots` + 1 rows of n_items floats."""
-    item, day = events if events is not None else popularity_events(interactions)
+    item, day = events if events is not None else popularity_events(basket_events(interactions))
     n_items = interactions.n_items
     if not len(day):
         return PopularityTimeline(days=np.zeros(1), values=np.zeros((1, n_items), dtype=np.float32))

@@ -16,13 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from training.algorithms.popularity import (
-    PopularityLines,
-    popularity,
-    popularity_events,
-    popularity_lines,
-    popularity_timeline,
-)
+from training.algorithms.popularity import popularity, popularity_events, popularity_timeline
 from training.algorithms.repurchase import BasketEvents, basket_events, baskets_of, build_history
 from training.core import columns as col
 from training.core.blend import Blend
@@ -69,7 +63,6 @@ class Prepared:
     gate: Holdout  # customers set aside before tuning: their last baskets decide the champion gate
     item_share: np.ndarray  # share of training customers who bought each item (novelty)
     events: BasketEvents  # one per (basket, item) over all lines; each split takes its baskets' events
-    popular: PopularityLines  # every split's popularity events, by mask
     train: Lines  # the training split's lines (their histories and popularity are cached on them)
     before_test: Lines  # every line before each customer's last basket: histories as of the test and the gate
     lines: Lines  # every line, for the refit
@@ -105,11 +98,10 @@ def prepare_interactions(*, interactions: Interactions, catalog: pa.Table | None
     by_lines = choose_protocol(interactions) == "lines"
     if by_lines:  # the held-out lines become baskets of their own first: every step below holds out baskets
         interactions, split = split_by_lines(interactions)
-    # The events, the popularity lines and the split are independent, and numpy's sorts release the
-    # GIL: on two cores they run side by side.
+    # The events and the split are independent, and numpy's sorts release the GIL: on two cores
+    # they run side by side.
     with ThreadPoolExecutor(2, thread_name_prefix="prepare") as pool:
         events_future = pool.submit(basket_events, interactions)
-        popular_future = pool.submit(popularity_lines, interactions)
         if not by_lines:
             split = chronological_split(interactions)
         if len(split.test_holdout.users) == 0:
@@ -119,10 +111,10 @@ def prepare_interactions(*, interactions: Interactions, catalog: pa.Table | None
         validation, test, held_out = validation_and_test(split)
         gate, test = set_aside_gate(test)
         validation = validation.without(gate.users)
-        events, popular = events_future.result(), popular_future.result()
+        events = events_future.result()
         # The training split's lines and those before the test take their events from the same ones.
-        train_future = pool.submit(lines_of, interactions, split.train, events=events, popular=popular)
-        before_test = lines_of(interactions, split.train | split.validation, events=events, popular=popular)
+        train_future = pool.submit(lines_of, interactions, split.train, events=events)
+        before_test = lines_of(interactions, split.train | split.validation, events=events)
         train = train_future.result()
     # Share of the training customers who bought each item (novelty): the training events' pairs.
     users = train.events.keys // interactions.n_items
@@ -138,10 +130,9 @@ def prepare_interactions(*, interactions: Interactions, catalog: pa.Table | None
         gate=gate,
         item_share=item_share.astype(np.float64),
         events=events,
-        popular=popular,
         train=train,
         before_test=before_test,
-        lines=lines_of(interactions, None, events=events, popular=popular),
+        lines=lines_of(interactions, None, events=events),
         held_out_customers=held_out,
     )
 
@@ -172,7 +163,7 @@ class Lines:
     each computed once (tuning builds a bundle for every candidate half-life and blend).
 
     The lines are those of `interactions` where `keep` is true (all when None). Given the events of
-    exactly those lines and `popular` (every line's PopularityLines), nothing is sorted again."""
+    exactly those lines, nothing is sorted again."""
 
     def __init__(
         self,
@@ -180,14 +171,12 @@ class Lines:
         *,
         keep: np.ndarray | None = None,
         events: BasketEvents | None = None,
-        popular: PopularityLines | None = None,
     ) -> None:
         self.interactions = interactions
         self.keep = keep
         latest = float(np.max(interactions.day, where=True if keep is None else keep, initial=-np.inf))
         self.reference_day = latest if math.isfinite(latest) else 0.0  # 0 without lines
         self._events = events
-        self._popular = popular
         self._popularity_events: tuple[np.ndarray, np.ndarray] | None = None
         self._popularity: dict[float, np.ndarray] = {}
         self._history: tuple[float, History] | None = None  # the last one: tuning asks for it again and again
@@ -215,10 +204,7 @@ class Lines:
     @property
     def popularity_events(self) -> tuple[np.ndarray, np.ndarray]:
         if self._popularity_events is None:
-            if self._popular is not None:
-                self._popularity_events = self._popular.events(self.keep)
-            else:
-                self._popularity_events = popularity_events(self._subset())
+            self._popularity_events = popularity_events(self.events)
         return self._popularity_events
 
     def history(self, half_life: float) -> History:
@@ -248,10 +234,9 @@ class Lines:
     def category_baskets(self, catalog: Catalog) -> CategoryBaskets:
         """Baskets per pair of categories over these lines (one entry per basket and item)."""
         if self._category_baskets is None:
-            ev = self.events
-            item = ev.keys[ev.pair] % ev.n_items
+            item, _ = self.popularity_events
             self._category_baskets = CategoryBaskets.count(
-                basket=ev.basket, category=catalog.item_category[item], n_categories=len(catalog.categories)
+                basket=self.events.basket, category=catalog.item_category[item], n_categories=len(catalog.categories)
             )
         return self._category_baskets
 
@@ -294,10 +279,8 @@ class Lines:
         )
 
 
-def lines_of(
-    interactions: Interactions, keep: np.ndarray | None, *, events: BasketEvents, popular: PopularityLines
-) -> Lines:
-    """The lines where `keep` is true (all when None), from every line's events and popularity lines:
-    splits hold whole baskets, so their events are taken by mask, not computed again."""
+def lines_of(interactions: Interactions, keep: np.ndarray | None, *, events: BasketEvents) -> Lines:
+    """The lines where `keep` is true (all when None), from every line's events: splits hold whole
+    baskets, so their events are taken by mask, not computed again."""
     kept = events if keep is None else events.of_baskets(baskets_of(interactions, keep))
-    return Lines(interactions, keep=keep, events=kept, popular=popular)
+    return Lines(interactions, keep=keep, events=kept)

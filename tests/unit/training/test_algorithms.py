@@ -14,13 +14,7 @@ from tests.conftest import purchase_lines
 from tests.unit.training.conftest import checkerboard
 from training import algorithms
 from training.algorithms.blends import baseline_blend
-from training.algorithms.popularity import (
-    _snapshot_after,
-    popularity,
-    popularity_events,
-    popularity_lines,
-    popularity_timeline,
-)
+from training.algorithms.popularity import _snapshot_after, popularity, popularity_timeline
 from training.algorithms.repurchase import basket_events, baskets_of, build_history, history_matrix
 from training.core.blend import blend_scores
 from training.interactions import build_interactions
@@ -164,9 +158,29 @@ def test_split_events_taken_from_all_lines_equal_events_built_from_the_split(sma
         taken = every.of_baskets(baskets_of(inter, lines))
         for name in ("keys", "pair", "day", "baskets", "first_day", "last_day", "basket"):
             np.testing.assert_array_equal(getattr(taken, name), getattr(direct, name), err_msg=name)
-        popular = popularity_lines(inter).events(lines)
-        for got, expected in zip(popular, popularity_events(inter.subset(lines)), strict=True):
-            np.testing.assert_array_equal(got, expected)
+
+
+def test_popularity_counts_a_customer_once_per_basket() -> None:
+    """An order listing an item on two lines counts once, two orders of it on one day twice; without
+    order ids a basket is the customer's day. Counted on the day of the basket's earliest line."""
+    day = datetime(2025, 3, 1, 9, tzinfo=UTC)
+    rows = [
+        ("U", "A", day, "o1"),
+        ("U", "A", day + timedelta(minutes=1), "o1"),  # the same order: once
+        ("U", "A", day + timedelta(hours=5), "o2"),  # a second order the same day: counted
+        ("V", "A", day - timedelta(days=7), "o3"),  # a week earlier: weighs half at a 7-day half-life
+        ("V", "B", day, "o4"),
+    ]
+    inter = build_interactions(purchases=purchase_lines(rows))
+    a, b = (int(np.flatnonzero(inter.item_ids == i)[0]) for i in "AB")
+    now = float(inter.day.max())
+    counted = popularity(interactions=inter, reference_day=now, half_life=np.inf)
+    assert counted[a] == 3.0 and counted[b] == 1.0
+    weighted = popularity(interactions=inter, reference_day=now, half_life=7.0)
+    hours = np.array([5 / 24, 0.0, 7 + 5 / 24]) * -1 / 7.0  # the two orders' and V's ages in half-lives
+    assert weighted[a] == pytest.approx(float(np.exp2(hours).sum()), rel=1e-6)
+    no_orders = build_interactions(purchases=purchase_lines([r[:3] for r in rows]))
+    assert popularity(interactions=no_orders, reference_day=now, half_life=np.inf)[a] == 2.0  # U's day, V's day
 
 
 def test_snapshot_of_each_line_equals_searchsorted() -> None:
