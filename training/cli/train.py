@@ -109,18 +109,16 @@ def evaluate_command(
 ) -> None:
     """Evaluate one configuration on the time split beside the baselines; nothing is logged or registered."""
     from training.algorithms import check_model
-    from training.data.load import check_usable, load_training_inputs
     from training.metrics import TABLE_METRICS, comparison_table
     from training.pipeline.fit import DEFAULT_EVAL_USERS, evaluate_on_test, fit_configuration, parse_params
-    from training.pipeline.prepare import prepare
+    from training.pipeline.prepare import load_prepared
 
     check_model(model)
     params = parse_params(param or [])
-    table, report, cat, _ = load_training_inputs(purchases, catalog)
-    if not report.ok:
-        _stderr(report.format_text(max_rows=5))
-    check_usable(table, report, max_rejected=max_rejected)
-    prepared = prepare(purchases=table, catalog=cat, eval_users=int(params.get("eval_users", DEFAULT_EVAL_USERS)))
+    eval_users = int(params.get("eval_users", DEFAULT_EVAL_USERS))
+    prepared, _, _ = load_prepared(
+        purchases=purchases, catalog=catalog, eval_users=eval_users, max_rejected=max_rejected, log=_stderr
+    )
     fitted = fit_configuration(model=model, params=params, prepared=prepared, log=_stderr)
     results = evaluate_on_test(fitted=fitted, prepared=prepared)
     typer.echo(comparison_table(results, metrics=TABLE_METRICS))

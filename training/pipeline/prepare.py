@@ -10,8 +10,10 @@ popularity and timelines that tuning asks for again and again.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +28,7 @@ from training.core.copurchase import CategoryBaskets
 from training.core.errors import RecoError
 from training.core.history import History, PopularityTimeline
 from training.core.rerank import Reranker
+from training.data.checks import ValidationReport
 from training.interactions import Interactions, build_interactions
 from training.sorting import run_starts
 from training.split import (
@@ -80,6 +83,27 @@ class Prepared:
             "gate_customers": len(self.gate.users),
             "held_out_customers": self.held_out_customers,
         }
+
+
+def load_prepared(
+    *, purchases: Path, catalog: Path | None, eval_users: int, max_rejected: float, log: Callable[[str], None]
+) -> tuple[Prepared, list[ValidationReport], int]:
+    """Read and check the input files (each report with rejected rows logged; too many rejected, one
+    sentence), encode and prepare: (prepared, the files' reports, lines read). The Arrow table lives
+    until its lines are numpy arrays; then its memory goes back before the split makes its own."""
+    from training.data.load import check_usable, give_back_read_memory, load_training_inputs
+
+    table, report, catalog_table, catalog_report = load_training_inputs(purchases, catalog)
+    reports = [r for r in (report, catalog_report) if r is not None]
+    for each in reports:
+        if not each.ok:
+            log(each.format_text(max_rows=5))
+    check_usable(table, report, max_rejected=max_rejected)
+    interactions, n_lines = encode(table, catalog_table), table.num_rows
+    del table
+    give_back_read_memory()
+    prepared = prepare_interactions(interactions=interactions, catalog=catalog_table, eval_users=eval_users)
+    return prepared, reports, n_lines
 
 
 def prepare(*, purchases: pa.Table, catalog: pa.Table | None, eval_users: int) -> Prepared:

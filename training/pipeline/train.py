@@ -21,7 +21,7 @@ from typing import Any
 from training import algorithms
 from training.algorithms.base import blas_single_thread
 from training.core.errors import RecoError
-from training.data.load import DEFAULT_MAX_REJECTED, check_usable
+from training.data.load import DEFAULT_MAX_REJECTED
 from training.gate import PROMOTE_CHOICES
 from training.metrics import PRIMARY_METRIC, TABLE_METRICS, comparison_table
 from training.pipeline.fit import (
@@ -32,7 +32,7 @@ from training.pipeline.fit import (
     fit_configuration,
 )
 from training.pipeline.gating import run_gate
-from training.pipeline.prepare import encode, prepare_interactions
+from training.pipeline.prepare import load_prepared
 from training.pipeline.record import current_champion, input_dataset, log_run, publish
 from training.registry.cleanup import on_stop, sweep
 from training.tuning import score_of
@@ -137,24 +137,13 @@ def _train(
     total_start: float,
     max_rejected: float,
 ) -> TrainResult:
-    from training.data.load import load_training_inputs
-
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    purchases, purchase_report, catalog, catalog_report = load_training_inputs(purchases_path, catalog_path)
-    for report in (purchase_report, catalog_report):
-        if report is not None and not report.ok:
-            log(report.format_text(max_rows=5))
-    check_usable(purchases, purchase_report, max_rejected=max_rejected)
-    interactions, n_lines = encode(purchases, catalog), purchases.num_rows
-    # The lines live on as numpy arrays: the Arrow table's memory goes to the split's arrays instead of
-    # new pages (each gigabyte the process touches first costs it about a second of system time here).
-    del purchases
-    prepared = prepare_interactions(
-        interactions=interactions, catalog=catalog, eval_users=int(params.get("eval_users", DEFAULT_EVAL_USERS))
+    eval_users = int(params.get("eval_users", DEFAULT_EVAL_USERS))
+    prepared, reports, n_lines = load_prepared(
+        purchases=purchases_path, catalog=catalog_path, eval_users=eval_users, max_rejected=max_rejected, log=log
     )
     timings["load_seconds"] = time.perf_counter() - t
-    del interactions, catalog
     log(
         f"loaded {n_lines:,} lines: {prepared.interactions.n_users:,} customers, "
         f"{prepared.interactions.n_items:,} items; split {prepared.summary()}"
@@ -239,7 +228,7 @@ def _train(
         results=results,
         gated=gated,
         table=table,
-        reports=[purchase_report, *([catalog_report] if catalog_report else [])],
+        reports=reports,
         prepared=prepared,
         timings=timings,
         total_start=total_start,

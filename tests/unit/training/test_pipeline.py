@@ -3,7 +3,10 @@ after the training lines let go of what they computed."""
 
 from __future__ import annotations
 
+import ast
 import gc
+import subprocess
+import sys
 import threading
 import weakref
 from pathlib import Path
@@ -121,3 +124,42 @@ def test_train_lets_the_training_lines_go_after_the_fit(
     )
     assert result.version is not None and len(held) == 2
     assert alive_at_test == [[False, False]]
+
+
+GIVE_BACK_ORDER = """
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+
+import training.data.load as load
+import training.pipeline.prepare as prepare
+
+steps = []
+give_back, split = load.give_back_read_memory, prepare.prepare_interactions
+
+
+def spy(name, real):
+    def call(*args, **kwargs):
+        steps.append((name, pa.default_memory_pool().bytes_allocated()))
+        return real(*args, **kwargs)
+    return call
+
+
+load.give_back_read_memory = spy("give back", give_back)
+prepare.prepare_interactions = spy("split", split)
+prepare.load_prepared(purchases=Path(sys.argv[1]), catalog=None, eval_users=100, max_rejected=0.01, log=print)
+print(repr((steps, pa.default_memory_pool().max_memory())))
+"""
+
+
+def test_the_read_memory_goes_back_before_the_split(small_store: Path) -> None:
+    """`reco train` gives Arrow's pool memory back once the table is encoded and let go, before the
+    split makes its arrays (the fast path of docs/architecture.md): by then nothing may be left in
+    the pool, or its pages could not go back. In a process of its own: the pool is the process's."""
+    script = [sys.executable, "-c", GIVE_BACK_ORDER, str(small_store / "purchases.parquet")]
+    done = subprocess.run(script, capture_output=True, text=True, timeout=120, check=True)
+    steps, read_peak = ast.literal_eval(done.stdout.strip().splitlines()[-1])
+    assert [name for name, _ in steps] == ["give back", "split"]
+    assert read_peak > 1_000_000  # the read's buffers were in the pool (a 1,500-customer store)
+    assert all(held < 1_024 for _, held in steps)  # and none of them any more (a few bytes of Arrow's own)
