@@ -2,9 +2,10 @@
 
 `Prepared` holds the interactions, the split, the holdouts (sampled once, so every fit is scored on
 the same customers: validation for tuning, the test that is reported, the gate that decides
-promotions), the catalog aligned with the item index, and the basket and popularity events
-every split's histories are taken from. `Lines` caches, per set of lines, the histories,
-popularity and timelines that tuning asks for again and again.
+promotions), the catalog aligned with the item index, and the basket events every split's
+histories and popularity are taken from. `Lines` caches, per set of lines, the histories,
+popularity and timelines that tuning asks for again and again. `load_prepared` is the step from
+the input files.
 """
 
 from __future__ import annotations
@@ -258,7 +259,7 @@ class Lines:
     def category_baskets(self, catalog: Catalog) -> CategoryBaskets:
         """Baskets per pair of categories over these lines (one entry per basket and item)."""
         if self._category_baskets is None:
-            item, _ = self.popularity_events
+            item, _ = self.popularity_events  # each event's item
             self._category_baskets = CategoryBaskets.count(
                 basket=self.events.basket, category=catalog.item_category[item], n_categories=len(catalog.categories)
             )
