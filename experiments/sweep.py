@@ -67,11 +67,10 @@ def main() -> None:
     import mlflow
 
     from training.algorithms import MODELS
-    from training.data.load import load_training_inputs
     from training.evaluate import Candidate, evaluate
     from training.metrics import KS, TABLE_METRICS, comparison_table
     from training.pipeline.fit import evaluate_on_test, fit_configuration
-    from training.pipeline.prepare import prepare
+    from training.pipeline.prepare import load_prepared
     from training.registry.loading import client
     from training.registry.publishing import use_experiment
     from training.settings import load_settings
@@ -79,8 +78,10 @@ def main() -> None:
     settings = load_settings()
     client(settings=settings)
     use_experiment(settings=settings, name="reco-sweep")
-    purchases, _, catalog, _ = load_training_inputs(args.purchases, args.catalog)
-    prepared = prepare(purchases=purchases, catalog=catalog, eval_users=args.eval_users)
+    # Every row the checks accept is swept over, however many they reject (their reports are printed).
+    prepared, _, _ = load_prepared(
+        purchases=args.purchases, catalog=args.catalog, eval_users=args.eval_users, max_rejected=1.0, log=print
+    )
     rows: dict[str, dict[str, float]] = {}
     params_of: dict[str, tuple[str, dict[str, str]]] = {}
     with mlflow.start_run(run_name="sweep") as parent:

@@ -155,7 +155,7 @@ def decay(*, age_days: np.ndarray, half_life: float) -> np.ndarray:
     """0.5^(age / half_life); an infinite half-life weighs every purchase 1."""
     if not math.isfinite(half_life):
         return np.ones_like(age_days, dtype=np.float64)
-    exponent = np.array(age_days, dtype=np.float64)  # one new array, worked on in place (millions of lines)
-    np.maximum(exponent, 0.0, out=exponent)
+    # One new array (np.maximum's), worked on in place: the ages are millions of lines long.
+    exponent = np.asarray(np.maximum(age_days, 0.0), dtype=np.float64)
     exponent *= -1.0 / half_life
     return np.exp2(exponent, out=exponent)
