@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+INT32_MAX = (1 << 31) - 1
+
 
 def stable_argsort(keys: np.ndarray) -> np.ndarray:
     """`np.argsort(keys, kind="stable")` for non-negative integer keys: when key and position fit in 63
@@ -32,8 +34,17 @@ def run_starts(ordered: np.ndarray) -> np.ndarray:
 
 
 def run_numbers(starts: np.ndarray, n: int) -> np.ndarray:
-    """Each of `n` positions' run number, from the runs' starts."""
-    return np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, n]))
+    """Each of `n` positions' run number, from the runs' starts (int32 while they fit, as `narrow`)."""
+    numbers = np.arange(len(starts), dtype=np.int32 if len(starts) <= INT32_MAX else np.int64)
+    return np.repeat(numbers, np.diff(np.r_[starts, n]))
+
+
+def narrow(values: np.ndarray) -> np.ndarray:
+    """Non-negative integers as int32 when they fit: per-event indices kept for a whole training take
+    half the bytes of int64 (new pages cost the kernel time, docs/performance.md)."""
+    if values.dtype != np.int32 and (not len(values) or int(values.max()) <= INT32_MAX):
+        return values.astype(np.int32)
+    return values
 
 
 def sorted_groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -15,8 +15,9 @@ from training.interactions import Interactions
 
 
 def popularity_events(events: BasketEvents) -> tuple[np.ndarray, np.ndarray]:
-    """(item, day) of each (basket, item) event (half-life independent)."""
-    return (events.keys % events.n_items)[events.pair], events.day
+    """(item, day) of each (basket, item) event (half-life independent); items as int32, as
+    `Interactions.item` holds them (half the bytes of the keys' int64 per event)."""
+    return (events.keys % events.n_items).astype(np.int32)[events.pair], events.day
 
 
 def popularity(

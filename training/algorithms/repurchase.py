@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from training.core.history import History, decay
 from training.interactions import Interactions
-from training.sorting import run_numbers, run_starts, sorted_pairs
+from training.sorting import narrow, run_numbers, run_starts, sorted_pairs
 
 
 @dataclass(frozen=True)
@@ -27,12 +27,12 @@ class BasketEvents:
     n_users: int
     n_items: int
     keys: np.ndarray  # int64 sorted distinct customer * n_items + item
-    pair: np.ndarray  # int64 per event: index into keys (non-decreasing)
+    pair: np.ndarray  # int32 per event (int64 beyond 2**31 pairs): index into keys (non-decreasing)
     day: np.ndarray  # float64 per event
     baskets: np.ndarray  # float32 per pair
     first_day: np.ndarray
     last_day: np.ndarray
-    basket: np.ndarray  # int64 per event: its basket index
+    basket: np.ndarray  # int32 per event (sorting.narrow): its basket index
 
     def of_baskets(self, keep: np.ndarray) -> BasketEvents:
         """The events of the baskets where `keep` (bool per basket index) is true: what
@@ -40,7 +40,7 @@ class BasketEvents:
         kept = keep[self.basket]
         pair = self.pair[kept]
         present = np.bincount(pair, minlength=len(self.keys)) > 0
-        pair = (np.cumsum(present) - 1)[pair]
+        pair = (np.cumsum(present, dtype=pair.dtype) - 1)[pair]
         return _grouped(self.n_users, self.n_items, self.keys[present], pair, self.day[kept], self.basket[kept])
 
 
@@ -74,7 +74,7 @@ def basket_events(interactions: Interactions) -> BasketEvents:
     del order
     pair_starts = run_starts(pair_key)
     pair = run_numbers(pair_starts, len(pair_key))
-    return _grouped(interactions.n_users, n_items, pair_key[pair_starts], pair, day, basket)
+    return _grouped(interactions.n_users, n_items, pair_key[pair_starts], pair, day, narrow(basket))
 
 
 def build_history(

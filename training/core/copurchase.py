@@ -25,18 +25,20 @@ class CategoryBaskets:
     def count(cls, *, basket: np.ndarray, category: np.ndarray, n_categories: int) -> CategoryBaskets:
         """From one entry per purchase line (or per basket and item): its basket index and its item's
         category code (−1 unknown: left out)."""
-        known = category >= 0
         baskets = int(np.count_nonzero(np.bincount(basket))) if len(basket) else 0
-        if not known.any() or n_categories == 0:
+        if n_categories == 0 or not (category >= 0).any():
             return cls(together=np.zeros((n_categories, n_categories)), baskets=baskets)
         # A basket × category matrix (scipy sums an aisle listed twice in a basket into one entry, set
-        # back to 1): its product with itself counts the baskets of every pair.
+        # back to 1): its product with itself counts the baskets of every pair. Unknown categories
+        # take a column of their own, cut off after the product (no masked copies of the entries).
+        column = np.where(category >= 0, category, n_categories).astype(np.int32, copy=False)
         held = sp.csr_matrix(
-            (np.ones(int(known.sum())), (basket[known], category[known])),
-            shape=(int(basket.max()) + 1, n_categories),
+            (np.ones(len(column), dtype=np.int32), (basket, column)),
+            shape=(int(basket.max()) + 1, n_categories + 1),
         )
         held.data[:] = 1
-        return cls(together=np.asarray((held.T @ held).todense(), dtype=np.float64), baskets=baskets)
+        together = (held.T @ held).toarray()[:n_categories, :n_categories]
+        return cls(together=together.astype(np.float64), baskets=baskets)
 
     def share(self, anchor: int, other: int) -> float:
         """Of the baskets holding category `anchor`, the share that also hold `other`."""

@@ -119,7 +119,7 @@ def item_repeat_rates(history: History, *, n_items: int) -> np.ndarray:
     """Per item, the share of its buyers who bought it in two baskets or more, shrunk towards the
     share over all items by REPEAT_RATE_PRIOR_BUYERS (float64; the average for items nobody bought)."""
     buyers = np.bincount(history.indices, minlength=n_items).astype(np.float64)
-    repeaters = np.bincount(history.indices, weights=(history.baskets >= 2).astype(np.float64), minlength=n_items)
+    repeaters = np.bincount(history.indices[history.baskets >= 2], minlength=n_items).astype(np.float64)
     overall = repeaters.sum() / buyers.sum() if buyers.sum() else 0.0
     return (repeaters + REPEAT_RATE_PRIOR_BUYERS * overall) / (buyers + REPEAT_RATE_PRIOR_BUYERS)
 

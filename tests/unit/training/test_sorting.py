@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.sorting import sorted_pairs, stable_argsort, unique_inverse
+from training.sorting import INT32_MAX, narrow, run_numbers, sorted_pairs, stable_argsort, unique_inverse
 
 
 def test_packed_sorts_equal_numpy() -> None:
@@ -36,3 +36,17 @@ def test_sorted_pairs_equal_lexsort() -> None:
         np.testing.assert_array_equal(np.diff(np.r_[starts, len(order)]), counts)
     empty = np.zeros(0, dtype=np.int64)
     assert all(len(part) == 0 for part in sorted_pairs(empty, empty))
+
+
+def test_narrow_halves_indices_that_fit_and_keeps_the_rest() -> None:
+    """Indices kept per event become int32 with the same values while they fit; beyond int32 they stay as they are."""
+    small = np.array([0, 7, INT32_MAX], dtype=np.int64)
+    narrowed = narrow(small)
+    assert narrowed.dtype == np.int32
+    np.testing.assert_array_equal(narrowed, small)
+    large = np.array([0, INT32_MAX + 1], dtype=np.int64)
+    assert narrow(large).dtype == np.int64
+    np.testing.assert_array_equal(narrow(large), large)
+    numbers = run_numbers(np.array([0, 2, 3]), 5)
+    assert numbers.dtype == np.int32
+    np.testing.assert_array_equal(numbers, [0, 0, 1, 2, 2])
