@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from training.core import columns as col
-from training.sorting import unique_inverse
+from training.sorting import narrow, unique_inverse
 
 SECONDS_PER_DAY = 86_400.0
 
@@ -30,8 +30,7 @@ class Interactions:
     user: np.ndarray  # int32 per line
     item: np.ndarray  # int32 per line
     day: np.ndarray  # float64 per line: days since the epoch (UTC)
-    basket: np.ndarray  # int64 per line: basket index (order_id, else customer + calendar day)
-    quantity: np.ndarray  # float32 per line
+    basket: np.ndarray  # int32 per line (sorting.narrow): basket index (order_id, else customer + calendar day)
     ordered: bool = False  # some lines carry an order_id: baskets are orders, not customer-days
 
     @property
@@ -55,7 +54,6 @@ class Interactions:
             item=self.item[mask],
             day=self.day[mask],
             basket=self.basket[mask],
-            quantity=self.quantity[mask],
             ordered=self.ordered,
         )
 
@@ -104,10 +102,6 @@ def build_interactions(*, purchases: pa.Table, catalog_item_ids: np.ndarray | No
         day = purchases.column(col.TIMESTAMP).cast(pa.int64()).to_numpy().astype(np.float64)
         day /= 1e6  # in place, and in this order: the same days as `ts / 1e6 / SECONDS_PER_DAY`
         day /= SECONDS_PER_DAY
-        if col.QUANTITY in purchases.column_names:
-            quantity = purchases.column(col.QUANTITY).fill_null(1).to_numpy().astype(np.float32)
-        else:
-            quantity = np.ones(len(user), dtype=np.float32)
         item_ids, item = items.result()
         valid, order_code = orders.result()
     if catalog_item_ids is not None and len(catalog_item_ids):
@@ -120,7 +114,7 @@ def build_interactions(*, purchases: pa.Table, catalog_item_ids: np.ndarray | No
             item = new_pos[item].astype(np.int32)
             item_ids = all_items[order]
     basket = _basket_index(valid=valid, order_code=order_code, user=user, day=day)
-    return Interactions(user_ids, item_ids, user, item, day, basket, quantity, ordered=bool(valid.any()))
+    return Interactions(user_ids, item_ids, user, item, day, basket, ordered=bool(valid.any()))
 
 
 def _order_codes(purchases: pa.Table) -> tuple[np.ndarray, np.ndarray]:
@@ -144,30 +138,26 @@ def _basket_index(*, valid: np.ndarray, order_code: np.ndarray, user: np.ndarray
         owner = np.zeros(int(order_code.max()) + 1, dtype=user.dtype)
         owner[order_code] = user
         if np.array_equal(owner[order_code], user):
-            return order_code
+            return narrow(order_code)
     day_number = np.floor(day).astype(np.int64)
     day_number -= day_number.min(initial=0)
     key = np.where(valid, order_code, int(order_code.max(initial=0)) + 1 + day_number) if valid.any() else day_number
     # Keys are namespaced per customer: two customers reusing an order id are two baskets.
     combined = user.astype(np.int64) * (int(key.max(initial=0)) + 1) + key
-    return unique_inverse(combined)[1]
+    return narrow(unique_inverse(combined)[1])
 
 
-def user_item_matrix(*, interactions: Interactions, values: str = "baskets") -> sp.csr_matrix:
-    """Customer × item CSR: number of baskets containing the item ("baskets") or units bought ("quantity")."""
+def user_item_matrix(*, interactions: Interactions) -> sp.csr_matrix:
+    """Customer × item CSR of the number of baskets containing the item (a basket listing an item on
+    two lines counts once)."""
     shape = (interactions.n_users, interactions.n_items)
-    if values == "quantity":
-        data = interactions.quantity
-        m = sp.csr_matrix((data, (interactions.user, interactions.item)), shape=shape, dtype=np.float32)
-    else:
-        # A basket listing an item on two lines still counts once.
-        pair_key = interactions.basket * interactions.n_items + interactions.item
-        pairs = np.unique(pair_key, return_index=True)[1]
-        m = sp.csr_matrix(
-            (np.ones(len(pairs), dtype=np.float32), (interactions.user[pairs], interactions.item[pairs])),
-            shape=shape,
-            dtype=np.float32,
-        )
+    pair_key = interactions.basket.astype(np.int64) * interactions.n_items + interactions.item
+    pairs = np.unique(pair_key, return_index=True)[1]
+    m = sp.csr_matrix(
+        (np.ones(len(pairs), dtype=np.float32), (interactions.user[pairs], interactions.item[pairs])),
+        shape=shape,
+        dtype=np.float32,
+    )
     m.sum_duplicates()
     m.sort_indices()
     return m

@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from training.interactions import Interactions
-from training.sorting import run_starts, unique_inverse
+from training.sorting import narrow, run_starts, unique_inverse
 
 TUNE_USERS = 3_000  # validation customers tuning ranks at most (a subsample, the same on every run)
 # Sparse retail (most customers 1–3 orders) leaves few customers with a validation basket (their
@@ -178,7 +178,7 @@ def split_by_lines(interactions: Interactions) -> tuple[Interactions, Split]:
     role[order] = sorted_role
     n_old = int(interactions.basket.max()) + 1
     key = np.where(role == 0, interactions.basket, n_old + user.astype(np.int64) * 2 + (role - 1))
-    basket = unique_inverse(key)[1].astype(np.int64)
+    basket = narrow(unique_inverse(key)[1])
     cut = Interactions(
         user_ids=interactions.user_ids,
         item_ids=interactions.item_ids,
@@ -186,7 +186,6 @@ def split_by_lines(interactions: Interactions) -> tuple[Interactions, Split]:
         item=interactions.item,
         day=interactions.day,
         basket=basket,
-        quantity=interactions.quantity,
         ordered=interactions.ordered,
     )
     n_baskets = int(basket.max()) + 1

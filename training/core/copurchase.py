@@ -8,6 +8,7 @@ picks the item within an aisle. Built by training from the purchase lines, saved
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,23 +23,28 @@ class CategoryBaskets:
     baskets: int
 
     @classmethod
-    def count(cls, *, basket: np.ndarray, category: np.ndarray, n_categories: int) -> CategoryBaskets:
+    def count(
+        cls, *, basket: np.ndarray, category: np.ndarray, n_categories: int, cuts: Sequence[int] = ()
+    ) -> CategoryBaskets:
         """From one entry per purchase line (or per basket and item): its basket index and its item's
-        category code (−1 unknown: left out)."""
+        category code (−1 unknown: left out). `cuts` are positions where no basket has entries on both
+        sides (where one customer's entries end and the next one's begin): the parts between them are
+        counted one after the other, so that only one part's matrix is held at a time."""
         baskets = int(np.count_nonzero(np.bincount(basket))) if len(basket) else 0
-        if n_categories == 0 or not (category >= 0).any():
-            return cls(together=np.zeros((n_categories, n_categories)), baskets=baskets)
-        # A basket × category matrix (scipy sums an aisle listed twice in a basket into one entry, set
-        # back to 1): its product with itself counts the baskets of every pair. Unknown categories
-        # take a column of their own, cut off after the product (no masked copies of the entries).
-        column = np.where(category >= 0, category, n_categories).astype(np.int32, copy=False)
-        held = sp.csr_matrix(
-            (np.ones(len(column), dtype=np.int32), (basket, column)),
-            shape=(int(basket.max()) + 1, n_categories + 1),
-        )
-        held.data[:] = 1
-        together = (held.T @ held).toarray()[:n_categories, :n_categories]
-        return cls(together=together.astype(np.float64), baskets=baskets)
+        together = np.zeros((n_categories + 1, n_categories + 1), dtype=np.int64)
+        rows = int(basket.max(initial=-1)) + 1
+        for start, stop in zip([0, *cuts], [*cuts, len(basket)], strict=True):
+            # A basket × category matrix (scipy sums an aisle listed twice in a basket into one entry,
+            # set back to 1): its product with itself counts the baskets of every pair. Unknown
+            # categories take a column of their own, cut off at the end.
+            part = category[start:stop]
+            held = sp.csr_matrix(
+                (np.ones(len(part), dtype=np.int32), (basket[start:stop], np.where(part >= 0, part, n_categories))),
+                shape=(rows, n_categories + 1),
+            )
+            held.data[:] = 1
+            together += (held.T @ held).toarray()
+        return cls(together=together[:n_categories, :n_categories].astype(np.float64), baskets=baskets)
 
     def share(self, anchor: int, other: int) -> float:
         """Of the baskets holding category `anchor`, the share that also hold `other`."""

@@ -257,11 +257,15 @@ class Lines:
         return self._popularity[half_life]
 
     def category_baskets(self, catalog: Catalog) -> CategoryBaskets:
-        """Baskets per pair of categories over these lines (one entry per basket and item)."""
+        """Baskets per pair of categories over these lines (one entry per basket and item), counted a
+        million events at a time: the events come by customer, and a basket is one customer's."""
         if self._category_baskets is None:
             item, _ = self.popularity_events  # each event's item
             self._category_baskets = CategoryBaskets.count(
-                basket=self.events.basket, category=catalog.item_category[item], n_categories=len(catalog.categories)
+                basket=self.events.basket,
+                category=catalog.item_category[item],
+                n_categories=len(catalog.categories),
+                cuts=customer_cuts(self.events, every=1_000_000),
             )
         return self._category_baskets
 
@@ -309,3 +313,16 @@ def lines_of(interactions: Interactions, keep: np.ndarray | None, *, events: Bas
     baskets, so their events are taken by mask, not computed again."""
     kept = events if keep is None else events.of_baskets(baskets_of(interactions, keep))
     return Lines(interactions, keep=keep, events=kept)
+
+
+def customer_cuts(events: BasketEvents, *, every: int) -> list[int]:
+    """Event positions about `every` apart where one customer's events end and the next one's begin
+    (events come by (customer, item) pair, so by customer)."""
+    cuts: list[int] = []
+    for target in range(every, len(events.pair), every):
+        customer = int(events.keys[events.pair[target]]) // events.n_items
+        first_pair = int(np.searchsorted(events.keys, customer * events.n_items))
+        cut = int(np.searchsorted(events.pair, first_pair))
+        if cut > (cuts[-1] if cuts else 0):
+            cuts.append(cut)
+    return cuts

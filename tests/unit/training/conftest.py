@@ -51,6 +51,5 @@ def hand_made(lines: list[tuple[int, int, float, int]], n_users: int, n_items: i
         item=item.astype(np.int32),
         day=day.astype(np.float64),
         basket=basket.astype(np.int64),
-        quantity=np.ones(len(lines), dtype=np.float32),
         ordered=True,
     )

@@ -17,9 +17,10 @@ from training.algorithms.blends import baseline_blend
 from training.algorithms.popularity import _snapshot_after, popularity, popularity_timeline
 from training.algorithms.repurchase import basket_events, baskets_of, build_history, history_matrix
 from training.core.blend import blend_scores
+from training.core.copurchase import CategoryBaskets
 from training.interactions import build_interactions
 from training.pipeline.fit import evaluate_on_test, fit_configuration
-from training.pipeline.prepare import Catalog, Lines, prepare
+from training.pipeline.prepare import Catalog, Lines, customer_cuts, prepare
 from training.split import chronological_split
 
 
@@ -130,7 +131,6 @@ def test_basket_events_are_one_per_basket_and_item_on_its_earliest_line() -> Non
         item=rng.integers(0, n_items, n).astype(np.int32),
         day=rng.uniform(19_000, 19_100, n),
         basket=basket.astype(np.int64),
-        quantity=np.ones(n, dtype=np.float32),
     )
     earliest: dict[tuple[int, int], float] = {}  # (customer * n_items + item, basket) -> day
     for u, i, b, d in zip(inter.user, inter.item, inter.basket, inter.day, strict=True):
@@ -158,6 +158,25 @@ def test_split_events_taken_from_all_lines_equal_events_built_from_the_split(sma
         taken = every.of_baskets(baskets_of(inter, lines))
         for name in ("keys", "pair", "day", "baskets", "first_day", "last_day", "basket"):
             np.testing.assert_array_equal(getattr(taken, name), getattr(direct, name), err_msg=name)
+
+
+def test_aisle_counts_in_parts_cut_between_customers_equal_one_count(small_store: Path) -> None:
+    """Counted a part at a time, cut where one customer's events end, the aisles' basket counts are
+    those of one count over all events; no cut falls inside a customer's events."""
+    from training.data.load import load_purchases
+
+    inter = build_interactions(purchases=load_purchases(small_store / "purchases.parquet")[0])
+    events = basket_events(inter)
+    item = (events.keys % events.n_items)[events.pair]
+    category = np.where(item % 7 == 0, -1, item % 5)  # five aisles, some items without one
+    cuts = customer_cuts(events, every=len(events.pair) // 9)
+    assert len(cuts) >= 5
+    customer = (events.keys // events.n_items)[events.pair]
+    assert all(customer[cut - 1] != customer[cut] for cut in cuts)
+    whole = CategoryBaskets.count(basket=events.basket, category=category, n_categories=5)
+    parts = CategoryBaskets.count(basket=events.basket, category=category, n_categories=5, cuts=cuts)
+    np.testing.assert_array_equal(parts.together, whole.together)
+    assert parts.baskets == whole.baskets and whole.together.sum() > 0
 
 
 def test_popularity_counts_a_customer_once_per_basket() -> None:
