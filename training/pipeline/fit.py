@@ -239,7 +239,7 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
 
     # What comes after the fit but needs no collaborative part, computed while the fit runs: the
     # test-time history (up to each customer's test basket) and popularity, and those of all lines
-    # and their aisles' basket counts for the refit.
+    # and their aisles' basket counts for the refit, which needs nothing else of their events.
     before_test = prepared.before_test
     test_history = before_test.history(half_life)
     before_test.popularity(pop_half_life)
@@ -248,6 +248,7 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
         prepared.lines.history(half_life)
         prepared.lines.popularity(pop_half_life)
         prepared.lines.category_baskets(prepared.catalog)
+        prepared.lines.release_events()
 
     # 2. Collaborative candidates fitted on the training split; blends tuned on validation.
     fits: dict[str, FittedCollaborative] = {}

@@ -2,10 +2,10 @@
 
 `Prepared` holds the interactions, the split, the holdouts (sampled once, so every fit is scored on
 the same customers: validation for tuning, the test that is reported, the gate that decides
-promotions), the catalog aligned with the item index, and the basket events every split's
-histories and popularity are taken from. `Lines` caches, per set of lines, the histories,
-popularity and timelines that tuning asks for again and again. `load_prepared` is the step from
-the input files.
+promotions), the catalog aligned with the item index, and the lines of the training split, of
+everything before the test and of all: each `Lines` holds its basket events (the splits' taken from
+all lines') and caches the histories, popularity and timelines that tuning asks for again and
+again. `load_prepared` is the step from the input files.
 """
 
 from __future__ import annotations
@@ -66,10 +66,9 @@ class Prepared:
     test: Holdout
     gate: Holdout  # customers set aside before tuning: their last baskets decide the champion gate
     item_share: np.ndarray  # share of training customers who bought each item (novelty)
-    events: BasketEvents  # one per (basket, item) over all lines; each split takes its baskets' events
     train: Lines  # the training split's lines (their histories and popularity are cached on them)
     before_test: Lines  # every line before each customer's last basket: histories as of the test and the gate
-    lines: Lines  # every line, for the refit
+    lines: Lines  # every line, for the refit (their events: one per basket and item; each split takes its baskets')
     held_out_customers: int = 0  # test customers whose last basket was moved to validation
 
     def summary(self) -> dict[str, int | str]:
@@ -154,7 +153,6 @@ def prepare_interactions(*, interactions: Interactions, catalog: pa.Table | None
         test=test.sample(max_users=eval_users, seed=2),
         gate=gate,
         item_share=item_share.astype(np.float64),
-        events=events,
         train=train,
         before_test=before_test,
         lines=lines_of(interactions, None, events=events),
@@ -216,6 +214,12 @@ class Lines:
         self._history = None
         self._timelines = {}
         self._category_baskets = None
+
+    def release_events(self) -> None:
+        """Let go of the events once the figures wanted from them are computed: they are what holds
+        memory (about 250 MB per set of 10 M lines); a figure not computed yet computes them again."""
+        self._events = None
+        self._popularity_events = None
 
     def _subset(self) -> Interactions:
         return self.interactions if self.keep is None else self.interactions.subset(self.keep)

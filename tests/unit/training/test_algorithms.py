@@ -179,6 +179,23 @@ def test_aisle_counts_in_parts_cut_between_customers_equal_one_count(small_store
     assert parts.baskets == whole.baskets and whole.together.sum() > 0
 
 
+def test_released_events_keep_what_was_computed_and_come_back_equal(small_store: Path) -> None:
+    """After `release_events` (the refit's lines, once their figures are computed) the figures asked
+    for before are the same objects, and the events, asked for again, are computed equal."""
+    from training.data.load import load_purchases
+
+    lines = Lines(build_interactions(purchases=load_purchases(small_store / "purchases.parquet")[0]))
+    history, popular = lines.history(90.0), lines.popularity(14.0)
+    before = lines.events
+    lines.release_events()
+    assert lines._events is None and lines._popularity_events is None
+    assert lines.history(90.0) is history and lines.popularity(14.0) is popular
+    again = lines.events
+    assert again is not before
+    for name in ("keys", "pair", "day", "baskets", "first_day", "last_day", "basket"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(before, name), err_msg=name)
+
+
 def test_popularity_counts_a_customer_once_per_basket() -> None:
     """An order listing an item on two lines counts once, two orders of it on one day twice; without
     order ids a basket is the customer's day. Counted on the day of the basket's earliest line."""
