@@ -203,9 +203,10 @@ def _clean_text(values: pa.ChunkedArray) -> pa.ChunkedArray:
 
 def _clean_dictionary(values: pa.ChunkedArray) -> pa.ChunkedArray:
     """`_clean_text` of dictionary-encoded text, done on the dictionaries; the chunks come back as one
-    array with one dictionary. A Parquet row group's batches share their dictionary, so each distinct
-    one is cleaned and hashed once (pyarrow's `combine_chunks` hashes every chunk's: 17 M order ids
-    for 10 M lines in 80 batches). Entries that cleaning makes equal (" a", "a") become one, and rows
+    array with one dictionary. Chunks that share a dictionary (a row group's batches, as pyarrow's
+    dataset reader gives them) have it cleaned and hashed once (pyarrow's `combine_chunks` hashes
+    every chunk's: 17 M order ids for 10 M lines in 80 batches). Entries that cleaning makes equal
+    (" a", "a") become one, and rows
     whose entry becomes empty become null rows (Arrow and DuckDB see nulls in the indices)."""
     if not values.num_chunks:
         return values

@@ -67,7 +67,9 @@ def _read_parquet_file(path: Path, *, dictionary: Sequence[str] = ()) -> pa.Tabl
     schema = pq.read_schema(path)
     encoded = [n for n in dictionary if n in schema.names and is_text(schema.field(n).type)]
     if encoded:
-        table = pq.read_table(path, read_dictionary=encoded)
+        # ParquetFile.read, not read_table (the dataset reader): one chunk per row group instead of
+        # batches of 128k rows, and at 10 M lines a tenth less memory and a third less time.
+        table = pq.ParquetFile(path, read_dictionary=encoded).read()
         return table.append_column(ROW, pa.array(np.arange(1, table.num_rows + 1), pa.int64()))
     con = connect()
     try:
