@@ -202,25 +202,19 @@ def _clean_text(values: pa.ChunkedArray) -> pa.ChunkedArray:
 
 
 def _clean_dictionary(values: pa.ChunkedArray) -> pa.ChunkedArray:
-    """`_clean_text` of dictionary-encoded text, done on the dictionaries; the chunks come back as one
-    array with one dictionary. Chunks that share a dictionary (a row group's batches, as pyarrow's
-    dataset reader gives them) have it cleaned and hashed once (pyarrow's `combine_chunks` hashes
-    every chunk's: 17 M order ids for 10 M lines in 80 batches). Entries that cleaning makes equal
-    (" a", "a") become one, and rows
-    whose entry becomes empty become null rows (Arrow and DuckDB see nulls in the indices)."""
+    """`_clean_text` of dictionary-encoded text, done on the dictionaries (a Parquet file read by row
+    group: one per chunk); the chunks come back as one array with one dictionary. Entries that
+    cleaning makes equal (" a", "a") become one, and rows whose entry becomes empty become null rows
+    (Arrow and DuckDB see nulls in the indices)."""
     if not values.num_chunks:
         return values
-    keys = [(len(c.dictionary), *(b.address if b else 0 for b in c.dictionary.buffers())) for c in values.chunks]
-    first: dict[tuple[int, ...], pa.Array] = {}  # each distinct dictionary, in order of first use
-    for key, chunk in zip(keys, values.chunks, strict=True):
-        first.setdefault(key, chunk.dictionary)
-    number = {key: n for n, key in enumerate(first)}
-    entries = _clean_text(pa.chunked_array(list(first.values()), type=values.type.value_type))
+    dictionaries = [chunk.dictionary for chunk in values.chunks]
+    entries = _clean_text(pa.chunked_array(dictionaries, type=values.type.value_type))
     encoded = pc.dictionary_encode(entries.combine_chunks())  # an emptied entry's position is null
-    starts = np.cumsum([0, *(len(d) for d in first.values())])
+    starts = np.cumsum([0, *(len(d) for d in dictionaries)])
     parts = [
-        pc.take(encoded.indices.slice(starts[number[key]], key[0]), chunk.indices)
-        for key, chunk in zip(keys, values.chunks, strict=True)
+        pc.take(encoded.indices.slice(start, len(chunk.dictionary)), chunk.indices)
+        for start, chunk in zip(starts, values.chunks, strict=False)
     ]
     return pa.chunked_array([pa.DictionaryArray.from_arrays(pa.concat_arrays(parts), encoded.dictionary)])
 
