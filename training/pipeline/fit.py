@@ -239,7 +239,14 @@ def _fit_configuration(*, model: str, params: Mapping[str, Any], prepared: Prepa
 
     # What comes after the fit but needs no collaborative part, computed while the fit runs: the
     # test-time history (up to each customer's test basket) and popularity, and those of all lines
-    # and their aisles' basket counts for the refit, which needs nothing else of their events.
+    # and their aisles' basket counts for the refit. Without the model search, the blend's tuning
+    # and the refit need nothing else of the training lines' and all lines' events: they go (the
+    # memory they hold is what the fit phase is short of on large data).
+    if fitting is not None:
+        train_lines.history(half_life)
+        train_lines.popularity(pop_half_life)
+        train_lines.timeline(pop_half_life)
+        train_lines.release_events()
     before_test = prepared.before_test
     test_history = before_test.history(half_life)
     before_test.popularity(pop_half_life)
