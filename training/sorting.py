@@ -3,7 +3,8 @@
 The definition is numpy's `np.argsort(keys, kind="stable")` (and `np.unique(..., return_inverse=True)`);
 `stable_argsort` is its fast path, one SIMD sort of key and position packed in 64 bits, and falls
 back to the definition when they do not fit. tests/unit/training/test_sorting.py compares them.
-Splits and the basket events (histories, popularity) group millions of purchase lines with these.
+Splits and the basket events (histories, popularity) group millions of purchase lines with these,
+and keep their per-line and per-event indices `narrow`ed to int32 where they fit.
 """
 
 from __future__ import annotations
