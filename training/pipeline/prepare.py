@@ -208,8 +208,7 @@ class Lines:
 
     def release(self) -> None:
         """Let go of everything computed on these lines (computed again if asked for)."""
-        self._events = None
-        self._popularity_events = None
+        self.release_events()
         self._popularity = {}
         self._history = None
         self._timelines = {}
